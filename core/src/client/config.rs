@@ -1,0 +1,134 @@
+use std::fmt;
+use std::time::Duration;
+
+use crate::crypto::AccessKey;
+use crate::error::{Error, ErrorCode};
+
+/// The default server address, a local `ductape server`.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8200";
+
+/// Client configuration: where the server is, which access key to use, timeouts and retries.
+///
+/// `Debug` shows the access key's id only.
+///
+/// ```
+/// use std::time::Duration;
+/// use ductape::{AccessKey, Config};
+/// let config = Config::new("http://127.0.0.1:8200", AccessKey::generate())
+///     .timeout(Duration::from_secs(5))
+///     .max_retries(2);
+/// assert!(!format!("{config:?}").contains("dtpk_"));
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) url: String,
+    pub(crate) access_key: AccessKey,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Config {
+    pub fn new(url: impl Into<String>, access_key: AccessKey) -> Self {
+        Config {
+            url: url.into().trim_end_matches('/').to_owned(),
+            access_key,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 3,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+
+    /// Builds a config from optional arguments, falling back to `DUCTAPE_URL` and
+    /// `DUCTAPE_ACCESS_KEY`, then to [`DEFAULT_URL`].
+    pub fn resolve(url: Option<&str>, access_key: Option<&str>) -> Result<Self, Error> {
+        let env_key = std::env::var("DUCTAPE_ACCESS_KEY").ok();
+        let key_text = access_key
+            .map(str::to_owned)
+            .or(env_key)
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Config,
+                    "no access key: pass one or set DUCTAPE_ACCESS_KEY",
+                )
+            })?;
+        let access_key: AccessKey = key_text.parse()?;
+        let url = url
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DUCTAPE_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        check_url(&url)?;
+        Ok(Config::new(url, access_key))
+    }
+
+    /// Per-request timeout (default 30 s).
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Retries after the first attempt on connection errors, 5xx and 429 (default 3).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// First backoff delay; each retry doubles it, with jitter (default 100 ms).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn access_key(&self) -> &AccessKey {
+        &self.access_key
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &self.url)
+            .field("access_key_id", &self.access_key.id())
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server URL must be http(s) with a host.
+pub fn check_url(url: &str) -> Result<(), Error> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::new(ErrorCode::Config, format!("invalid server URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(Error::new(
+            ErrorCode::Config,
+            "invalid server URL: expected http(s)://host[:port]",
+        ));
+    }
+    Ok(())
+}
+
+/// Converts a timeout given in seconds by a binding, rejecting what cannot be a duration.
+pub fn seconds_to_duration(field: &str, secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::new(ErrorCode::Config, format!("'{field}' must be a positive number of seconds")))
+}

@@ -1,0 +1,209 @@
+//! The client: `init()`, then `secrets()` and `access_keys()`.
+
+mod access_keys;
+pub mod blocking;
+mod config;
+mod secrets;
+mod transport;
+
+pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
+pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
+pub use secrets::{CreateSecret, FetchedSecret, Secrets, UpdateSecret};
+
+use reqwest::Method;
+use serde_json::json;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
+use crate::error::{Error, ErrorCode};
+use crate::wire::{AccessKeyInfo, Health, SessionResponse, WorkspaceInfo};
+use transport::{Idempotency, Transport};
+
+/// What `init()` learns: the workspace and its key, unwrapped locally.
+pub(crate) struct Session {
+    pub(crate) workspace: WorkspaceInfo,
+    pub(crate) access_key: AccessKeyInfo,
+    pub(crate) key: WorkspaceKey,
+}
+
+/// The Ductape Secrets client. Cheap to clone: clones share one connection pool and session.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ductape::Error> {
+/// let ductape = ductape::Ductape::new(ductape::Config::resolve(None, None)?)?;
+/// ductape.init().await?;
+/// for s in ductape.secrets().fetch_all().await? {
+///     println!("{} ({})", s.key, s.status.as_str());
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Ductape {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    session: RwLock<Option<Arc<Session>>>,
+}
+
+impl Ductape {
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Ok(Ductape {
+            inner: Arc::new(Inner {
+                transport: Transport::new(config)?,
+                session: RwLock::new(None),
+            }),
+        })
+    }
+
+    /// A client configured from `DUCTAPE_URL` and `DUCTAPE_ACCESS_KEY`.
+    pub fn from_env() -> Result<Self, Error> {
+        Ductape::new(Config::resolve(None, None)?)
+    }
+
+    /// A client with the same configuration and session but a new connection pool: what a
+    /// forked child process needs, since the parent's sockets and runtime do not survive.
+    pub fn rebuilt(&self) -> Result<Self, Error> {
+        let fresh = Ductape::new(self.config().clone())?;
+        *write(&fresh.inner.session) = read(&self.inner.session).clone();
+        Ok(fresh)
+    }
+
+    pub fn config(&self) -> &Config {
+        self.inner.transport.config()
+    }
+
+    /// Authenticates, downloads this access key's wrapped workspace key and unwraps it here.
+    pub async fn init(&self) -> Result<(), Error> {
+        let resp: SessionResponse = self
+            .transport()
+            .call(Method::GET, "/v1/session", None, Idempotency::Idempotent)
+            .await?;
+        let ak = self.config().access_key();
+        if resp.access_key.id != ak.id() {
+            return Err(Error::new(
+                ErrorCode::Protocol,
+                "the server answered for another access key",
+            ));
+        }
+        let wrapped = WrappedKey::parse(&resp.wrapped_key).ok_or_else(|| {
+            Error::new(ErrorCode::Protocol, "the server sent a malformed wrapped workspace key")
+        })?;
+        let key = wrapped.unwrap_key(ak.unwrap_bytes(), &resp.workspace.workspace_id, ak.id())?;
+        if key.id().as_str() != resp.workspace.key_id {
+            return Err(Error::new(
+                ErrorCode::Integrity,
+                "the workspace key does not match the workspace's key id",
+            ));
+        }
+        *write(&self.inner.session) = Some(Arc::new(Session {
+            workspace: resp.workspace,
+            access_key: resp.access_key,
+            key,
+        }));
+        Ok(())
+    }
+
+    /// Whether `init()` has succeeded.
+    pub fn is_initialized(&self) -> bool {
+        read(&self.inner.session).is_some()
+    }
+
+    /// The workspace, once initialized.
+    pub fn workspace(&self) -> Result<WorkspaceInfo, Error> {
+        Ok(self.session()?.workspace.clone())
+    }
+
+    /// This access key as the server describes it, once initialized.
+    pub fn access_key_info(&self) -> Result<AccessKeyInfo, Error> {
+        Ok(self.session()?.access_key.clone())
+    }
+
+    /// Secret operations.
+    pub fn secrets(&self) -> Secrets<'_> {
+        Secrets::new(self)
+    }
+
+    /// Access-key operations (admin permission).
+    pub fn access_keys(&self) -> AccessKeys<'_> {
+        AccessKeys::new(self)
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    pub(crate) fn session(&self) -> Result<Arc<Session>, Error> {
+        read(&self.inner.session).clone().ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotInitialized,
+                "the client is not initialized: call init() first",
+            )
+        })
+    }
+}
+
+impl fmt::Debug for Ductape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ductape")
+            .field("url", &self.config().url())
+            .field("access_key_id", &self.config().access_key().id())
+            .field("initialized", &self.is_initialized())
+            .finish()
+    }
+}
+
+// A poisoned lock only means another thread panicked mid-assignment of an Option<Arc>,
+// which cannot leave it half-written; keep going.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bootstraps a fresh server: makes the workspace key and the first admin access key here,
+/// and registers them with the one-time `setup_token` the server printed.
+/// Returns the access key, to show the user once.
+pub async fn setup(
+    url: &str,
+    setup_token: &str,
+    workspace_name: &str,
+) -> Result<(AccessKey, WorkspaceInfo), Error> {
+    check_url(url)?;
+    let wk = WorkspaceKey::generate();
+    let ak = AccessKey::generate();
+    let workspace_id = format!("ws_{}", crate::ids::new_object_id());
+    let wrapped = WrappedKey::wrap(&wk, ak.unwrap_bytes(), &workspace_id, ak.id());
+    let body = json!({
+        "setup_token": setup_token,
+        "workspace_id": workspace_id,
+        "workspace_name": workspace_name,
+        "key_id": wk.id().as_str(),
+        "access_key": {
+            "id": ak.id(),
+            "secret": ak.secret(),
+            "wrapped_key": wrapped.to_string(),
+            "name": "admin",
+            "permissions": ["admin"],
+        }
+    });
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::new(ErrorCode::Config, e.to_string()))?;
+    let url = format!("{}/v1/setup", url.trim_end_matches('/'));
+    let info: WorkspaceInfo =
+        Transport::call_anonymous(&http, &url, Method::POST, Some(&body)).await?;
+    Ok((ak, info))
+}
+
+/// `GET /healthz` of a server, without credentials.
+pub async fn health(url: &str) -> Result<Health, Error> {
+    check_url(url)?;
+    let url = format!("{}/healthz", url.trim_end_matches('/'));
+    Transport::call_anonymous(&reqwest::Client::new(), &url, Method::GET, None).await
+}

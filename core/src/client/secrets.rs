@@ -1,0 +1,367 @@
+use reqwest::Method;
+use serde_json::{Map, Value};
+use std::fmt;
+
+use super::transport::Idempotency;
+use super::Ductape;
+use crate::crypto::{Envelope, Plaintext};
+use crate::error::{Error, ErrorCode};
+use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
+use crate::wire::{BatchGetResponse, DeletedResponse, SecretRecord, SecretWithCiphertext};
+
+/// Arguments of `secrets().create(...)`: the documented fields.
+///
+/// ```
+/// use ductape::{CreateSecret, TokenType};
+/// let args = CreateSecret::new("STRIPE_API_KEY", "sk_live_51ABC123")
+///     .description("Production Stripe API key")
+///     .token_type(TokenType::Api)
+///     .scope(["stripe_payments"])
+///     .envs(["prd", "staging"])
+///     .expires_at(1735689600);
+/// assert!(!format!("{args:?}").contains("sk_live"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct CreateSecret {
+    pub key: String,
+    pub value: Plaintext,
+    pub metadata: MetadataInput,
+}
+
+impl CreateSecret {
+    pub fn new(key: impl Into<String>, value: impl Into<Plaintext>) -> Self {
+        CreateSecret {
+            key: key.into(),
+            value: value.into(),
+            metadata: MetadataInput::default(),
+        }
+    }
+
+    /// Reads the documented argument object (`{key, value, description, ...}`), checking
+    /// every field's type; used by the bindings so that they all say the same thing.
+    pub fn from_json(args: &Value) -> Result<Self, Error> {
+        let obj = validate::json_object(args)?;
+        validate::reject_unknown_fields(
+            obj,
+            &["key", "value", "description", "token_type", "scope", "envs", "expires_at"],
+        )?;
+        let key = validate::required_string(obj, "key")?.to_owned();
+        let value = Plaintext::from(validate::required_string(obj, "value")?);
+        Ok(CreateSecret {
+            key,
+            value,
+            metadata: MetadataInput::from_object(obj)?,
+        })
+    }
+
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.metadata.description = Patch::Set(d.into());
+        self
+    }
+
+    pub fn token_type(mut self, t: TokenType) -> Self {
+        self.metadata.token_type = Patch::Set(t);
+        self
+    }
+
+    pub fn scope<S: Into<String>>(mut self, apps: impl IntoIterator<Item = S>) -> Self {
+        self.metadata.scope = Patch::Set(apps.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn envs<S: Into<String>>(mut self, envs: impl IntoIterator<Item = S>) -> Self {
+        self.metadata.envs = Patch::Set(envs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn expires_at(mut self, unix_secs: i64) -> Self {
+        self.metadata.expires_at = Patch::Set(unix_secs);
+        self
+    }
+}
+
+/// Arguments of `secrets().update(key, ...)`: a new value and/or metadata changes.
+///
+/// ```
+/// use ductape::UpdateSecret;
+/// let rotate = UpdateSecret::new().value("sk_live_NEW").expires_at(1767225600);
+/// let widen = UpdateSecret::new().scope(["a", "b"]).envs(["dev", "prd"]);
+/// # let _ = (rotate, widen);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct UpdateSecret {
+    pub value: Option<Plaintext>,
+    pub metadata: MetadataInput,
+    /// Fail with 409 `version_conflict` unless the secret is still at this version.
+    pub expected_version: Option<i64>,
+}
+
+impl UpdateSecret {
+    pub fn new() -> Self {
+        UpdateSecret::default()
+    }
+
+    /// Reads the documented update object; `null` clears a metadata field.
+    pub fn from_json(args: &Value) -> Result<Self, Error> {
+        let obj = validate::json_object(args)?;
+        validate::reject_unknown_fields(
+            obj,
+            &["value", "description", "token_type", "scope", "envs", "expires_at", "expected_version"],
+        )?;
+        let value = match obj.get("value") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(Plaintext::from(validate::required_string(obj, "value")?)),
+        };
+        let expected_version = match obj.get("expected_version") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
+                Error::invalid_field("field 'expected_version' must be a positive integer")
+            })?),
+        };
+        Ok(UpdateSecret {
+            value,
+            metadata: MetadataInput::from_object(obj)?,
+            expected_version,
+        })
+    }
+
+    pub fn value(mut self, v: impl Into<Plaintext>) -> Self {
+        self.value = Some(v.into());
+        self
+    }
+
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.metadata.description = Patch::Set(d.into());
+        self
+    }
+
+    pub fn token_type(mut self, t: TokenType) -> Self {
+        self.metadata.token_type = Patch::Set(t);
+        self
+    }
+
+    pub fn scope<S: Into<String>>(mut self, apps: impl IntoIterator<Item = S>) -> Self {
+        self.metadata.scope = Patch::Set(apps.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn envs<S: Into<String>>(mut self, envs: impl IntoIterator<Item = S>) -> Self {
+        self.metadata.envs = Patch::Set(envs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn expires_at(mut self, unix_secs: i64) -> Self {
+        self.metadata.expires_at = Patch::Set(unix_secs);
+        self
+    }
+
+    /// Removes the expiry.
+    pub fn no_expiry(mut self) -> Self {
+        self.metadata.expires_at = Patch::Clear;
+        self
+    }
+
+    pub fn expected_version(mut self, v: i64) -> Self {
+        self.expected_version = Some(v);
+        self
+    }
+}
+
+/// A secret with its decrypted value (the answer of `fetch`). `Debug` hides the value.
+#[derive(Clone)]
+pub struct FetchedSecret {
+    pub record: SecretRecord,
+    pub value: Plaintext,
+}
+
+impl fmt::Debug for FetchedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchedSecret")
+            .field("record", &self.record)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for FetchedSecret {
+    type Target = SecretRecord;
+    fn deref(&self) -> &SecretRecord {
+        &self.record
+    }
+}
+
+/// Secret operations of a [`Ductape`] client.
+pub struct Secrets<'a> {
+    client: &'a Ductape,
+}
+
+impl<'a> Secrets<'a> {
+    pub(crate) fn new(client: &'a Ductape) -> Self {
+        Secrets { client }
+    }
+
+    /// Encrypts the value here and creates the secret. 409 `secret_exists` if the key is taken.
+    pub async fn create(&self, args: CreateSecret) -> Result<SecretRecord, Error> {
+        let key = SecretKey::parse(&args.key)?;
+        validate::check_value(args.value.expose())?;
+        // Normalises and re-checks metadata built with the setters.
+        let mut body = Map::new();
+        args.metadata.write_to(&mut body);
+        let metadata = MetadataInput::from_object(&body)?;
+        let session = self.client.session()?;
+        let envelope = Envelope::seal(&session.key, &session.workspace.workspace_id, &key, &args.value);
+        let mut body = Map::new();
+        body.insert("key".into(), Value::String(key.to_string()));
+        body.insert("ciphertext".into(), Value::String(envelope.to_string()));
+        metadata.write_to(&mut body);
+        // Null on create means "not set": send only what is set.
+        body.retain(|_, v| !v.is_null());
+        self.client
+            .transport()
+            .call(Method::POST, "/v1/secrets", Some(&Value::Object(body)), Idempotency::NotIdempotent)
+            .await
+    }
+
+    /// Lists every secret's metadata (never values or ciphertext).
+    pub async fn fetch_all(&self) -> Result<Vec<SecretRecord>, Error> {
+        self.client
+            .transport()
+            .call(Method::GET, "/v1/secrets", None, Idempotency::Idempotent)
+            .await
+    }
+
+    /// Fetches one secret and decrypts its value here.
+    pub async fn fetch(&self, key: &str) -> Result<FetchedSecret, Error> {
+        let key = SecretKey::parse(key)?;
+        let session = self.client.session()?;
+        let got: SecretWithCiphertext = self
+            .client
+            .transport()
+            .call(Method::GET, &secret_path(&key, ""), None, Idempotency::Idempotent)
+            .await?;
+        open_secret(&session, &key, got)
+    }
+
+    /// Changes the value (re-encrypted here) and/or metadata.
+    pub async fn update(&self, key: &str, args: UpdateSecret) -> Result<SecretRecord, Error> {
+        let key = SecretKey::parse(key)?;
+        let mut body = Map::new();
+        args.metadata.write_to(&mut body);
+        let metadata = MetadataInput::from_object(&body)?;
+        if args.value.is_none() && metadata.is_empty() {
+            return Err(Error::invalid_field(
+                "nothing to update: give a value or at least one metadata field",
+            ));
+        }
+        let mut body = Map::new();
+        metadata.write_to(&mut body);
+        if let Some(value) = &args.value {
+            validate::check_value(value.expose())?;
+            let session = self.client.session()?;
+            let envelope = Envelope::seal(&session.key, &session.workspace.workspace_id, &key, value);
+            body.insert("ciphertext".into(), Value::String(envelope.to_string()));
+        }
+        if let Some(v) = args.expected_version {
+            body.insert("expected_version".into(), Value::from(v));
+        }
+        self.client
+            .transport()
+            .call(Method::PATCH, &secret_path(&key, ""), Some(&Value::Object(body)), Idempotency::NotIdempotent)
+            .await
+    }
+
+    /// Deletes the secret for good. Resolves `true`.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let key = SecretKey::parse(key)?;
+        let resp: DeletedResponse = self
+            .client
+            .transport()
+            .call(Method::DELETE, &secret_path(&key, ""), None, Idempotency::Idempotent)
+            .await?;
+        Ok(resp.deleted)
+    }
+
+    /// Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`.
+    pub async fn revoke(&self, key: &str) -> Result<bool, Error> {
+        let record = self.lifecycle(key, "/revoke").await?;
+        Ok(record.status == crate::wire::SecretStatus::Revoked)
+    }
+
+    /// Undoes a revoke.
+    pub async fn restore(&self, key: &str) -> Result<SecretRecord, Error> {
+        self.lifecycle(key, "/restore").await
+    }
+
+    /// Reads many secrets in one request, as the server allows for `app`/`env`; each result
+    /// is the decrypted secret or the reason it cannot be had (see the resolver).
+    pub async fn batch_get(
+        &self,
+        keys: &[SecretKey],
+        app: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>)>, Error> {
+        let session = self.client.session()?;
+        let body = serde_json::json!({
+            "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
+            "app": app,
+            "env": env,
+        });
+        let resp: BatchGetResponse = self
+            .client
+            .transport()
+            .call(Method::POST, "/v1/secrets/batch-get", Some(&body), Idempotency::Idempotent)
+            .await?;
+        if resp.results.len() != keys.len() {
+            return Err(Error::new(ErrorCode::Protocol, "the batch answer does not match the request"));
+        }
+        Ok(keys
+            .iter()
+            .zip(resp.results)
+            .map(|(key, item)| {
+                let result = match (item.secret, item.error) {
+                    (Some(s), _) if item.key == key.as_str() => open_secret(&session, key, s),
+                    (_, Some(e)) => Err(Error::from_server(e.status, Some(e.code), e.message, None)),
+                    _ => Err(Error::new(ErrorCode::Protocol, "the batch answer does not match the request")),
+                };
+                (key.clone(), result)
+            })
+            .collect())
+    }
+
+    async fn lifecycle(&self, key: &str, action: &str) -> Result<SecretRecord, Error> {
+        let key = SecretKey::parse(key)?;
+        self.client
+            .transport()
+            .call(Method::POST, &secret_path(&key, action), None, Idempotency::Idempotent)
+            .await
+    }
+}
+
+fn secret_path(key: &SecretKey, suffix: &str) -> String {
+    // Key characters are all URL-safe, so the key goes into the path as it is.
+    format!("/v1/secrets/{}{}", key.as_str(), suffix)
+}
+
+fn open_secret(
+    session: &super::Session,
+    key: &SecretKey,
+    got: SecretWithCiphertext,
+) -> Result<FetchedSecret, Error> {
+    if got.record.key != key.as_str() {
+        return Err(Error::new(
+            ErrorCode::Integrity,
+            format!("asked for secret '{key}' but the server answered with another"),
+        ));
+    }
+    let envelope = Envelope::parse(&got.ciphertext).ok_or_else(|| {
+        Error::new(
+            ErrorCode::Integrity,
+            format!("Secret '{key}' has a malformed ciphertext"),
+        )
+    })?;
+    let value = envelope.open(&session.key, &session.workspace.workspace_id, key)?;
+    Ok(FetchedSecret {
+        record: got.record,
+        value,
+    })
+}

@@ -1,0 +1,179 @@
+//! HTTP with retries: the only place that talks to the network.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+use super::config::Config;
+use crate::error::{Error, ErrorCode};
+use crate::wire::ErrorBody;
+
+/// Whether a request may be sent again when its outcome is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    /// Reads, deletes, revokes: repeating them changes nothing more.
+    Idempotent,
+    /// Creates and updates: re-sent only when the server surely did not act on them
+    /// (the connection was never made, or a 429/503 answer).
+    NotIdempotent,
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    config: Config,
+    bearer: Zeroizing<String>,
+}
+
+impl Transport {
+    pub(crate) fn new(config: Config) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("ductape-rust/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::new(ErrorCode::Config, format!("cannot build the HTTP client: {e}")))?;
+        let bearer = config.access_key.bearer();
+        Ok(Transport { http, config, bearer })
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sends a request and decodes a JSON answer, retrying what is safe to retry.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+    ) -> Result<T, Error> {
+        let mut attempt = 0u32;
+        loop {
+            match self.send_once(method.clone(), path, body).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    if attempt >= self.config.max_retries || !may_retry(&e, idem) {
+                        return Err(e);
+                    }
+                    let delay = e.retry_after().unwrap_or_else(|| self.backoff(attempt));
+                    tracing::debug!(attempt, code = e.code_str(), ?delay, "retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// An unauthenticated call (setup, health).
+    pub(crate) async fn call_anonymous<T: DeserializeOwned>(
+        http: &reqwest::Client,
+        url: &str,
+        method: Method,
+        body: Option<&Value>,
+    ) -> Result<T, Error> {
+        let mut req = http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        decode(req.send().await.map_err(network_error)?).await
+    }
+
+    async fn send_once<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, Error> {
+        let url = format!("{}{}", self.config.url, path);
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.bearer.as_str());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(network_error)?;
+        decode(resp).await
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.config.backoff_max);
+        // Equal jitter: half fixed, half random, so concurrent clients spread out.
+        let r: [u8; 2] = crate::ids::random_bytes();
+        let frac = u16::from_le_bytes(r) as f64 / u16::MAX as f64;
+        exp.mul_f64(0.5 + 0.5 * frac)
+    }
+}
+
+fn may_retry(e: &Error, idem: Idempotency) -> bool {
+    match idem {
+        Idempotency::Idempotent => e.is_retryable(),
+        // Refused connections never reached the server; 429/503 are answered before acting.
+        Idempotency::NotIdempotent => {
+            e.code() == ErrorCode::Connection && e.message().starts_with(CONNECT_PREFIX)
+                || matches!(e.status(), Some(429 | 503))
+        }
+    }
+}
+
+const CONNECT_PREFIX: &str = "cannot connect";
+
+fn network_error(e: reqwest::Error) -> Error {
+    // reqwest's Display includes the URL (no credentials: they travel in a header).
+    if e.is_timeout() {
+        Error::new(ErrorCode::Timeout, format!("request timed out: {e}"))
+    } else if e.is_connect() {
+        Error::new(ErrorCode::Connection, format!("{CONNECT_PREFIX} to the Ductape server: {e}"))
+    } else {
+        Error::new(ErrorCode::Connection, format!("connection to the Ductape server failed: {e}"))
+    }
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error> {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(60)));
+    let bytes = resp.bytes().await.map_err(network_error)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                ErrorCode::Protocol,
+                format!("unexpected answer from the server (HTTP {}): {e}", status.as_u16()),
+            )
+        });
+    }
+    Err(server_error(status, &bytes, retry_after))
+}
+
+fn server_error(status: StatusCode, bytes: &[u8], retry_after: Option<Duration>) -> Error {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => Error::from_server(
+            status.as_u16(),
+            Some(body.error.code),
+            body.error.message,
+            retry_after,
+        ),
+        // A proxy or a non-Ductape server: keep the status, not the (unknown) body.
+        Err(_) => Error::from_server(
+            status.as_u16(),
+            None,
+            format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("error")
+            ),
+            retry_after,
+        ),
+    }
+}

@@ -1,0 +1,303 @@
+//! The HTTP wire types, defined once and shared by the server and every client.
+//!
+//! Responses use the documented field names (`_id`, `createdAt`, ...). Clients ignore
+//! fields they do not know, so the server may add fields without breaking them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::TokenType;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// The lifecycle state of a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SecretStatus {
+    Active,
+    Revoked,
+    Expired,
+}
+
+impl SecretStatus {
+    /// Derives the status: revoked wins over expired; expiry is checked against `now_secs`.
+    pub fn derive(revoked: bool, expires_at: Option<i64>, now_secs: i64) -> SecretStatus {
+        if revoked {
+            SecretStatus::Revoked
+        } else if expires_at.is_some_and(|t| t <= now_secs) {
+            SecretStatus::Expired
+        } else {
+            SecretStatus::Active
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretStatus::Active => "active",
+            SecretStatus::Revoked => "revoked",
+            SecretStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A secret's metadata, in the documented response shape. Never holds a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SecretRecord {
+    /// 24 lowercase hex characters.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub workspace_id: String,
+    pub key: String,
+    pub description: Option<String>,
+    pub token_type: Option<TokenType>,
+    /// App tags that may use the secret; empty means all apps.
+    #[serde(default)]
+    pub scope: Vec<String>,
+    /// Environment slugs where the secret is available; empty means all.
+    #[serde(default)]
+    pub envs: Vec<String>,
+    /// Unix seconds, or null for no expiry.
+    pub expires_at: Option<i64>,
+    /// ISO-8601 UTC with milliseconds.
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+    /// ISO-8601 UTC with milliseconds.
+    #[serde(rename = "updatedAt")]
+    pub updated_at: String,
+    /// Starts at 1; every change adds one.
+    pub version: i64,
+    pub status: SecretStatus,
+}
+
+/// A secret's metadata with its ciphertext (the answer to a single-secret read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SecretWithCiphertext {
+    #[serde(flatten)]
+    pub record: SecretRecord,
+    /// The value's envelope (`dv1.xc20p.<key id>.<base64url>`); only a client can open it.
+    pub ciphertext: String,
+}
+
+/// `POST /v1/secrets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateSecretBody {
+    pub key: String,
+    /// The envelope of the value, sealed by the client.
+    pub ciphertext: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<TokenType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// `PATCH /v1/secrets/{key}`: every field optional; `null` clears a metadata field.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpdateSecretBody {
+    pub ciphertext: Option<String>,
+    pub description: Option<String>,
+    pub token_type: Option<TokenType>,
+    pub scope: Option<Vec<String>>,
+    pub envs: Option<Vec<String>>,
+    pub expires_at: Option<i64>,
+    /// Optimistic concurrency: fail with 409 `version_conflict` unless the secret is at
+    /// this version.
+    pub expected_version: Option<i64>,
+}
+
+/// `POST /v1/secrets/batch-get`: many secrets in one request, for resolution.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchGetBody {
+    pub keys: Vec<String>,
+    /// The app tag the caller resolves for (checked against each secret's `scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The environment slug the caller resolves for (checked against `envs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// One answer of a batch get: the secret, or why it cannot be had.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchItem {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretWithCiphertext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The answer of a batch get, in the order of the request's keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchGetResponse {
+    pub results: Vec<BatchItem>,
+}
+
+/// `DELETE /v1/secrets/{key}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeletedResponse {
+    pub deleted: bool,
+    pub key: String,
+}
+
+/// What an access key may do. `admin` implies all the others and managing access keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// List secrets' metadata.
+    List,
+    /// Read values (ciphertext).
+    Read,
+    /// Create, update and delete secrets.
+    Write,
+    /// Revoke and restore secrets.
+    Revoke,
+    /// Everything, and manage access keys.
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 5] = [
+        Permission::List,
+        Permission::Read,
+        Permission::Write,
+        Permission::Revoke,
+        Permission::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::List => "list",
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Revoke => "revoke",
+            Permission::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether a key holding `held` may do `self`.
+    pub fn granted_by(self, held: &[Permission]) -> bool {
+        held.contains(&Permission::Admin) || held.contains(&self)
+    }
+}
+
+/// An access key as the server describes it: never its secret or unwrap key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    /// When set, the key reads only secrets whose scope is empty or holds this app.
+    pub app: Option<String>,
+    /// When non-empty, the key reads only secrets available in one of these environments.
+    #[serde(default)]
+    pub envs: Vec<String>,
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+}
+
+/// `POST /v1/access-keys`: the client made the key and wrapped the workspace key for it.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateAccessKeyBody {
+    pub id: String,
+    /// The key's secret part; the server stores only its hash.
+    pub secret: String,
+    /// The workspace key wrapped under the new key's unwrap key.
+    pub wrapped_key: String,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub envs: Vec<String>,
+}
+
+impl std::fmt::Debug for CreateAccessKeyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateAccessKeyBody")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .field("name", &self.name)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/setup`: the first client creates the workspace and its first admin key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SetupBody {
+    pub setup_token: String,
+    pub workspace_id: String,
+    pub workspace_name: String,
+    /// The id of the workspace key the client made.
+    pub key_id: String,
+    pub access_key: CreateAccessKeyBody,
+}
+
+/// A workspace as the server describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WorkspaceInfo {
+    pub workspace_id: String,
+    pub name: String,
+    /// The id of the workspace key; envelopes must carry it.
+    pub key_id: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+}
+
+/// `GET /v1/session`: who the caller is, and its wrapped copy of the workspace key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionResponse {
+    pub workspace: WorkspaceInfo,
+    pub access_key: AccessKeyInfo,
+    pub wrapped_key: String,
+}
+
+/// The one error shape of every non-2xx answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorDetail {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /healthz`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    /// Whether the server has a workspace (setup done).
+    pub initialized: bool,
+}
