@@ -1,1 +1,69 @@
-fn main(){}
+//! `ductape`: run the server, bootstrap it, manage secrets and access keys.
+
+mod commands;
+mod output;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ductape", version, about = "Ductape Secrets: zero-knowledge secrets server and client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the server is and which access key to use (flags or environment).
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(long, env = "DUCTAPE_URL", global = true)]
+    url: Option<String>,
+    /// Access key (prefer the environment: flags show up in process listings).
+    #[arg(long, env = "DUCTAPE_ACCESS_KEY", hide_env_values = true, global = true)]
+    access_key: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Server(server::ServerArgs),
+    /// Set up a fresh server with the one-time token it printed; prints the admin access key once.
+    Init(commands::InitArgs),
+    /// Manage secrets.
+    #[command(subcommand)]
+    Secrets(commands::SecretsCommand),
+    /// Manage access keys (admin).
+    #[command(subcommand, name = "access-keys")]
+    AccessKeys(commands::AccessKeysCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Init(args) => commands::init(args).await,
+            Command::Secrets(cmd) => commands::secrets(cmd).await,
+            Command::AccessKeys(cmd) => commands::access_keys(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     SecretNotFound,
     /// 404: no such route or object (other than secrets).
     NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
     /// 409: a secret with that key already exists.
     SecretExists,
     /// 409: the secret changed since the version the caller expected.
@@ -59,7 +61,8 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
+        ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedBody,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::SecretNotFound => "secret_not_found",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::SecretExists => "secret_exists",
             ErrorCode::VersionConflict => "version_conflict",
             ErrorCode::Conflict => "conflict",
@@ -124,6 +128,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::SecretNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::SecretExists | ErrorCode::VersionConflict | ErrorCode::Conflict => 409,
             ErrorCode::SecretRevoked | ErrorCode::SecretExpired => 410,
             ErrorCode::PayloadTooLarge => 413,
@@ -148,6 +153,7 @@ impl ErrorCode {
             401 => ErrorCode::Unauthenticated,
             403 => ErrorCode::PermissionDenied,
             404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
             409 => ErrorCode::Conflict,
             410 => ErrorCode::SecretRevoked,
             413 => ErrorCode::PayloadTooLarge,

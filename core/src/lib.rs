@@ -18,6 +18,8 @@
 //! # let _ = created; Ok(()) }
 //! ```
 
+pub mod access;
+pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod ids;
@@ -32,7 +34,8 @@ pub use error::{Error, ErrorCode};
 pub use validate::{SecretKey, TokenType};
 
 #[cfg(feature = "client")]
-pub use client::{setup, health, CreatedAccessKey, 
+pub use client::{
+    health, setup, CreatedAccessKey,
     blocking, AccessKeyOptions, Config, CreateSecret, Ductape, FetchedSecret, Secrets,
     UpdateSecret,
 };

@@ -189,6 +189,13 @@ impl<T> Patch<T> {
     }
 }
 
+impl<T> Patch<Vec<T>> {
+    /// For list fields, where cleared means the empty list.
+    pub fn apply_list(self, current: Vec<T>) -> Vec<T> {
+        self.apply(Some(current)).unwrap_or_default()
+    }
+}
+
 /// The metadata fields of a secret as a caller sends them, validated.
 ///
 /// On create, an absent or null field means "not set"; on update, absent means "keep" and

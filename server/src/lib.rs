@@ -1,1 +1,80 @@
+//! # Ductape Secrets server
+//!
+//! Stores and returns ciphertext only: values are sealed and opened by clients. Storage
+//! sits behind [`storage::Storage`]; this crate ships the SQLite backend.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ductape_server::{storage::sqlite::SqliteStorage, AppState};
+//! let storage = SqliteStorage::open(std::path::Path::new("ductape.sqlite"))?;
+//! let state = Arc::new(AppState::new(Arc::new(storage)));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8200").await?;
+//! ductape_server::serve(listener, state, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod storage;
+
+pub use state::AppState;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use ductape::crypto::{hash_secret, AccessKey};
+use ductape::ids::random_bytes;
+use error::ApiError;
+
+/// The whole application: routes, body limit, metrics, panic guard, request logs.
+pub fn app(state: Arc<AppState>) -> Router {
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        // A bug must never answer with a stack trace or drop the connection: one JSON 500.
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        // Logs method, path and status; never headers or bodies.
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// For a server without a workspace: makes a new one-time setup token, stores its hash and
+/// returns it (to print once). `None` when the server is already set up.
+pub async fn issue_setup_token(state: &AppState) -> Result<Option<String>, ApiError> {
+    if state.workspace().await?.is_some() {
+        return Ok(None);
+    }
+    let token = format!("dtps_{}", hex::encode(random_bytes::<24>()));
+    state.storage.set_setup_token(&hash_secret(&token)).await?;
+    Ok(Some(token))
+}
+
+/// `--dev`: sets the server up in process and returns the admin access key.
+pub async fn dev_bootstrap(state: &AppState) -> Result<AccessKey, ApiError> {
+    let token = issue_setup_token(state)
+        .await?
+        .ok_or_else(|| ApiError::internal("dev server already set up"))?;
+    let (key, body) = ductape::bootstrap::setup_body(&token, "dev");
+    let obj = body.as_object().cloned().unwrap_or_default();
+    routes::access_keys::apply_setup(state, &obj).await?;
+    Ok(key)
+}

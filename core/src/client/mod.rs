@@ -11,7 +11,6 @@ pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
 pub use secrets::{CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 
 use reqwest::Method;
-use serde_json::json;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -174,23 +173,7 @@ pub async fn setup(
     workspace_name: &str,
 ) -> Result<(AccessKey, WorkspaceInfo), Error> {
     check_url(url)?;
-    let wk = WorkspaceKey::generate();
-    let ak = AccessKey::generate();
-    let workspace_id = format!("ws_{}", crate::ids::new_object_id());
-    let wrapped = WrappedKey::wrap(&wk, ak.unwrap_bytes(), &workspace_id, ak.id());
-    let body = json!({
-        "setup_token": setup_token,
-        "workspace_id": workspace_id,
-        "workspace_name": workspace_name,
-        "key_id": wk.id().as_str(),
-        "access_key": {
-            "id": ak.id(),
-            "secret": ak.secret(),
-            "wrapped_key": wrapped.to_string(),
-            "name": "admin",
-            "permissions": ["admin"],
-        }
-    });
+    let (ak, body) = crate::bootstrap::setup_body(setup_token, workspace_name);
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()

@@ -9,7 +9,7 @@ mod keys;
 mod plaintext;
 
 pub use access_key::{split_bearer, AccessKey, ACCESS_KEY_PREFIX};
-pub use envelope::{Envelope, WrappedKey};
+pub use envelope::{Envelope, WrappedKey, MAX_ENVELOPE_LEN};
 pub use keys::{KeyId, WorkspaceKey};
 pub use plaintext::Plaintext;
 

@@ -1,0 +1,361 @@
+//! Client commands: `init`, `secrets ...`, `access-keys ...`.
+
+use clap::{Args, Subcommand};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::output;
+use crate::ClientArgs;
+use ductape::wire::Permission;
+use ductape::{AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType, UpdateSecret};
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The server's one-time setup token.
+    #[arg(long, env = "DUCTAPE_SETUP_TOKEN", hide_env_values = true)]
+    token: String,
+    /// A name for the workspace.
+    #[arg(long, default_value = "default")]
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Value sources: exactly one of `--value`, `--value-file`, or stdin.
+#[derive(Args)]
+pub struct ValueArgs {
+    /// The value (visible in process listings: prefer stdin or --value-file).
+    #[arg(long, conflicts_with = "value_file")]
+    value: Option<String>,
+    /// Read the value from a file (as is, no trailing newline removed).
+    #[arg(long)]
+    value_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct MetadataArgs {
+    #[arg(long)]
+    description: Option<String>,
+    /// api or access.
+    #[arg(long)]
+    token_type: Option<String>,
+    /// App tags, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    scope: Option<Vec<String>>,
+    /// Environment slugs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    envs: Option<Vec<String>>,
+    /// Expiry, Unix seconds.
+    #[arg(long)]
+    expires_at: Option<i64>,
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Create a secret; the value comes from --value, --value-file or stdin.
+    Create {
+        key: String,
+        #[command(flatten)]
+        value: ValueArgs,
+        #[command(flatten)]
+        meta: MetadataArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List secrets (metadata only).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a secret's value (with --json, the whole secret).
+    Get {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a secret's value and/or metadata.
+    Update {
+        key: String,
+        #[command(flatten)]
+        value: ValueArgs,
+        /// Read the new value from stdin.
+        #[arg(long)]
+        value_stdin: bool,
+        #[command(flatten)]
+        meta: MetadataArgs,
+        /// Remove the expiry.
+        #[arg(long, conflicts_with = "expires_at")]
+        no_expiry: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a secret for good.
+    Delete {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a secret (kept, but its value can no longer be read).
+    Revoke {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Undo a revoke.
+    Restore {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AccessKeysCommand {
+    /// Issue a new access key; prints it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: list, read, write, revoke, admin.
+        #[arg(long, value_delimiter = ',', default_value = "list,read")]
+        permissions: Vec<String>,
+        /// Bind the key to an app tag.
+        #[arg(long)]
+        app: Option<String>,
+        /// Bind the key to environments, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List access keys.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete an access key by id.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
+    let url = args.client.url.as_deref().unwrap_or(ductape::client::DEFAULT_URL);
+    let (key, ws) = ductape::setup(url, &args.token, &args.name).await?;
+    if args.client.json {
+        output::json(&serde_json::json!({
+            "workspace": ws,
+            "access_key": key.expose().as_str(),
+        }));
+    } else {
+        println!("DUCTAPE_ACCESS_KEY={}", key.expose().as_str());
+        eprintln!(
+            "Workspace '{}' ({}) is ready. This admin access key is shown only once: store it now.",
+            ws.name, ws.workspace_id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn client(args: &ClientArgs) -> Result<Ductape, Error> {
+    let d = Ductape::new(Config::resolve(args.url.as_deref(), args.access_key.as_deref())?)?;
+    d.init().await?;
+    Ok(d)
+}
+
+fn read_value(v: &ValueArgs, stdin_ok: bool) -> Result<Option<Plaintext>, Error> {
+    if let Some(value) = &v.value {
+        return Ok(Some(Plaintext::from(value.as_str())));
+    }
+    if let Some(path) = &v.value_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read {}: {e}", path.display())))?;
+        return Ok(Some(Plaintext::new(text)));
+    }
+    if !stdin_ok {
+        return Ok(None);
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Error::new(
+            ErrorCode::Config,
+            "no value: pipe it on stdin, or pass --value-file or --value",
+        ));
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read stdin: {e}")))?;
+    // `echo value | ductape ...` adds one newline that is not part of the value.
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(Some(Plaintext::new(text)))
+}
+
+fn token_type(s: &Option<String>) -> Result<Option<TokenType>, Error> {
+    s.as_deref().map(TokenType::parse).transpose()
+}
+
+pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
+    match cmd {
+        SecretsCommand::Create { key, value, meta, client: c } => {
+            let value = read_value(&value, true)?.expect("stdin fallback yields a value");
+            let mut args = CreateSecret::new(key, value);
+            if let Some(d) = meta.description {
+                args = args.description(d);
+            }
+            if let Some(t) = token_type(&meta.token_type)? {
+                args = args.token_type(t);
+            }
+            if let Some(s) = meta.scope {
+                args = args.scope(s);
+            }
+            if let Some(e) = meta.envs {
+                args = args.envs(e);
+            }
+            if let Some(t) = meta.expires_at {
+                args = args.expires_at(t);
+            }
+            let d = client(&c).await?;
+            let rec = d.secrets().create(args).await?;
+            if c.json {
+                output::json(&rec);
+            } else {
+                println!("created {} (version {})", rec.key, rec.version);
+            }
+        }
+        SecretsCommand::List { client: c } => {
+            let d = client(&c).await?;
+            let all = d.secrets().fetch_all().await?;
+            if c.json {
+                output::json(&all);
+            } else {
+                for s in &all {
+                    println!("{}", output::secret_line(s));
+                }
+            }
+        }
+        SecretsCommand::Get { key, client: c } => {
+            let d = client(&c).await?;
+            let s = d.secrets().fetch(&key).await?;
+            if c.json {
+                let mut v = serde_json::to_value(&s.record).unwrap_or_default();
+                v["value"] = serde_json::Value::String(s.value.expose().to_owned());
+                output::json(&v);
+            } else {
+                println!("{}", s.value.expose());
+            }
+        }
+        SecretsCommand::Update { key, value, value_stdin, meta, no_expiry, client: c } => {
+            let mut args = UpdateSecret::new();
+            if let Some(v) = read_value(&value, value_stdin)? {
+                args = args.value(v);
+            }
+            if let Some(d) = meta.description {
+                args = args.description(d);
+            }
+            if let Some(t) = token_type(&meta.token_type)? {
+                args = args.token_type(t);
+            }
+            if let Some(s) = meta.scope {
+                args = args.scope(s);
+            }
+            if let Some(e) = meta.envs {
+                args = args.envs(e);
+            }
+            if let Some(t) = meta.expires_at {
+                args = args.expires_at(t);
+            }
+            if no_expiry {
+                args = args.no_expiry();
+            }
+            let d = client(&c).await?;
+            let rec = d.secrets().update(&key, args).await?;
+            if c.json {
+                output::json(&rec);
+            } else {
+                println!("updated {} (version {})", rec.key, rec.version);
+            }
+        }
+        SecretsCommand::Delete { key, client: c } => {
+            let d = client(&c).await?;
+            d.secrets().delete(&key).await?;
+            done(&c, "deleted", &key);
+        }
+        SecretsCommand::Revoke { key, client: c } => {
+            let d = client(&c).await?;
+            d.secrets().revoke(&key).await?;
+            done(&c, "revoked", &key);
+        }
+        SecretsCommand::Restore { key, client: c } => {
+            let d = client(&c).await?;
+            let rec = d.secrets().restore(&key).await?;
+            if c.json {
+                output::json(&rec);
+            } else {
+                println!("restored {}", rec.key);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn done(c: &ClientArgs, what: &str, key: &str) {
+    if c.json {
+        output::json(&serde_json::json!({ what: true, "key": key }));
+    } else {
+        println!("{what} {key}");
+    }
+}
+
+pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
+    match cmd {
+        AccessKeysCommand::Create { name, permissions, app, envs, client: c } => {
+            let permissions = permissions
+                .iter()
+                .map(|p| {
+                    Permission::parse(p.trim()).ok_or_else(|| {
+                        Error::invalid_field("permissions must be among: list, read, write, revoke, admin")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let d = client(&c).await?;
+            let mut opts = AccessKeyOptions::new(name, permissions);
+            opts.app = app;
+            opts.envs = envs;
+            let created = d.access_keys().create(opts).await?;
+            if c.json {
+                output::json(&serde_json::json!({
+                    "access_key": created.key.expose().as_str(),
+                    "info": created.info,
+                }));
+            } else {
+                println!("DUCTAPE_ACCESS_KEY={}", created.key.expose().as_str());
+                eprintln!("Access key {} ('{}') created. It is shown only once.", created.info.id, created.info.name);
+            }
+        }
+        AccessKeysCommand::List { client: c } => {
+            let d = client(&c).await?;
+            let keys = d.access_keys().list().await?;
+            if c.json {
+                output::json(&keys);
+            } else {
+                for k in &keys {
+                    println!("{}", output::access_key_line(k));
+                }
+            }
+        }
+        AccessKeysCommand::Delete { id, client: c } => {
+            let d = client(&c).await?;
+            d.access_keys().delete(&id).await?;
+            done(&c, "deleted", &id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! How the CLI prints records and errors.
+
+use ductape::wire::{AccessKeyInfo, SecretRecord};
+use ductape::Error;
+
+pub fn print_error(e: &Error) {
+    match e.status() {
+        Some(s) => eprintln!("error: {} ({}, HTTP {s})", e.message(), e.code_str()),
+        None => eprintln!("error: {} ({})", e.message(), e.code_str()),
+    }
+}
+
+pub fn json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub fn secret_line(s: &SecretRecord) -> String {
+    let scope = if s.scope.is_empty() { "all apps".to_owned() } else { s.scope.join(",") };
+    let envs = if s.envs.is_empty() { "all envs".to_owned() } else { s.envs.join(",") };
+    format!(
+        "{}\t{}\tv{}\t{}\t{}\t{}",
+        s.key,
+        s.status.as_str(),
+        s.version,
+        scope,
+        envs,
+        s.description.as_deref().unwrap_or("")
+    )
+}
+
+pub fn access_key_line(k: &AccessKeyInfo) -> String {
+    let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
+    format!(
+        "{}\t{}\t{}\tapp={}\tenvs={}\t{}",
+        k.id,
+        k.name,
+        perms.join(","),
+        k.app.as_deref().unwrap_or("*"),
+        if k.envs.is_empty() { "*".to_owned() } else { k.envs.join(",") },
+        k.created_at
+    )
+}

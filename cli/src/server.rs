@@ -1,0 +1,126 @@
+//! `ductape server`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ductape::{Error, ErrorCode};
+use ductape_server::storage::sqlite::SqliteStorage;
+use ductape_server::storage::Storage;
+use ductape_server::AppState;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Development mode: in-memory store, a workspace and an admin access key made at
+    /// start and printed. Nothing survives a restart.
+    #[arg(long)]
+    dev: bool,
+    /// Address to listen on (port 0 picks a free one; the URL printed says which).
+    #[arg(long, env = "DUCTAPE_ADDR", default_value = "127.0.0.1:8200")]
+    addr: SocketAddr,
+    /// Where the SQLite database lives (default: $XDG_DATA_HOME/ductape or ~/.local/share/ductape).
+    #[arg(long, env = "DUCTAPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("ductape");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/ductape"),
+        None => PathBuf::from("ductape-data"),
+    }
+}
+
+fn fail(msg: String) -> Error {
+    Error::new(ErrorCode::Config, msg)
+}
+
+pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
+    init_logging(args.log_json);
+    let storage: Arc<dyn Storage> = if args.dev {
+        Arc::new(SqliteStorage::in_memory().map_err(fail)?)
+    } else {
+        let dir = args.data_dir.unwrap_or_else(default_data_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        restrict_permissions(&dir);
+        let path = dir.join("ductape.sqlite");
+        tracing::info!(path = %path.display(), "opening the database");
+        Arc::new(SqliteStorage::open(&path).map_err(fail)?)
+    };
+    let state = Arc::new(AppState::new(storage));
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| fail(format!("cannot listen on {}: {e}", args.addr)))?;
+    let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+
+    // These lines are the interface for people and scripts: `KEY=value`, on stdout, flushed.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "DUCTAPE_URL=http://{local}");
+    if args.dev {
+        let key = ductape_server::dev_bootstrap(&state).await.map_err(|e| fail(e.message))?;
+        let _ = writeln!(out, "DUCTAPE_ACCESS_KEY={}", key.expose().as_str());
+        eprintln!("Development server: in-memory, nothing is kept. Do not use it for real secrets.");
+    } else if let Some(token) = ductape_server::issue_setup_token(&state).await.map_err(|e| fail(e.message))? {
+        let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
+        eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url http://{local} --token <DUCTAPE_SETUP_TOKEN>");
+    }
+    let _ = out.flush();
+    drop(out);
+
+    tracing::info!(addr = %local, dev = args.dev, "serving");
+    ductape_server::serve(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| fail(format!("server failed: {e}")))?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=debug"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &std::path::Path) {}

@@ -1,0 +1,84 @@
+//! Who is calling: the `Authorization: Bearer <id>.<secret>` access key, checked against
+//! its stored hash in constant time, and what it may do.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::header;
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::{StoredAccessKey, Workspace};
+use ductape::crypto::{hash_secret, hashes_equal, split_bearer};
+use ductape::wire::Permission;
+use ductape::ErrorCode;
+
+/// An authenticated caller.
+pub struct Caller {
+    pub key: StoredAccessKey,
+    pub workspace: Workspace,
+}
+
+impl Caller {
+    /// 403 unless the key holds `p` (or admin).
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if p.granted_by(&self.key.permissions) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "access key '{}' ({}) does not have the '{}' permission",
+                    self.key.name,
+                    self.key.id,
+                    p.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+fn unauthenticated(msg: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, msg)
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthenticated("missing access key: send 'Authorization: Bearer <access key id>.<secret>'"))?;
+        let text = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("malformed Authorization header: expected 'Bearer <access key id>.<secret>'"))?;
+        let (id, secret) = split_bearer(text.trim()).ok_or_else(|| unauthenticated("invalid access key"))?;
+        // Hash even when the id is unknown, so timing does not tell which ids exist.
+        let presented = hash_secret(secret);
+        let key = state.storage.access_key(id).await?;
+        let key = match key {
+            Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
+            _ => return Err(unauthenticated("invalid access key")),
+        };
+        let workspace = state
+            .workspace()
+            .await?
+            .filter(|w| w.id == key.workspace_id)
+            .ok_or_else(|| unauthenticated("invalid access key"))?;
+        Ok(Caller { key, workspace })
+    }
+}
+
+/// The bound app and environments of the caller's key, as an access context.
+pub fn bound_context(key: &StoredAccessKey) -> ductape::access::Context<'_> {
+    ductape::access::Context {
+        app: key.app.as_deref(),
+        envs: &key.envs,
+    }
+}
+
+/// The state every handler shares.
+pub type Shared = Arc<AppState>;

@@ -1,0 +1,137 @@
+//! `/v1/audit` and `/v1/secrets/{key}/usage`: who read which secret, from which app and
+//! environment, and whether it was allowed. Never values.
+
+use axum::extract::{Path, Query};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::auth::{Caller, Shared};
+use axum::extract::State;
+use crate::error::ApiError;
+use crate::storage::AuditFilter;
+use ductape::ids::iso_millis;
+use ductape::wire::{ErrorBody, Permission};
+use ductape::SecretKey;
+
+/// One audit entry.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub access_key_id: String,
+    pub secret_key: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+/// A page of audit entries, newest first.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEntry>,
+    /// Pass as `before` to get the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditQuery {
+    pub secret_key: Option<String>,
+    pub access_key_id: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Exclusive cursor: only events older than this id.
+    pub before: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// List audit events (admin), newest first, with filters and a cursor.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)), security(("access_key" = [])))]
+pub async fn list(
+    State(st): State<Shared>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let Query(q) = q.map_err(|_| {
+        ductape::Error::invalid_field("invalid query: before and limit must be whole numbers")
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ductape::Error::invalid_field("'limit' must be 1 to 1000").into());
+    }
+    let filter = AuditFilter {
+        secret_key: q.secret_key,
+        access_key_id: q.access_key_id,
+        app: q.app,
+        env: q.env,
+        before: q.before,
+        limit,
+    };
+    let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
+    let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.0)).flatten();
+    Ok(Json(AuditPage {
+        events: rows
+            .into_iter()
+            .map(|(id, e)| AuditEntry {
+                id,
+                at: iso_millis(e.at_ms),
+                access_key_id: e.access_key_id,
+                secret_key: e.secret_key,
+                action: e.action,
+                app: e.app,
+                env: e.env,
+                allowed: e.allowed,
+                reason: e.reason,
+            })
+            .collect(),
+        next_before,
+    }))
+}
+
+/// Where a secret was used: per app and environment, the last access and counts.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsageEntry {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub last_access: String,
+    pub reads: u64,
+    pub denied: u64,
+}
+
+/// Usage of one secret (list permission), from the audit trail.
+#[utoipa::path(get, path = "/v1/secrets/{key}/usage", tag = "audit", params(("key" = String, Path)),
+    responses((status = 200, body = Vec<UsageEntry>)), security(("access_key" = [])))]
+pub async fn usage(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<Vec<UsageEntry>>, ApiError> {
+    caller.require(Permission::List)?;
+    let key = SecretKey::parse(&key)?;
+    let mut by: BTreeMap<(Option<String>, Option<String>), UsageEntry> = BTreeMap::new();
+    let mut before = None;
+    loop {
+        let filter = AuditFilter { secret_key: Some(key.to_string()), before, limit: 1000, ..Default::default() };
+        let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
+        for (_, e) in &rows {
+            let entry = by.entry((e.app.clone(), e.env.clone())).or_insert_with(|| UsageEntry {
+                app: e.app.clone(),
+                env: e.env.clone(),
+                last_access: iso_millis(e.at_ms),
+                reads: 0,
+                denied: 0,
+            });
+            if e.allowed {
+                entry.reads += 1;
+            } else {
+                entry.denied += 1;
+            }
+        }
+        if rows.len() < 1000 {
+            break;
+        }
+        before = rows.last().map(|r| r.0);
+    }
+    Ok(Json(by.into_values().collect()))
+}

@@ -1,0 +1,353 @@
+//! `/v1/secrets`: create, list, get, update, delete, revoke, restore, batch get.
+//!
+//! Handlers parse, check permission and scope, call storage, and record value reads in the
+//! audit trail before the ciphertext leaves.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::Value;
+
+use crate::auth::{bound_context, Caller, Shared};
+use axum::extract::State;
+use crate::body::JsonObject;
+use crate::error::ApiError;
+use crate::storage::{AuditEvent, StoredSecret};
+use ductape::access::{self, Context};
+use ductape::crypto::MAX_ENVELOPE_LEN;
+use ductape::ids::{new_object_id, now_millis, now_secs};
+use ductape::validate::{self, MetadataInput};
+use ductape::wire::{
+    BatchGetBody, BatchGetResponse, BatchItem, DeletedResponse, ErrorBody, ErrorDetail, Permission, SecretRecord,
+    SecretWithCiphertext, UpdateSecretBody, CreateSecretBody,
+};
+use ductape::{Envelope, ErrorCode, SecretKey};
+
+/// Most keys in one batch get.
+pub const MAX_BATCH_KEYS: usize = 1000;
+
+const CREATE_FIELDS: &[&str] = &["key", "ciphertext", "description", "token_type", "scope", "envs", "expires_at"];
+const UPDATE_FIELDS: &[&str] = &["ciphertext", "description", "token_type", "scope", "envs", "expires_at", "expected_version"];
+
+/// Create a secret (the value arrives sealed by the client).
+#[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = CreateSecretBody,
+    responses((status = 201, body = SecretRecord), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("access_key" = [])))]
+pub async fn create(
+    State(st): State<Shared>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<SecretRecord>), ApiError> {
+    caller.require(Permission::Write)?;
+    refuse_plaintext(&body)?;
+    validate::reject_unknown_fields(&body, CREATE_FIELDS)?;
+    let key = SecretKey::parse(validate::required_string(&body, "key")?)?;
+    let ciphertext = check_ciphertext(&caller, validate::required_string(&body, "ciphertext")?)?;
+    let meta = MetadataInput::from_object(&body)?;
+    let now = now_millis();
+    let secret = StoredSecret {
+        id: new_object_id(),
+        workspace_id: caller.workspace.id.clone(),
+        key: key.to_string(),
+        ciphertext,
+        description: meta.description.apply(None),
+        token_type: meta.token_type.apply(None),
+        scope: meta.scope.apply_list(Vec::new()),
+        envs: meta.envs.apply_list(Vec::new()),
+        expires_at: meta.expires_at.apply(None),
+        revoked: false,
+        version: 1,
+        created_ms: now,
+        updated_ms: now,
+    };
+    st.storage.create_secret(secret.clone()).await?;
+    tracing::info!(key = %secret.key, access_key = %caller.key.id, "secret created");
+    Ok((StatusCode::CREATED, Json(secret.record(now_secs()))))
+}
+
+/// List secrets' metadata (never values or ciphertext).
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
+    responses((status = 200, body = Vec<SecretRecord>)), security(("access_key" = [])))]
+pub async fn list(State(st): State<Shared>, caller: Caller) -> Result<Json<Vec<SecretRecord>>, ApiError> {
+    caller.require(Permission::List)?;
+    let now = now_secs();
+    let ctx = bound_context(&caller.key);
+    let all = st.storage.list_secrets(&caller.workspace.id).await?;
+    Ok(Json(
+        all.iter()
+            .filter(|s| access::check_scope(&s.key, &s.scope, &s.envs, ctx).is_ok())
+            .map(|s| s.record(now))
+            .collect(),
+    ))
+}
+
+/// Get one secret: metadata and ciphertext. 410 when revoked or expired.
+#[utoipa::path(get, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
+    responses((status = 200, body = SecretWithCiphertext), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("access_key" = [])))]
+pub async fn get(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<SecretWithCiphertext>, ApiError> {
+    caller.require(Permission::Read)?;
+    let key = SecretKey::parse(&key)?;
+    let found = st.storage.get_secrets(&caller.workspace.id, &[key.to_string()]).await?;
+    let mut results = read_checked(&st, &caller, "read", &[key], found, Context::default()).await?;
+    match results.pop() {
+        Some(Ok(s)) => Ok(Json(s)),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ApiError::internal("read returned nothing")),
+    }
+}
+
+/// Change a secret's value and/or metadata; `null` clears a metadata field.
+#[utoipa::path(patch, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
+    request_body = UpdateSecretBody,
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("access_key" = [])))]
+pub async fn update(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(key): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<SecretRecord>, ApiError> {
+    caller.require(Permission::Write)?;
+    let key = SecretKey::parse(&key)?;
+    refuse_plaintext(&body)?;
+    validate::reject_unknown_fields(&body, UPDATE_FIELDS)?;
+    let ciphertext = match body.get("ciphertext") {
+        None => None,
+        Some(_) => Some(check_ciphertext(&caller, validate::required_string(&body, "ciphertext")?)?),
+    };
+    let expected_version = match body.get("expected_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::from(ductape::Error::invalid_field("field 'expected_version' must be a positive integer"))
+        })?),
+    };
+    let meta = MetadataInput::from_object(&body)?;
+    if ciphertext.is_none() && meta.is_empty() {
+        return Err(ductape::Error::invalid_field("nothing to update: give a value or at least one metadata field").into());
+    }
+    let bound = caller.key.clone();
+    let updated = st
+        .storage
+        .modify_secret(
+            &caller.workspace.id,
+            key.as_str(),
+            Box::new(move |s| {
+                access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&bound))?;
+                if let Some(v) = expected_version.filter(|v| *v != s.version) {
+                    return Err(ApiError::new(
+                        ErrorCode::VersionConflict,
+                        format!("Secret '{}' is at version {}, not {v}", s.key, s.version),
+                    ));
+                }
+                if let Some(c) = ciphertext {
+                    s.ciphertext = c;
+                }
+                s.description = meta.description.apply(s.description.take());
+                s.token_type = meta.token_type.apply(s.token_type.take());
+                s.scope = meta.scope.apply_list(std::mem::take(&mut s.scope));
+                s.envs = meta.envs.apply_list(std::mem::take(&mut s.envs));
+                s.expires_at = meta.expires_at.apply(s.expires_at);
+                s.touch(now_millis());
+                Ok(())
+            }),
+        )
+        .await?;
+    tracing::info!(key = %updated.key, version = updated.version, access_key = %caller.key.id, "secret updated");
+    Ok(Json(updated.record(now_secs())))
+}
+
+/// Delete a secret for good.
+#[utoipa::path(delete, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
+    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+pub async fn delete(
+    State(st): State<Shared>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    caller.require(Permission::Write)?;
+    let key = SecretKey::parse(&key)?;
+    let found = st.storage.get_secrets(&caller.workspace.id, &[key.to_string()]).await?;
+    let s = found.first().ok_or_else(|| ApiError::not_found(key.as_str()))?;
+    access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&caller.key))?;
+    if !st.storage.delete_secret(&caller.workspace.id, key.as_str()).await? {
+        return Err(ApiError::not_found(key.as_str()));
+    }
+    tracing::info!(key = %key, access_key = %caller.key.id, "secret deleted");
+    Ok(Json(DeletedResponse { deleted: true, key: key.to_string() }))
+}
+
+/// Revoke a secret: listed still, but its value can no longer be read.
+#[utoipa::path(post, path = "/v1/secrets/{key}/revoke", tag = "secrets", params(("key" = String, Path)),
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+pub async fn revoke(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<SecretRecord>, ApiError> {
+    set_revoked(st, caller, key, true).await
+}
+
+/// Undo a revoke.
+#[utoipa::path(post, path = "/v1/secrets/{key}/restore", tag = "secrets", params(("key" = String, Path)),
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+pub async fn restore(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<SecretRecord>, ApiError> {
+    set_revoked(st, caller, key, false).await
+}
+
+async fn set_revoked(
+    st: std::sync::Arc<crate::state::AppState>,
+    caller: Caller,
+    key: String,
+    revoked: bool,
+) -> Result<Json<SecretRecord>, ApiError> {
+    caller.require(Permission::Revoke)?;
+    let key = SecretKey::parse(&key)?;
+    let bound = caller.key.clone();
+    let s = st
+        .storage
+        .modify_secret(
+            &caller.workspace.id,
+            key.as_str(),
+            Box::new(move |s| {
+                access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&bound))?;
+                // Revoking a revoked secret (or restoring an active one) changes nothing.
+                if s.revoked != revoked {
+                    s.revoked = revoked;
+                    s.touch(now_millis());
+                }
+                Ok(())
+            }),
+        )
+        .await?;
+    tracing::info!(key = %key, revoked, access_key = %caller.key.id, "secret revocation changed");
+    Ok(Json(s.record(now_secs())))
+}
+
+/// Read many secrets in one request for an app and environment; each result is the
+/// secret or why it cannot be had (the messages of DESIGN.md §5).
+#[utoipa::path(post, path = "/v1/secrets/batch-get", tag = "secrets", request_body = BatchGetBody,
+    responses((status = 200, body = BatchGetResponse)), security(("access_key" = [])))]
+pub async fn batch_get(
+    State(st): State<Shared>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<Json<BatchGetResponse>, ApiError> {
+    caller.require(Permission::Read)?;
+    validate::reject_unknown_fields(&body, &["keys", "app", "env"])?;
+    let keys = body
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ductape::Error::invalid_field("field 'keys' must be an array of secret keys"))?;
+    if keys.is_empty() || keys.len() > MAX_BATCH_KEYS {
+        return Err(ductape::Error::invalid_field(format!("field 'keys' must hold 1 to {MAX_BATCH_KEYS} keys")).into());
+    }
+    let keys = keys
+        .iter()
+        .map(|k| k.as_str().ok_or_else(|| ductape::Error::invalid_field("field 'keys' must be an array of secret keys")).and_then(SecretKey::parse))
+        .collect::<Result<Vec<_>, _>>()?;
+    let app = optional_tag(&body, "app")?;
+    let env = optional_tag(&body, "env")?;
+    let envs: Vec<String> = env.iter().cloned().collect();
+    let claimed = Context { app: app.as_deref(), envs: &envs };
+    let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    let found = st.storage.get_secrets(&caller.workspace.id, &names).await?;
+    let results = read_checked(&st, &caller, "resolve", &keys, found, claimed).await?;
+    Ok(Json(BatchGetResponse {
+        results: keys
+            .iter()
+            .zip(results)
+            .map(|(k, r)| match r {
+                Ok(s) => BatchItem { key: k.to_string(), secret: Some(s), error: None },
+                Err(e) => BatchItem {
+                    key: k.to_string(),
+                    secret: None,
+                    error: Some(ErrorDetail {
+                        status: e.status().unwrap_or(500),
+                        code: e.code_str().to_owned(),
+                        message: e.message().to_owned(),
+                    }),
+                },
+            })
+            .collect(),
+    }))
+}
+
+/// Applies the access rules to each requested key, records every read in the audit trail
+/// (durably, before any ciphertext leaves), and returns each secret or its denial.
+async fn read_checked(
+    st: &crate::state::AppState,
+    caller: &Caller,
+    action: &str,
+    keys: &[SecretKey],
+    found: Vec<StoredSecret>,
+    claimed: Context<'_>,
+) -> Result<Vec<Result<SecretWithCiphertext, ductape::Error>>, ApiError> {
+    let now = now_secs();
+    let at_ms = now_millis();
+    let bound = bound_context(&caller.key);
+    let mut events = Vec::with_capacity(keys.len());
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let row = found.iter().find(|s| s.key == key.as_str());
+        let record = row.map(|s| s.record(now));
+        // The claimed context first (so the message names what the caller asked for), then
+        // what the access key is bound to, whatever the caller claimed.
+        let verdict = access::check(key.as_str(), record.as_ref(), claimed, now)
+            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now));
+        events.push(AuditEvent {
+            at_ms,
+            workspace_id: caller.workspace.id.clone(),
+            access_key_id: caller.key.id.clone(),
+            secret_key: key.to_string(),
+            action: action.to_owned(),
+            app: claimed.app.or(bound.app).map(str::to_owned),
+            env: claimed.envs.first().or(bound.envs.first()).cloned(),
+            allowed: verdict.is_ok(),
+            reason: verdict.as_ref().err().map(|e| e.message().to_owned()),
+        });
+        out.push(verdict.map(|()| SecretWithCiphertext {
+            record: record.expect("checked to exist"),
+            ciphertext: row.expect("checked to exist").ciphertext.clone(),
+        }));
+    }
+    st.storage.append_audit(events).await?;
+    Ok(out)
+}
+
+fn optional_tag(body: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(validate::check_tags(field, vec![s.clone()])?.pop()),
+        Some(_) => Err(ductape::Error::invalid_field(format!("field '{field}' must be a string")).into()),
+    }
+}
+
+/// A body carrying `value` came from something other than a Ductape client: the server
+/// must never receive plaintext, so say so instead of storing it anywhere.
+fn refuse_plaintext(body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    if body.contains_key("value") {
+        return Err(ductape::Error::invalid_field(
+            "field 'value' is not accepted: values are encrypted by the client and sent as 'ciphertext' (use a Ductape SDK or the ductape CLI)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The ciphertext must be an envelope under this workspace's key.
+fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
+    if c.len() > MAX_ENVELOPE_LEN {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("field 'ciphertext' is over the limit of {MAX_ENVELOPE_LEN} characters (values are limited to {} bytes)", validate::MAX_VALUE_BYTES),
+        ));
+    }
+    let env = Envelope::parse(c).ok_or_else(|| {
+        ductape::Error::invalid_field("field 'ciphertext' must be an envelope sealed by a Ductape client")
+    })?;
+    if env.key_id().as_str() != caller.workspace.key_id {
+        return Err(ductape::Error::invalid_field("field 'ciphertext' is sealed under another workspace key").into());
+    }
+    Ok(c.to_owned())
+}

@@ -1,0 +1,164 @@
+//! Storage behind one trait: the server's handlers never see SQL.
+//!
+//! Rows hold ciphertext and metadata only. Every write is one transaction; read-modify-write
+//! changes go through [`Storage::modify_secret`], so the merge rules live in [`StoredSecret`]
+//! and not in each backend.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use ductape::ids::iso_millis;
+use ductape::wire::{AccessKeyInfo, Permission, SecretRecord, SecretStatus, WorkspaceInfo};
+use ductape::TokenType;
+
+use crate::error::ApiError;
+
+/// A workspace row.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub key_id: String,
+    pub created_ms: i64,
+}
+
+impl Workspace {
+    pub fn info(&self) -> WorkspaceInfo {
+        WorkspaceInfo {
+            workspace_id: self.id.clone(),
+            name: self.name.clone(),
+            key_id: self.key_id.clone(),
+            created_at: iso_millis(self.created_ms),
+        }
+    }
+}
+
+/// An access-key row: the secret's hash, never the secret.
+#[derive(Clone, Debug)]
+pub struct StoredAccessKey {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub wrapped_key: String,
+    pub permissions: Vec<Permission>,
+    pub app: Option<String>,
+    pub envs: Vec<String>,
+    pub created_ms: i64,
+}
+
+impl StoredAccessKey {
+    pub fn info(&self) -> AccessKeyInfo {
+        AccessKeyInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            permissions: self.permissions.clone(),
+            app: self.app.clone(),
+            envs: self.envs.clone(),
+            created_at: iso_millis(self.created_ms),
+        }
+    }
+}
+
+/// A secret row.
+#[derive(Clone, Debug)]
+pub struct StoredSecret {
+    pub id: String,
+    pub workspace_id: String,
+    pub key: String,
+    pub ciphertext: String,
+    pub description: Option<String>,
+    pub token_type: Option<TokenType>,
+    pub scope: Vec<String>,
+    pub envs: Vec<String>,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+    pub version: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl StoredSecret {
+    /// The documented response shape (metadata only), with the status as of `now_secs`.
+    pub fn record(&self, now_secs: i64) -> SecretRecord {
+        SecretRecord {
+            id: self.id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            key: self.key.clone(),
+            description: self.description.clone(),
+            token_type: self.token_type,
+            scope: self.scope.clone(),
+            envs: self.envs.clone(),
+            expires_at: self.expires_at,
+            created_at: iso_millis(self.created_ms),
+            updated_at: iso_millis(self.updated_ms),
+            version: self.version,
+            status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
+        }
+    }
+
+    /// Records a change: a new version and update time.
+    pub fn touch(&mut self, now_ms: i64) {
+        self.version += 1;
+        // Keep updatedAt strictly after createdAt-ordered history even within one ms.
+        self.updated_ms = now_ms.max(self.updated_ms);
+    }
+}
+
+/// One entry of the audit trail. Never holds a value.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub at_ms: i64,
+    pub workspace_id: String,
+    pub access_key_id: String,
+    pub secret_key: String,
+    pub action: String,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+/// A change applied inside one transaction; returning an error rolls it back.
+pub type Modify = Box<dyn FnOnce(&mut StoredSecret) -> Result<(), ApiError> + Send>;
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The workspace, once set up.
+    async fn workspace(&self) -> Result<Option<Workspace>, ApiError>;
+    /// Creates the workspace and its first access key, consuming the setup token, in one
+    /// transaction. Fails with 409 if a workspace exists or 401 if the token hash differs.
+    async fn setup(&self, token_hash: &str, ws: Workspace, key: StoredAccessKey) -> Result<(), ApiError>;
+    /// Replaces the pending setup token's hash.
+    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError>;
+
+    async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError>;
+    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError>;
+    async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError>;
+    /// Deletes the key and its wrapped workspace key. `false` if there was none.
+    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError>;
+
+    /// 409 `secret_exists` if the key is taken.
+    async fn create_secret(&self, secret: StoredSecret) -> Result<(), ApiError>;
+    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError>;
+    async fn get_secrets(&self, workspace_id: &str, keys: &[String]) -> Result<Vec<StoredSecret>, ApiError>;
+    /// Reads, changes and writes back one secret in one transaction. 404 if missing.
+    async fn modify_secret(&self, workspace_id: &str, key: &str, change: Modify) -> Result<StoredSecret, ApiError>;
+    /// `false` if there was none.
+    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError>;
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
+    /// Newest first; `before` is an exclusive cursor (the id of the last event seen).
+    async fn list_audit(&self, workspace_id: &str, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, ApiError>;
+}
+
+/// Filters for the audit listing.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub secret_key: Option<String>,
+    pub access_key_id: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}

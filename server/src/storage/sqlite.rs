@@ -1,0 +1,386 @@
+//! SQLite backend: WAL, `synchronous=FULL` (an acknowledged write survives power loss),
+//! one connection behind a mutex (SQLite has one writer anyway), blocking work off the
+//! async threads.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{AuditEvent, AuditFilter, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
+use crate::error::ApiError;
+use ductape::wire::Permission;
+use ductape::{ErrorCode, TokenType};
+
+/// The migrations, in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+#[derive(Clone)]
+pub struct SqliteStorage {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Self::prepare(conn)
+    }
+
+    /// A private in-memory database (the `--dev` server).
+    pub fn in_memory() -> Result<Self, String> {
+        Self::prepare(Connection::open_in_memory().map_err(|e| e.to_string())?)
+    }
+
+    fn prepare(mut conn: Connection) -> Result<Self, String> {
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(|e| format!("cannot configure SQLite: {e}"))?;
+        let done: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| e.to_string())? as usize;
+        if done > MIGRATIONS.len() {
+            return Err(format!(
+                "the database is at schema version {done}, newer than this server ({}); upgrade the server",
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            let tx = conn.transaction().map_err(|e| e.to_string())?;
+            tx.execute_batch(sql).map_err(|e| format!("migration {} failed: {e}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
+        }
+        Ok(SqliteStorage {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
+    }
+}
+
+fn db(e: rusqlite::Error) -> ApiError {
+    ApiError::internal(format!("database error: {e}"))
+}
+
+fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms";
+
+fn secret_row(r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
+    let token_type: Option<String> = r.get(5)?;
+    Ok(StoredSecret {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        key: r.get(2)?,
+        ciphertext: r.get(3)?,
+        description: r.get(4)?,
+        token_type: token_type.and_then(|t| TokenType::parse(&t).ok()),
+        scope: from_json(r.get(6)?),
+        envs: from_json(r.get(7)?),
+        expires_at: r.get(8)?,
+        revoked: r.get::<_, i64>(9)? != 0,
+        version: r.get(10)?,
+        created_ms: r.get(11)?,
+        updated_ms: r.get(12)?,
+    })
+}
+
+const KEY_COLS: &str = "id, workspace_id, name, secret_hash, wrapped_key, permissions, app, envs, created_ms";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<StoredAccessKey> {
+    let perms: Vec<String> = from_json(r.get(5)?);
+    Ok(StoredAccessKey {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        name: r.get(2)?,
+        secret_hash: r.get(3)?,
+        wrapped_key: r.get(4)?,
+        permissions: perms.iter().filter_map(|p| Permission::parse(p)).collect(),
+        app: r.get(6)?,
+        envs: from_json(r.get(7)?),
+        created_ms: r.get(8)?,
+    })
+}
+
+fn insert_key(conn: &Connection, k: &StoredAccessKey) -> rusqlite::Result<usize> {
+    let perms: Vec<String> = k.permissions.iter().map(|p| p.as_str().to_owned()).collect();
+    conn.execute(
+        &format!("INSERT INTO access_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![k.id, k.workspace_id, k.name, k.secret_hash, k.wrapped_key, to_json(&perms), k.app, to_json(&k.envs), k.created_ms],
+    )
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
+        self.with(|c| {
+            c.query_row("SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1", [], |r| {
+                Ok(Workspace { id: r.get(0)?, name: r.get(1)?, key_id: r.get(2)?, created_ms: r.get(3)? })
+            })
+            .optional()
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn setup(&self, token_hash: &str, ws: Workspace, key: StoredAccessKey) -> Result<(), ApiError> {
+        let token_hash = token_hash.to_owned();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            let exists: i64 = tx.query_row("SELECT COUNT(*) FROM workspaces", [], |r| r.get(0)).map_err(db)?;
+            if exists > 0 {
+                return Err(ApiError::new(ErrorCode::Conflict, "this server is already set up"));
+            }
+            let stored: Option<String> = tx
+                .query_row("SELECT value FROM settings WHERE name = 'setup_token_hash'", [], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            if !stored.is_some_and(|s| ductape::crypto::hashes_equal(&s, &token_hash)) {
+                return Err(ApiError::new(ErrorCode::Unauthenticated, "invalid setup token"));
+            }
+            tx.execute(
+                "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![ws.id, ws.name, ws.key_id, ws.created_ms],
+            )
+            .map_err(db)?;
+            insert_key(&tx, &key).map_err(db)?;
+            tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", []).map_err(db)?;
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError> {
+        let token_hash = token_hash.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES ('setup_token_hash', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![token_hash],
+            )
+            .map(drop)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.query_row(&format!("SELECT {KEY_COLS} FROM access_keys WHERE id = ?1"), params![id], key_row)
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError> {
+        self.with(move |c| match insert_key(c, &key) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(ApiError::new(ErrorCode::Conflict, "an access key with that id already exists"))
+            }
+            Err(e) => Err(db(e)),
+        })
+        .await
+    }
+
+    async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.with(move |c| {
+            let mut st = c
+                .prepare(&format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = ?1 ORDER BY created_ms, id"))
+                .map_err(db)?;
+            let rows = st.query_map(params![ws], key_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError> {
+        let (ws, id) = (workspace_id.to_owned(), id.to_owned());
+        self.with(move |c| {
+            c.execute("DELETE FROM access_keys WHERE workspace_id = ?1 AND id = ?2", params![ws, id])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn create_secret(&self, s: StoredSecret) -> Result<(), ApiError> {
+        self.with(move |c| {
+            let r = c.execute(
+                &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                params![
+                    s.id, s.workspace_id, s.key, s.ciphertext, s.description,
+                    s.token_type.map(TokenType::as_str), to_json(&s.scope), to_json(&s.envs),
+                    s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms
+                ],
+            );
+            match r {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(ApiError::new(
+                    ErrorCode::SecretExists,
+                    format!("Secret with key '{}' already exists", s.key),
+                )),
+                Err(e) => Err(db(e)),
+            }
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.with(move |c| {
+            let mut st = c
+                .prepare(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key"))
+                .map_err(db)?;
+            let rows = st.query_map(params![ws], secret_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn get_secrets(&self, workspace_id: &str, keys: &[String]) -> Result<Vec<StoredSecret>, ApiError> {
+        let ws = workspace_id.to_owned();
+        let keys = keys.to_vec();
+        self.with(move |c| {
+            let mut st = c
+                .prepare_cached(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"))
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in &keys {
+                if let Some(s) = st.query_row(params![ws, k], secret_row).optional().map_err(db)? {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn modify_secret(&self, workspace_id: &str, key: &str, change: Modify) -> Result<StoredSecret, ApiError> {
+        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            let mut s = tx
+                .query_row(
+                    &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"),
+                    params![ws, key],
+                    secret_row,
+                )
+                .optional()
+                .map_err(db)?
+                .ok_or_else(|| ApiError::not_found(&key))?;
+            change(&mut s)?;
+            tx.execute(
+                "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
+                 expires_at = ?6, revoked = ?7, version = ?8, updated_ms = ?9 WHERE id = ?10",
+                params![
+                    s.ciphertext, s.description, s.token_type.map(TokenType::as_str), to_json(&s.scope),
+                    to_json(&s.envs), s.expires_at, s.revoked as i64, s.version, s.updated_ms, s.id
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError> {
+        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
+        self.with(move |c| {
+            c.execute("DELETE FROM secrets WHERE workspace_id = ?1 AND key = ?2", params![ws, key])
+                .map(|n| n > 0)
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO audit (at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(db)?;
+                for e in &events {
+                    st.execute(params![
+                        e.at_ms, e.workspace_id, e.access_key_id, e.secret_key, e.action, e.app, e.env,
+                        e.allowed as i64, e.reason
+                    ])
+                    .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn list_audit(&self, workspace_id: &str, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
+        let ws = workspace_id.to_owned();
+        let f = f.clone();
+        self.with(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason
+                     FROM audit WHERE workspace_id = ?1
+                       AND (?2 IS NULL OR secret_key = ?2) AND (?3 IS NULL OR access_key_id = ?3)
+                       AND (?4 IS NULL OR app = ?4) AND (?5 IS NULL OR env = ?5) AND (?6 IS NULL OR id < ?6)
+                     ORDER BY id DESC LIMIT ?7",
+                )
+                .map_err(db)?;
+            let rows = st
+                .query_map(
+                    params![ws, f.secret_key, f.access_key_id, f.app, f.env, f.before, f.limit as i64],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            AuditEvent {
+                                at_ms: r.get(1)?,
+                                workspace_id: r.get(2)?,
+                                access_key_id: r.get(3)?,
+                                secret_key: r.get(4)?,
+                                action: r.get(5)?,
+                                app: r.get(6)?,
+                                env: r.get(7)?,
+                                allowed: r.get::<_, i64>(8)? != 0,
+                                reason: r.get(9)?,
+                            },
+                        ))
+                    },
+                )
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+}
