@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use crate::output;
 use crate::ClientArgs;
 use ductape::wire::Permission;
-use ductape::{AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType, UpdateSecret};
+use ductape::{
+    AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType,
+    UpdateSecret,
+};
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -142,7 +145,11 @@ pub enum AccessKeysCommand {
 }
 
 pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
-    let url = args.client.url.as_deref().unwrap_or(ductape::client::DEFAULT_URL);
+    let url = args
+        .client
+        .url
+        .as_deref()
+        .unwrap_or(ductape::client::DEFAULT_URL);
     let (key, ws) = ductape::setup(url, &args.token, &args.name).await?;
     if args.client.json {
         output::json(&serde_json::json!({
@@ -160,7 +167,10 @@ pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
 }
 
 async fn client(args: &ClientArgs) -> Result<Ductape, Error> {
-    let d = Ductape::new(Config::resolve(args.url.as_deref(), args.access_key.as_deref())?)?;
+    let d = Ductape::new(Config::resolve(
+        args.url.as_deref(),
+        args.access_key.as_deref(),
+    )?)?;
     d.init().await?;
     Ok(d)
 }
@@ -170,8 +180,12 @@ fn read_value(v: &ValueArgs, stdin_ok: bool) -> Result<Option<Plaintext>, Error>
         return Ok(Some(Plaintext::from(value.as_str())));
     }
     if let Some(path) = &v.value_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorCode::Config,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         return Ok(Some(Plaintext::new(text)));
     }
     if !stdin_ok {
@@ -204,7 +218,12 @@ fn token_type(s: &Option<String>) -> Result<Option<TokenType>, Error> {
 
 pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
     match cmd {
-        SecretsCommand::Create { key, value, meta, client: c } => {
+        SecretsCommand::Create {
+            key,
+            value,
+            meta,
+            client: c,
+        } => {
             let value = read_value(&value, true)?.expect("stdin fallback yields a value");
             let mut args = CreateSecret::new(key, value);
             if let Some(d) = meta.description {
@@ -252,7 +271,14 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
                 println!("{}", s.value.expose());
             }
         }
-        SecretsCommand::Update { key, value, value_stdin, meta, no_expiry, client: c } => {
+        SecretsCommand::Update {
+            key,
+            value,
+            value_stdin,
+            meta,
+            no_expiry,
+            client: c,
+        } => {
             let mut args = UpdateSecret::new();
             if let Some(v) = read_value(&value, value_stdin)? {
                 args = args.value(v);
@@ -316,12 +342,20 @@ fn done(c: &ClientArgs, what: &str, key: &str) {
 
 pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
     match cmd {
-        AccessKeysCommand::Create { name, permissions, app, envs, client: c } => {
+        AccessKeysCommand::Create {
+            name,
+            permissions,
+            app,
+            envs,
+            client: c,
+        } => {
             let permissions = permissions
                 .iter()
                 .map(|p| {
                     Permission::parse(p.trim()).ok_or_else(|| {
-                        Error::invalid_field("permissions must be among: list, read, write, revoke, admin")
+                        Error::invalid_field(
+                            "permissions must be among: list, read, write, revoke, admin",
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -337,7 +371,10 @@ pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
                 }));
             } else {
                 println!("DUCTAPE_ACCESS_KEY={}", created.key.expose().as_str());
-                eprintln!("Access key {} ('{}') created. It is shown only once.", created.info.id, created.info.name);
+                eprintln!(
+                    "Access key {} ('{}') created. It is shown only once.",
+                    created.info.id, created.info.name
+                );
             }
         }
         AccessKeysCommand::List { client: c } => {

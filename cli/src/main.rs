@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ductape", version, about = "Ductape Secrets: zero-knowledge secrets server and client")]
+#[command(
+    name = "ductape",
+    version,
+    about = "Ductape Secrets: zero-knowledge secrets server and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,12 @@ pub struct ClientArgs {
     #[arg(long, env = "DUCTAPE_URL", global = true)]
     url: Option<String>,
     /// Access key (prefer the environment: flags show up in process listings).
-    #[arg(long, env = "DUCTAPE_ACCESS_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "DUCTAPE_ACCESS_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     access_key: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
@@ -44,7 +53,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -15,8 +15,16 @@ pub fn json<T: serde::Serialize>(v: &T) {
 }
 
 pub fn secret_line(s: &SecretRecord) -> String {
-    let scope = if s.scope.is_empty() { "all apps".to_owned() } else { s.scope.join(",") };
-    let envs = if s.envs.is_empty() { "all envs".to_owned() } else { s.envs.join(",") };
+    let scope = if s.scope.is_empty() {
+        "all apps".to_owned()
+    } else {
+        s.scope.join(",")
+    };
+    let envs = if s.envs.is_empty() {
+        "all envs".to_owned()
+    } else {
+        s.envs.join(",")
+    };
     format!(
         "{}\t{}\tv{}\t{}\t{}\t{}",
         s.key,
@@ -36,7 +44,11 @@ pub fn access_key_line(k: &AccessKeyInfo) -> String {
         k.name,
         perms.join(","),
         k.app.as_deref().unwrap_or("*"),
-        if k.envs.is_empty() { "*".to_owned() } else { k.envs.join(",") },
+        if k.envs.is_empty() {
+            "*".to_owned()
+        } else {
+            k.envs.join(",")
+        },
         k.created_at
     )
 }

@@ -48,7 +48,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         Arc::new(SqliteStorage::in_memory().map_err(fail)?)
     } else {
         let dir = args.data_dir.unwrap_or_else(default_data_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         restrict_permissions(&dir);
         let path = dir.join("ductape.sqlite");
         tracing::info!(path = %path.display(), "opening the database");
@@ -64,10 +65,17 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "DUCTAPE_URL=http://{local}");
     if args.dev {
-        let key = ductape_server::dev_bootstrap(&state).await.map_err(|e| fail(e.message))?;
+        let key = ductape_server::dev_bootstrap(&state)
+            .await
+            .map_err(|e| fail(e.message))?;
         let _ = writeln!(out, "DUCTAPE_ACCESS_KEY={}", key.expose().as_str());
-        eprintln!("Development server: in-memory, nothing is kept. Do not use it for real secrets.");
-    } else if let Some(token) = ductape_server::issue_setup_token(&state).await.map_err(|e| fail(e.message))? {
+        eprintln!(
+            "Development server: in-memory, nothing is kept. Do not use it for real secrets."
+        );
+    } else if let Some(token) = ductape_server::issue_setup_token(&state)
+        .await
+        .map_err(|e| fail(e.message))?
+    {
         let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
         eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url http://{local} --token <DUCTAPE_SETUP_TOKEN>");
     }

@@ -29,15 +29,24 @@ pub fn check(
     now_secs: i64,
 ) -> Result<(), Error> {
     let Some(s) = secret else {
-        return Err(Error::new(ErrorCode::SecretNotFound, format!("Secret '{key}' not found")));
+        return Err(Error::new(
+            ErrorCode::SecretNotFound,
+            format!("Secret '{key}' not found"),
+        ));
     };
     let revoked = s.status == SecretStatus::Revoked;
     match SecretStatus::derive(revoked, s.expires_at, now_secs) {
         SecretStatus::Revoked => {
-            return Err(Error::new(ErrorCode::SecretRevoked, format!("Secret '{key}' has been revoked")))
+            return Err(Error::new(
+                ErrorCode::SecretRevoked,
+                format!("Secret '{key}' has been revoked"),
+            ))
         }
         SecretStatus::Expired => {
-            return Err(Error::new(ErrorCode::SecretExpired, format!("Secret '{key}' has expired")))
+            return Err(Error::new(
+                ErrorCode::SecretExpired,
+                format!("Secret '{key}' has expired"),
+            ))
         }
         SecretStatus::Active => {}
     }
@@ -46,7 +55,12 @@ pub fn check(
 
 /// The scope and environment rules alone: whether a reader in `ctx` may see the secret at
 /// all (used to filter listings for app/env-bound access keys).
-pub fn check_scope(key: &str, scope: &[String], envs: &[String], ctx: Context<'_>) -> Result<(), Error> {
+pub fn check_scope(
+    key: &str,
+    scope: &[String],
+    envs: &[String],
+    ctx: Context<'_>,
+) -> Result<(), Error> {
     if let Some(app) = ctx.app {
         if !scope.is_empty() && !scope.iter().any(|a| a == app) {
             return Err(Error::new(
@@ -58,7 +72,10 @@ pub fn check_scope(key: &str, scope: &[String], envs: &[String], ctx: Context<'_
     if !ctx.envs.is_empty() && !envs.is_empty() && !ctx.envs.iter().any(|e| envs.contains(e)) {
         return Err(Error::new(
             ErrorCode::PermissionDenied,
-            format!("Secret '{key}' is not available in environment '{}'", ctx.envs.join(",")),
+            format!(
+                "Secret '{key}' is not available in environment '{}'",
+                ctx.envs.join(",")
+            ),
         ));
     }
     Ok(())
@@ -68,7 +85,12 @@ pub fn check_scope(key: &str, scope: &[String], envs: &[String], ctx: Context<'_
 mod tests {
     use super::*;
 
-    fn record(scope: &[&str], envs: &[&str], status: SecretStatus, expires_at: Option<i64>) -> SecretRecord {
+    fn record(
+        scope: &[&str],
+        envs: &[&str],
+        status: SecretStatus,
+        expires_at: Option<i64>,
+    ) -> SecretRecord {
         SecretRecord {
             id: "0".repeat(24),
             workspace_id: "ws".into(),
@@ -94,10 +116,26 @@ mod tests {
         let dev = vec!["dev".to_string()];
         let active = SecretStatus::Active;
         let cases = [
-            (record(&["stripe_app"], &[], active, None), ctx(Some("other_app"), &[]), "Secret 'K' is not accessible by app 'other_app'"),
-            (record(&[], &["prd"], active, None), ctx(None, &dev), "Secret 'K' is not available in environment 'dev'"),
-            (record(&[], &[], active, Some(10)), ctx(None, &[]), "Secret 'K' has expired"),
-            (record(&[], &[], SecretStatus::Revoked, None), ctx(None, &[]), "Secret 'K' has been revoked"),
+            (
+                record(&["stripe_app"], &[], active, None),
+                ctx(Some("other_app"), &[]),
+                "Secret 'K' is not accessible by app 'other_app'",
+            ),
+            (
+                record(&[], &["prd"], active, None),
+                ctx(None, &dev),
+                "Secret 'K' is not available in environment 'dev'",
+            ),
+            (
+                record(&[], &[], active, Some(10)),
+                ctx(None, &[]),
+                "Secret 'K' has expired",
+            ),
+            (
+                record(&[], &[], SecretStatus::Revoked, None),
+                ctx(None, &[]),
+                "Secret 'K' has been revoked",
+            ),
         ];
         for (rec, c, msg) in cases {
             assert_eq!(check("K", Some(&rec), c, 100).unwrap_err().message(), msg);

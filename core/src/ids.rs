@@ -66,7 +66,9 @@ mod tests {
         let a = new_object_id();
         let b = new_object_id();
         assert_eq!(a.len(), 24);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
     }
 
@@ -74,6 +76,9 @@ mod tests {
     fn iso_timestamps_have_milliseconds_and_round_trip() {
         assert_eq!(iso_millis(1_705_314_600_000), "2024-01-15T10:30:00.000Z");
         assert_eq!(iso_millis(1_705_314_600_123), "2024-01-15T10:30:00.123Z");
-        assert_eq!(parse_iso_millis("2024-01-15T10:30:00.123Z"), Some(1_705_314_600_123));
+        assert_eq!(
+            parse_iso_millis("2024-01-15T10:30:00.123Z"),
+            Some(1_705_314_600_123)
+        );
     }
 }

@@ -35,7 +35,6 @@ pub use validate::{SecretKey, TokenType};
 
 #[cfg(feature = "client")]
 pub use client::{
-    health, setup, CreatedAccessKey,
-    blocking, AccessKeyOptions, Config, CreateSecret, Ductape, FetchedSecret, Secrets,
-    UpdateSecret,
+    blocking, health, setup, AccessKeyOptions, Config, CreateSecret, CreatedAccessKey, Ductape,
+    FetchedSecret, Secrets, UpdateSecret,
 };

@@ -2,8 +2,8 @@
 //! its stored hash in constant time, and what it may do.
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use std::sync::Arc;
 
 use crate::error::ApiError;
@@ -45,17 +45,26 @@ fn unauthenticated(msg: &str) -> ApiError {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("missing access key: send 'Authorization: Bearer <access key id>.<secret>'"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            unauthenticated(
+                "missing access key: send 'Authorization: Bearer <access key id>.<secret>'",
+            )
+        })?;
         let text = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthenticated("malformed Authorization header: expected 'Bearer <access key id>.<secret>'"))?;
-        let (id, secret) = split_bearer(text.trim()).ok_or_else(|| unauthenticated("invalid access key"))?;
+            .ok_or_else(|| {
+                unauthenticated(
+                    "malformed Authorization header: expected 'Bearer <access key id>.<secret>'",
+                )
+            })?;
+        let (id, secret) =
+            split_bearer(text.trim()).ok_or_else(|| unauthenticated("invalid access key"))?;
         // Hash even when the id is unknown, so timing does not tell which ids exist.
         let presented = hash_secret(secret);
         let key = state.storage.access_key(id).await?;

@@ -37,19 +37,52 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                     format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"),
                 )
             } else {
-                ApiError::new(ErrorCode::MalformedBody, "the request body could not be read")
+                ApiError::new(
+                    ErrorCode::MalformedBody,
+                    "the request body could not be read",
+                )
             }
         })?;
         // serde_json's syntax errors give a position, never the input text.
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 ErrorCode::MalformedBody,
-                format!("the request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+                format!(
+                    "the request body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
             )
         })?;
         match value {
             Value::Object(map) => Ok(JsonObject(map)),
-            _ => Err(ApiError::new(ErrorCode::MalformedBody, "the request body must be a JSON object")),
+            _ => Err(ApiError::new(
+                ErrorCode::MalformedBody,
+                "the request body must be a JSON object",
+            )),
         }
+    }
+}
+
+/// The one path parameter of a route (a secret key or an access-key id), with a JSON
+/// error when it is not valid UTF-8 after percent-decoding.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathParam(p))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::MalformedBody,
+                    "the path parameter is not valid UTF-8",
+                )
+            })
     }
 }

@@ -31,7 +31,10 @@ impl ApiError {
     }
 
     pub fn not_found(key: &str) -> Self {
-        ApiError::new(ErrorCode::SecretNotFound, format!("Secret '{key}' not found"))
+        ApiError::new(
+            ErrorCode::SecretNotFound,
+            format!("Secret '{key}' not found"),
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -64,7 +67,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

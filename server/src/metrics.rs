@@ -23,7 +23,9 @@ pub struct Metrics {
 impl Metrics {
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let e = m.entry((method.to_owned(), route.to_owned(), status)).or_default();
+        let e = m
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
         e.0 += 1;
         e.1 += secs;
     }
@@ -54,8 +56,11 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state
-        .metrics
-        .observe(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }

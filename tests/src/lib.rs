@@ -1,1 +1,287 @@
+//! Test harness: starts real `ductape server` processes on loopback and talks to them.
+//!
+//! The binary is found at `$DUCTAPE_BIN`, else in the workspace's target directory
+//! (`cargo build -p ductape-cli` first; `scripts/test` does).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ductape::{AccessKey, Config, Ductape};
+
+/// Path of the `ductape` binary under test.
+pub fn ductape_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DUCTAPE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/ductape");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p ductape-cli` first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running server process. Killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    /// The admin access key (dev servers, or after `setup`).
+    pub access_key: Option<String>,
+    pub setup_token: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Where the server's stderr (its logs) goes.
+    pub log_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// `ductape server --dev` on a free port.
+    pub fn dev() -> Server {
+        Server::start(&["--dev"], None)
+    }
+
+    /// A persistent server on `data_dir` (fresh or existing).
+    pub fn persistent(data_dir: &Path) -> Server {
+        let dir = data_dir.to_str().expect("utf-8 path").to_owned();
+        Server::start(&["--data-dir", &dir], Some(data_dir.to_path_buf()))
+    }
+
+    fn start(extra: &[&str], data_dir: Option<PathBuf>) -> Server {
+        let log_dir = tempfile::tempdir().expect("tempdir");
+        let log_path = log_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(ductape_bin())
+            .args(["server", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .env_remove("DUCTAPE_ACCESS_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start ductape server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        let mut access_key = None;
+        let mut setup_token = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let wants_key = extra.contains(&"--dev");
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(v) = line.strip_prefix("DUCTAPE_URL=") {
+                        url = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("DUCTAPE_ACCESS_KEY=") {
+                        access_key = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("DUCTAPE_SETUP_TOKEN=") {
+                        setup_token = Some(v.to_owned());
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "server exited early ({status}): {}",
+                            std::fs::read_to_string(&log_path).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            if url.is_some() && (!wants_key || access_key.is_some()) {
+                // A persistent server prints its setup token (if any) right after the URL.
+                if !wants_key {
+                    if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+                        if let Some(v) = line.strip_prefix("DUCTAPE_SETUP_TOKEN=") {
+                            setup_token = Some(v.to_owned());
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        let url = url.expect("server printed DUCTAPE_URL");
+        let server = Server {
+            child: Some(child),
+            url,
+            access_key,
+            setup_token,
+            data_dir,
+            log_path,
+            _log_dir: log_dir,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("{}/healthz", self.url);
+        while Instant::now() < deadline {
+            if probe::get_ok(&url) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server at {} never became healthy", self.url);
+    }
+
+    /// Runs first-time setup on a fresh persistent server; stores and returns the admin key.
+    pub async fn setup(&mut self) -> String {
+        let token = self
+            .setup_token
+            .clone()
+            .expect("a fresh server prints a setup token");
+        let (key, _) = ductape::setup(&self.url, &token, "test")
+            .await
+            .expect("setup");
+        let text = key.expose().to_string();
+        self.access_key = Some(text.clone());
+        text
+    }
+
+    /// An initialized client using the admin key.
+    pub async fn client(&self) -> Ductape {
+        self.client_with(self.access_key.as_deref().expect("server has an admin key"))
+            .await
+    }
+
+    /// An initialized client using `key`.
+    pub async fn client_with(&self, key: &str) -> Ductape {
+        let key: AccessKey = key.parse().expect("access key");
+        let d = Ductape::new(Config::new(&self.url, key).max_retries(0)).expect("client");
+        d.init().await.expect("init");
+        d
+    }
+
+    /// The bearer credential (`id.secret`) of the admin key, for raw HTTP.
+    pub fn bearer(&self) -> String {
+        let key: AccessKey = self
+            .access_key
+            .as_deref()
+            .expect("admin key")
+            .parse()
+            .expect("key");
+        key.bearer().to_string()
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (graceful shutdown).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().expect("wait")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A health probe that needs no async runtime.
+mod probe {
+    pub fn get_ok(url: &str) -> bool {
+        // A raw HTTP/1.1 GET over std: the harness must not need a runtime to poll health.
+        use std::io::{Read, Write};
+        let Some(rest) = url.strip_prefix("http://") else {
+            return false;
+        };
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
+        let Ok(mut s) = std::net::TcpStream::connect(host) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        if write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .is_err()
+        {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        buf.starts_with("HTTP/1.1 200")
+    }
+}
+
+/// A raw HTTP client for tests that bypass the SDK.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Sends a request and returns the status and the JSON body (or Null).
+pub async fn raw(
+    method: reqwest::Method,
+    url: &str,
+    bearer: Option<&str>,
+    content_type: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let mut req = http().request(method, url);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Asserts the one error shape of DESIGN.md §3 and returns the code.
+pub fn assert_error_shape(status: u16, body: &serde_json::Value) -> String {
+    let e = &body["error"];
+    assert_eq!(
+        e["status"].as_u64(),
+        Some(status as u64),
+        "error body {body}"
+    );
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error body {body}"
+    );
+    e["code"].as_str().expect("code").to_owned()
+}

@@ -50,10 +50,14 @@ impl<'a> AccessKeys<'a> {
 
     pub async fn create(&self, opts: AccessKeyOptions) -> Result<CreatedAccessKey, Error> {
         if opts.name.trim().is_empty() || opts.name.chars().count() > 128 {
-            return Err(Error::invalid_field("field 'name' must be 1 to 128 characters"));
+            return Err(Error::invalid_field(
+                "field 'name' must be 1 to 128 characters",
+            ));
         }
         if opts.permissions.is_empty() {
-            return Err(Error::invalid_field("field 'permissions' must not be empty"));
+            return Err(Error::invalid_field(
+                "field 'permissions' must not be empty",
+            ));
         }
         if let Some(app) = &opts.app {
             validate::check_tags("app", vec![app.clone()])?;
@@ -61,7 +65,12 @@ impl<'a> AccessKeys<'a> {
         let envs = validate::check_tags("envs", opts.envs)?;
         let session = self.client.session()?;
         let key = AccessKey::generate();
-        let wrapped = WrappedKey::wrap(&session.key, key.unwrap_bytes(), &session.workspace.workspace_id, key.id());
+        let wrapped = WrappedKey::wrap(
+            &session.key,
+            key.unwrap_bytes(),
+            &session.workspace.workspace_id,
+            key.id(),
+        );
         let body = json!({
             "id": key.id(),
             "secret": key.secret(),
@@ -74,7 +83,12 @@ impl<'a> AccessKeys<'a> {
         let info: AccessKeyInfo = self
             .client
             .transport()
-            .call(Method::POST, "/v1/access-keys", Some(&body), super::transport::Idempotency::NotIdempotent)
+            .call(
+                Method::POST,
+                "/v1/access-keys",
+                Some(&body),
+                super::transport::Idempotency::NotIdempotent,
+            )
             .await?;
         Ok(CreatedAccessKey { key, info })
     }
@@ -82,19 +96,31 @@ impl<'a> AccessKeys<'a> {
     pub async fn list(&self) -> Result<Vec<AccessKeyInfo>, Error> {
         self.client
             .transport()
-            .call(Method::GET, "/v1/access-keys", None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                "/v1/access-keys",
+                None,
+                Idempotency::Idempotent,
+            )
             .await
     }
 
     /// Deletes an access key and its wrapped copy of the workspace key.
     pub async fn delete(&self, id: &str) -> Result<bool, Error> {
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid_field("access key id must be 16 hex characters"));
+            return Err(Error::invalid_field(
+                "access key id must be 16 hex characters",
+            ));
         }
         let resp: DeletedResponse = self
             .client
             .transport()
-            .call::<DeletedResponse>(Method::DELETE, &format!("/v1/access-keys/{id}"), None::<&Value>, Idempotency::Idempotent)
+            .call::<DeletedResponse>(
+                Method::DELETE,
+                &format!("/v1/access-keys/{id}"),
+                None::<&Value>,
+                Idempotency::Idempotent,
+            )
             .await?;
         Ok(resp.deleted)
     }

@@ -13,7 +13,9 @@ use crate::error::{Error, ErrorCode};
 use crate::wire::{AccessKeyInfo, SecretRecord};
 use crate::SecretKey;
 
-use super::{AccessKeyOptions, Config, CreateSecret, CreatedAccessKey, FetchedSecret, UpdateSecret};
+use super::{
+    AccessKeyOptions, Config, CreateSecret, CreatedAccessKey, FetchedSecret, UpdateSecret,
+};
 
 /// The blocking twin of [`crate::Ductape`]. Do not use it inside an async runtime.
 #[derive(Debug)]
@@ -96,7 +98,9 @@ impl Secrets<'_> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>)>, Error> {
-        self.d.rt.block_on(self.d.inner.secrets().batch_get(keys, app, env))
+        self.d
+            .rt
+            .block_on(self.d.inner.secrets().batch_get(keys, app, env))
     }
 }
 

@@ -130,5 +130,10 @@ pub fn seconds_to_duration(field: &str, secs: f64) -> Result<Duration, Error> {
     Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::new(ErrorCode::Config, format!("'{field}' must be a positive number of seconds")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::Config,
+                format!("'{field}' must be a positive number of seconds"),
+            )
+        })
 }

@@ -88,7 +88,10 @@ impl Ductape {
             ));
         }
         let wrapped = WrappedKey::parse(&resp.wrapped_key).ok_or_else(|| {
-            Error::new(ErrorCode::Protocol, "the server sent a malformed wrapped workspace key")
+            Error::new(
+                ErrorCode::Protocol,
+                "the server sent a malformed wrapped workspace key",
+            )
         })?;
         let key = wrapped.unwrap_key(ak.unwrap_bytes(), &resp.workspace.workspace_id, ak.id())?;
         if key.id().as_str() != resp.workspace.key_id {

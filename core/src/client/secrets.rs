@@ -43,7 +43,15 @@ impl CreateSecret {
         let obj = validate::json_object(args)?;
         validate::reject_unknown_fields(
             obj,
-            &["key", "value", "description", "token_type", "scope", "envs", "expires_at"],
+            &[
+                "key",
+                "value",
+                "description",
+                "token_type",
+                "scope",
+                "envs",
+                "expires_at",
+            ],
         )?;
         let key = validate::required_string(obj, "key")?.to_owned();
         let value = Plaintext::from(validate::required_string(obj, "value")?);
@@ -106,7 +114,15 @@ impl UpdateSecret {
         let obj = validate::json_object(args)?;
         validate::reject_unknown_fields(
             obj,
-            &["value", "description", "token_type", "scope", "envs", "expires_at", "expected_version"],
+            &[
+                "value",
+                "description",
+                "token_type",
+                "scope",
+                "envs",
+                "expires_at",
+                "expected_version",
+            ],
         )?;
         let value = match obj.get("value") {
             None | Some(Value::Null) => None,
@@ -209,7 +225,12 @@ impl<'a> Secrets<'a> {
         args.metadata.write_to(&mut body);
         let metadata = MetadataInput::from_object(&body)?;
         let session = self.client.session()?;
-        let envelope = Envelope::seal(&session.key, &session.workspace.workspace_id, &key, &args.value);
+        let envelope = Envelope::seal(
+            &session.key,
+            &session.workspace.workspace_id,
+            &key,
+            &args.value,
+        );
         let mut body = Map::new();
         body.insert("key".into(), Value::String(key.to_string()));
         body.insert("ciphertext".into(), Value::String(envelope.to_string()));
@@ -218,7 +239,12 @@ impl<'a> Secrets<'a> {
         body.retain(|_, v| !v.is_null());
         self.client
             .transport()
-            .call(Method::POST, "/v1/secrets", Some(&Value::Object(body)), Idempotency::NotIdempotent)
+            .call(
+                Method::POST,
+                "/v1/secrets",
+                Some(&Value::Object(body)),
+                Idempotency::NotIdempotent,
+            )
             .await
     }
 
@@ -237,7 +263,12 @@ impl<'a> Secrets<'a> {
         let got: SecretWithCiphertext = self
             .client
             .transport()
-            .call(Method::GET, &secret_path(&key, ""), None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &secret_path(&key, ""),
+                None,
+                Idempotency::Idempotent,
+            )
             .await?;
         open_secret(&session, &key, got)
     }
@@ -258,7 +289,8 @@ impl<'a> Secrets<'a> {
         if let Some(value) = &args.value {
             validate::check_value(value.expose())?;
             let session = self.client.session()?;
-            let envelope = Envelope::seal(&session.key, &session.workspace.workspace_id, &key, value);
+            let envelope =
+                Envelope::seal(&session.key, &session.workspace.workspace_id, &key, value);
             body.insert("ciphertext".into(), Value::String(envelope.to_string()));
         }
         if let Some(v) = args.expected_version {
@@ -266,7 +298,12 @@ impl<'a> Secrets<'a> {
         }
         self.client
             .transport()
-            .call(Method::PATCH, &secret_path(&key, ""), Some(&Value::Object(body)), Idempotency::NotIdempotent)
+            .call(
+                Method::PATCH,
+                &secret_path(&key, ""),
+                Some(&Value::Object(body)),
+                Idempotency::NotIdempotent,
+            )
             .await
     }
 
@@ -276,7 +313,12 @@ impl<'a> Secrets<'a> {
         let resp: DeletedResponse = self
             .client
             .transport()
-            .call(Method::DELETE, &secret_path(&key, ""), None, Idempotency::Idempotent)
+            .call(
+                Method::DELETE,
+                &secret_path(&key, ""),
+                None,
+                Idempotency::Idempotent,
+            )
             .await?;
         Ok(resp.deleted)
     }
@@ -309,10 +351,18 @@ impl<'a> Secrets<'a> {
         let resp: BatchGetResponse = self
             .client
             .transport()
-            .call(Method::POST, "/v1/secrets/batch-get", Some(&body), Idempotency::Idempotent)
+            .call(
+                Method::POST,
+                "/v1/secrets/batch-get",
+                Some(&body),
+                Idempotency::Idempotent,
+            )
             .await?;
         if resp.results.len() != keys.len() {
-            return Err(Error::new(ErrorCode::Protocol, "the batch answer does not match the request"));
+            return Err(Error::new(
+                ErrorCode::Protocol,
+                "the batch answer does not match the request",
+            ));
         }
         Ok(keys
             .iter()
@@ -320,8 +370,13 @@ impl<'a> Secrets<'a> {
             .map(|(key, item)| {
                 let result = match (item.secret, item.error) {
                     (Some(s), _) if item.key == key.as_str() => open_secret(&session, key, s),
-                    (_, Some(e)) => Err(Error::from_server(e.status, Some(e.code), e.message, None)),
-                    _ => Err(Error::new(ErrorCode::Protocol, "the batch answer does not match the request")),
+                    (_, Some(e)) => {
+                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
+                    }
+                    _ => Err(Error::new(
+                        ErrorCode::Protocol,
+                        "the batch answer does not match the request",
+                    )),
                 };
                 (key.clone(), result)
             })
@@ -332,7 +387,12 @@ impl<'a> Secrets<'a> {
         let key = SecretKey::parse(key)?;
         self.client
             .transport()
-            .call(Method::POST, &secret_path(&key, action), None, Idempotency::Idempotent)
+            .call(
+                Method::POST,
+                &secret_path(&key, action),
+                None,
+                Idempotency::Idempotent,
+            )
             .await
     }
 }

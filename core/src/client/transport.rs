@@ -33,9 +33,18 @@ impl Transport {
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("ductape-rust/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::new(ErrorCode::Config, format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::Config,
+                    format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
         let bearer = config.access_key.bearer();
-        Ok(Transport { http, config, bearer })
+        Ok(Transport {
+            http,
+            config,
+            bearer,
+        })
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -130,9 +139,15 @@ fn network_error(e: reqwest::Error) -> Error {
     if e.is_timeout() {
         Error::new(ErrorCode::Timeout, format!("request timed out: {e}"))
     } else if e.is_connect() {
-        Error::new(ErrorCode::Connection, format!("{CONNECT_PREFIX} to the Ductape server: {e}"))
+        Error::new(
+            ErrorCode::Connection,
+            format!("{CONNECT_PREFIX} to the Ductape server: {e}"),
+        )
     } else {
-        Error::new(ErrorCode::Connection, format!("connection to the Ductape server failed: {e}"))
+        Error::new(
+            ErrorCode::Connection,
+            format!("connection to the Ductape server failed: {e}"),
+        )
     }
 }
 
@@ -149,7 +164,10 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
         return serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(
                 ErrorCode::Protocol,
-                format!("unexpected answer from the server (HTTP {}): {e}", status.as_u16()),
+                format!(
+                    "unexpected answer from the server (HTTP {}): {e}",
+                    status.as_u16()
+                ),
             )
         });
     }

@@ -74,7 +74,10 @@ impl Envelope {
             )
         })?;
         let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::new(ErrorCode::Integrity, format!("Secret '{key}' is not valid UTF-8"))
+            Error::new(
+                ErrorCode::Integrity,
+                format!("Secret '{key}' is not valid UTF-8"),
+            )
         })?;
         Ok(Plaintext::new(text))
     }
@@ -135,7 +138,12 @@ impl WrappedKey {
     const PREFIX: &'static str = "dwk1.xc20p.";
 
     /// Wraps `wk` for the access key `access_key_id` of `workspace_id`.
-    pub fn wrap(wk: &WorkspaceKey, unwrap_key: &[u8; 32], workspace_id: &str, access_key_id: &str) -> Self {
+    pub fn wrap(
+        wk: &WorkspaceKey,
+        unwrap_key: &[u8; 32],
+        workspace_id: &str,
+        access_key_id: &str,
+    ) -> Self {
         let aad = wrap_aad(workspace_id, access_key_id, wk.id());
         let (nonce, sealed) = seal_raw(unwrap_key, &aad, wk.bytes());
         WrappedKey(Envelope {
@@ -186,18 +194,30 @@ impl fmt::Display for WrappedKey {
 
 impl fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("WrappedKey").field(&self.0.key_id.as_str()).finish()
+        f.debug_tuple("WrappedKey")
+            .field(&self.0.key_id.as_str())
+            .finish()
     }
 }
 
 fn value_aad(workspace_id: &str, key: &str, kid: &KeyId) -> Vec<u8> {
-    [b"ductape/value/v1".as_slice(), workspace_id.as_bytes(), key.as_bytes(), kid.as_str().as_bytes()]
-        .join(&0u8)
+    [
+        b"ductape/value/v1".as_slice(),
+        workspace_id.as_bytes(),
+        key.as_bytes(),
+        kid.as_str().as_bytes(),
+    ]
+    .join(&0u8)
 }
 
 fn wrap_aad(workspace_id: &str, access_key_id: &str, kid: &KeyId) -> Vec<u8> {
-    [b"ductape/wrap/v1".as_slice(), workspace_id.as_bytes(), access_key_id.as_bytes(), kid.as_str().as_bytes()]
-        .join(&0u8)
+    [
+        b"ductape/wrap/v1".as_slice(),
+        workspace_id.as_bytes(),
+        access_key_id.as_bytes(),
+        kid.as_str().as_bytes(),
+    ]
+    .join(&0u8)
 }
 
 fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>) {
@@ -209,7 +229,12 @@ fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>
     (nonce, sealed)
 }
 
-fn open_raw(key: &[u8; 32], aad: &[u8], nonce: &[u8; NONCE_LEN], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+fn open_raw(
+    key: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     let cipher = XChaCha20Poly1305::new(key.into());
     cipher
         .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
@@ -232,10 +257,16 @@ mod tests {
         let s = e.to_string();
         assert!(!s.contains("canary"));
         let parsed = Envelope::parse(&s).unwrap();
-        assert_eq!(parsed.open(&wk, "ws1", &key("A")).unwrap().expose(), "canary-value");
+        assert_eq!(
+            parsed.open(&wk, "ws1", &key("A")).unwrap().expose(),
+            "canary-value"
+        );
         let moved = parsed.open(&wk, "ws1", &key("B")).unwrap_err();
         assert_eq!(moved.code(), ErrorCode::Integrity);
-        assert_eq!(parsed.open(&wk, "ws2", &key("A")).unwrap_err().code(), ErrorCode::Integrity);
+        assert_eq!(
+            parsed.open(&wk, "ws2", &key("A")).unwrap_err().code(),
+            ErrorCode::Integrity
+        );
     }
 
     #[test]
@@ -243,10 +274,16 @@ mod tests {
         let wk = WorkspaceKey::generate();
         let mut e = Envelope::seal(&wk, "ws", &key("A"), &Plaintext::from("v"));
         e.sealed[0] ^= 1;
-        assert_eq!(e.open(&wk, "ws", &key("A")).unwrap_err().code(), ErrorCode::Integrity);
+        assert_eq!(
+            e.open(&wk, "ws", &key("A")).unwrap_err().code(),
+            ErrorCode::Integrity
+        );
         let e = Envelope::seal(&wk, "ws", &key("A"), &Plaintext::from("v"));
         let other = WorkspaceKey::generate();
-        assert_eq!(e.open(&other, "ws", &key("A")).unwrap_err().code(), ErrorCode::Integrity);
+        assert_eq!(
+            e.open(&other, "ws", &key("A")).unwrap_err().code(),
+            ErrorCode::Integrity
+        );
     }
 
     #[test]
@@ -259,7 +296,14 @@ mod tests {
 
     #[test]
     fn junk_does_not_parse_as_an_envelope() {
-        for s in ["", "plaintext", "dv1.xc20p.", "dv1.xc20p.0123456789abcdef.", "dv2.xc20p.0123456789abcdef.AAAA", "dv1.xc20p.XYZ.AAAA"] {
+        for s in [
+            "",
+            "plaintext",
+            "dv1.xc20p.",
+            "dv1.xc20p.0123456789abcdef.",
+            "dv2.xc20p.0123456789abcdef.AAAA",
+            "dv1.xc20p.XYZ.AAAA",
+        ] {
             assert!(Envelope::parse(s).is_none(), "{s}");
         }
     }

@@ -54,8 +54,10 @@ impl KeyId {
     }
 
     pub fn parse(s: &str) -> Option<KeyId> {
-        (s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| KeyId(s.to_owned()))
+        (s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| KeyId(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,25 +1,32 @@
 //! `/v1/access-keys`, `/v1/session`, `/v1/workspace` and `/v1/setup`.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{Map, Value};
 
 use crate::auth::{Caller, Shared};
-use axum::extract::State;
-use crate::body::JsonObject;
+use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
 use crate::storage::{StoredAccessKey, Workspace};
+use axum::extract::State;
 use ductape::crypto::{hash_secret, KeyId, WrappedKey};
 use ductape::ids::now_millis;
 use ductape::validate;
 use ductape::wire::{
-    AccessKeyInfo, CreateAccessKeyBody, DeletedResponse, ErrorBody, Permission, SessionResponse, SetupBody,
-    WorkspaceInfo,
+    AccessKeyInfo, CreateAccessKeyBody, DeletedResponse, ErrorBody, Permission, SessionResponse,
+    SetupBody, WorkspaceInfo,
 };
 use ductape::ErrorCode;
 
-const KEY_FIELDS: &[&str] = &["id", "secret", "wrapped_key", "name", "permissions", "app", "envs"];
+const KEY_FIELDS: &[&str] = &[
+    "id",
+    "secret",
+    "wrapped_key",
+    "name",
+    "permissions",
+    "app",
+    "envs",
+];
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ductape::Error::invalid_field(msg).into()
@@ -27,24 +34,42 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 
 /// Reads a new access key made by a client: its id, its secret (kept only as a hash) and
 /// the workspace key wrapped for it.
-fn parse_new_key(obj: &Map<String, Value>, workspace_id: &str, key_id: &str) -> Result<StoredAccessKey, ApiError> {
+fn parse_new_key(
+    obj: &Map<String, Value>,
+    workspace_id: &str,
+    key_id: &str,
+) -> Result<StoredAccessKey, ApiError> {
     validate::reject_unknown_fields(obj, KEY_FIELDS)?;
     let id = validate::required_string(obj, "id")?;
-    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() != 16
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(invalid("field 'id' must be 16 lowercase hex characters"));
     }
     let secret = validate::required_string(obj, "secret")?;
-    if secret.len() != 43 || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(invalid("field 'secret' must be 32 bytes in unpadded base64url"));
+    if secret.len() != 43
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            "field 'secret' must be 32 bytes in unpadded base64url",
+        ));
     }
-    let wrapped = WrappedKey::parse(validate::required_string(obj, "wrapped_key")?)
-        .ok_or_else(|| invalid("field 'wrapped_key' must be a workspace key wrapped by a Ductape client"))?;
+    let wrapped =
+        WrappedKey::parse(validate::required_string(obj, "wrapped_key")?).ok_or_else(|| {
+            invalid("field 'wrapped_key' must be a workspace key wrapped by a Ductape client")
+        })?;
     if wrapped.key_id().as_str() != key_id {
         return Err(invalid("field 'wrapped_key' wraps another workspace key"));
     }
     let name = validate::required_string(obj, "name")?;
     if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(invalid("field 'name' must be 1 to 128 printable characters"));
+        return Err(invalid(
+            "field 'name' must be 1 to 128 printable characters",
+        ));
     }
     let perms = obj
         .get("permissions")
@@ -109,7 +134,10 @@ pub async fn create(
 /// List access keys (admin). Never their secrets.
 #[utoipa::path(get, path = "/v1/access-keys", tag = "access-keys",
     responses((status = 200, body = Vec<AccessKeyInfo>)), security(("access_key" = [])))]
-pub async fn list(State(st): State<Shared>, caller: Caller) -> Result<Json<Vec<AccessKeyInfo>>, ApiError> {
+pub async fn list(
+    State(st): State<Shared>,
+    caller: Caller,
+) -> Result<Json<Vec<AccessKeyInfo>>, ApiError> {
     caller.require(Permission::Admin)?;
     let keys = st.storage.list_access_keys(&caller.workspace.id).await?;
     Ok(Json(keys.iter().map(StoredAccessKey::info).collect()))
@@ -120,22 +148,42 @@ pub async fn list(State(st): State<Shared>, caller: Caller) -> Result<Json<Vec<A
 #[utoipa::path(delete, path = "/v1/access-keys/{id}", tag = "access-keys", params(("id" = String, Path)),
     responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("access_key" = [])))]
-pub async fn delete(State(st): State<Shared>, caller: Caller, Path(id): Path<String>) -> Result<Json<DeletedResponse>, ApiError> {
+pub async fn delete(
+    State(st): State<Shared>,
+    caller: Caller,
+    PathParam(id): PathParam,
+) -> Result<Json<DeletedResponse>, ApiError> {
     caller.require(Permission::Admin)?;
     let keys = st.storage.list_access_keys(&caller.workspace.id).await?;
     let target = keys
         .iter()
         .find(|k| k.id == id)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no access key with that id"))?;
-    let admins = keys.iter().filter(|k| k.permissions.contains(&Permission::Admin)).count();
+    let admins = keys
+        .iter()
+        .filter(|k| k.permissions.contains(&Permission::Admin))
+        .count();
     if target.permissions.contains(&Permission::Admin) && admins <= 1 {
-        return Err(ApiError::new(ErrorCode::Conflict, "cannot delete the last admin access key"));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "cannot delete the last admin access key",
+        ));
     }
-    if !st.storage.delete_access_key(&caller.workspace.id, &id).await? {
-        return Err(ApiError::new(ErrorCode::NotFound, "no access key with that id"));
+    if !st
+        .storage
+        .delete_access_key(&caller.workspace.id, &id)
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no access key with that id",
+        ));
     }
     tracing::info!(id = %id, by = %caller.key.id, "access key deleted");
-    Ok(Json(DeletedResponse { deleted: true, key: id }))
+    Ok(Json(DeletedResponse {
+        deleted: true,
+        key: id,
+    }))
 }
 
 /// Who the caller is, and its wrapped copy of the workspace key (what `init()` reads).
@@ -160,25 +208,46 @@ pub async fn workspace(caller: Caller) -> Json<WorkspaceInfo> {
 /// and its first admin access key.
 #[utoipa::path(post, path = "/v1/setup", tag = "workspace", request_body = SetupBody,
     responses((status = 201, body = WorkspaceInfo), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn setup(State(st): State<Shared>, JsonObject(body): JsonObject) -> Result<(StatusCode, Json<WorkspaceInfo>), ApiError> {
+pub async fn setup(
+    State(st): State<Shared>,
+    JsonObject(body): JsonObject,
+) -> Result<(StatusCode, Json<WorkspaceInfo>), ApiError> {
     let info = apply_setup(&st, &body).await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// The setup itself, shared by the HTTP route and the `--dev` bootstrap.
-pub async fn apply_setup(st: &crate::state::AppState, body: &Map<String, Value>) -> Result<WorkspaceInfo, ApiError> {
-    validate::reject_unknown_fields(body, &["setup_token", "workspace_id", "workspace_name", "key_id", "access_key"])?;
+pub async fn apply_setup(
+    st: &crate::state::AppState,
+    body: &Map<String, Value>,
+) -> Result<WorkspaceInfo, ApiError> {
+    validate::reject_unknown_fields(
+        body,
+        &[
+            "setup_token",
+            "workspace_id",
+            "workspace_name",
+            "key_id",
+            "access_key",
+        ],
+    )?;
     let token = validate::required_string(body, "setup_token")?;
     let ws_id = validate::required_string(body, "workspace_id")?;
-    let ok_id = ws_id
-        .strip_prefix("ws_")
-        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let ok_id = ws_id.strip_prefix("ws_").is_some_and(|h| {
+        h.len() == 24
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
     if !ok_id {
-        return Err(invalid("field 'workspace_id' must be 'ws_' and 24 lowercase hex characters"));
+        return Err(invalid(
+            "field 'workspace_id' must be 'ws_' and 24 lowercase hex characters",
+        ));
     }
     let name = validate::required_string(body, "workspace_name")?;
     if name.trim().is_empty() || name.chars().count() > 128 {
-        return Err(invalid("field 'workspace_name' must be 1 to 128 characters"));
+        return Err(invalid(
+            "field 'workspace_name' must be 1 to 128 characters",
+        ));
     }
     let key_id = KeyId::parse(validate::required_string(body, "key_id")?)
         .ok_or_else(|| invalid("field 'key_id' must be 16 lowercase hex characters"))?;
@@ -188,7 +257,9 @@ pub async fn apply_setup(st: &crate::state::AppState, body: &Map<String, Value>)
         .ok_or_else(|| invalid("field 'access_key' must be an object"))?;
     let key = parse_new_key(ak, ws_id, key_id.as_str())?;
     if !key.permissions.contains(&Permission::Admin) {
-        return Err(invalid("the first access key must have the 'admin' permission"));
+        return Err(invalid(
+            "the first access key must have the 'admin' permission",
+        ));
     }
     let ws = Workspace {
         id: ws_id.to_owned(),
@@ -196,7 +267,9 @@ pub async fn apply_setup(st: &crate::state::AppState, body: &Map<String, Value>)
         key_id: key_id.to_string(),
         created_ms: now_millis(),
     };
-    st.storage.setup(&hash_secret(token), ws.clone(), key).await?;
+    st.storage
+        .setup(&hash_secret(token), ws.clone(), key)
+        .await?;
     tracing::info!(workspace = %ws.id, "workspace set up");
     Ok(ws.info())
 }

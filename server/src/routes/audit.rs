@@ -1,15 +1,16 @@
 //! `/v1/audit` and `/v1/secrets/{key}/usage`: who read which secret, from which app and
 //! environment, and whether it was allowed. Never values.
 
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Shared};
-use axum::extract::State;
+use crate::body::PathParam;
 use crate::error::ApiError;
 use crate::storage::AuditFilter;
+use axum::extract::State;
 use ductape::ids::iso_millis;
 use ductape::wire::{ErrorBody, Permission};
 use ductape::SecretKey;
@@ -73,7 +74,9 @@ pub async fn list(
         limit,
     };
     let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
-    let next_before = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.0)).flatten();
+    let next_before = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.0))
+        .flatten();
     Ok(Json(AuditPage {
         events: rows
             .into_iter()
@@ -106,22 +109,33 @@ pub struct UsageEntry {
 /// Usage of one secret (list permission), from the audit trail.
 #[utoipa::path(get, path = "/v1/secrets/{key}/usage", tag = "audit", params(("key" = String, Path)),
     responses((status = 200, body = Vec<UsageEntry>)), security(("access_key" = [])))]
-pub async fn usage(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<Vec<UsageEntry>>, ApiError> {
+pub async fn usage(
+    State(st): State<Shared>,
+    caller: Caller,
+    PathParam(key): PathParam,
+) -> Result<Json<Vec<UsageEntry>>, ApiError> {
     caller.require(Permission::List)?;
     let key = SecretKey::parse(&key)?;
     let mut by: BTreeMap<(Option<String>, Option<String>), UsageEntry> = BTreeMap::new();
     let mut before = None;
     loop {
-        let filter = AuditFilter { secret_key: Some(key.to_string()), before, limit: 1000, ..Default::default() };
+        let filter = AuditFilter {
+            secret_key: Some(key.to_string()),
+            before,
+            limit: 1000,
+            ..Default::default()
+        };
         let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
         for (_, e) in &rows {
-            let entry = by.entry((e.app.clone(), e.env.clone())).or_insert_with(|| UsageEntry {
-                app: e.app.clone(),
-                env: e.env.clone(),
-                last_access: iso_millis(e.at_ms),
-                reads: 0,
-                denied: 0,
-            });
+            let entry = by
+                .entry((e.app.clone(), e.env.clone()))
+                .or_insert_with(|| UsageEntry {
+                    app: e.app.clone(),
+                    env: e.env.clone(),
+                    last_access: iso_millis(e.at_ms),
+                    reads: 0,
+                    denied: 0,
+                });
             if e.allowed {
                 entry.reads += 1;
             } else {

@@ -51,13 +51,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/secrets/batch-get", post(secrets::batch_get))
         .route(
             "/v1/secrets/{key}",
-            get(secrets::get).patch(secrets::update).delete(secrets::delete),
+            get(secrets::get)
+                .patch(secrets::update)
+                .delete(secrets::delete),
         )
         .route("/v1/secrets/{key}/revoke", post(secrets::revoke))
         .route("/v1/secrets/{key}/restore", post(secrets::restore))
         .route("/v1/secrets/{key}/usage", get(audit::usage))
-        .route("/v1/access-keys", post(access_keys::create).get(access_keys::list))
-        .route("/v1/access-keys/{id}", axum::routing::delete(access_keys::delete))
+        .route(
+            "/v1/access-keys",
+            post(access_keys::create).get(access_keys::list),
+        )
+        .route(
+            "/v1/access-keys/{id}",
+            axum::routing::delete(access_keys::delete),
+        )
         .route("/v1/session", get(access_keys::session))
         .route("/v1/workspace", get(access_keys::workspace))
         .route("/v1/setup", post(access_keys::setup))

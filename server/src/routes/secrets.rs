@@ -3,31 +3,46 @@
 //! Handlers parse, check permission and scope, call storage, and record value reads in the
 //! audit trail before the ciphertext leaves.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use crate::auth::{bound_context, Caller, Shared};
-use axum::extract::State;
-use crate::body::JsonObject;
+use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
 use crate::storage::{AuditEvent, StoredSecret};
+use axum::extract::State;
 use ductape::access::{self, Context};
 use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
 use ductape::validate::{self, MetadataInput};
 use ductape::wire::{
-    BatchGetBody, BatchGetResponse, BatchItem, DeletedResponse, ErrorBody, ErrorDetail, Permission, SecretRecord,
-    SecretWithCiphertext, UpdateSecretBody, CreateSecretBody,
+    BatchGetBody, BatchGetResponse, BatchItem, CreateSecretBody, DeletedResponse, ErrorBody,
+    ErrorDetail, Permission, SecretRecord, SecretWithCiphertext, UpdateSecretBody,
 };
 use ductape::{Envelope, ErrorCode, SecretKey};
 
 /// Most keys in one batch get.
 pub const MAX_BATCH_KEYS: usize = 1000;
 
-const CREATE_FIELDS: &[&str] = &["key", "ciphertext", "description", "token_type", "scope", "envs", "expires_at"];
-const UPDATE_FIELDS: &[&str] = &["ciphertext", "description", "token_type", "scope", "envs", "expires_at", "expected_version"];
+const CREATE_FIELDS: &[&str] = &[
+    "key",
+    "ciphertext",
+    "description",
+    "token_type",
+    "scope",
+    "envs",
+    "expires_at",
+];
+const UPDATE_FIELDS: &[&str] = &[
+    "ciphertext",
+    "description",
+    "token_type",
+    "scope",
+    "envs",
+    "expires_at",
+    "expected_version",
+];
 
 /// Create a secret (the value arrives sealed by the client).
 #[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = CreateSecretBody,
@@ -68,7 +83,10 @@ pub async fn create(
 /// List secrets' metadata (never values or ciphertext).
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
     responses((status = 200, body = Vec<SecretRecord>)), security(("access_key" = [])))]
-pub async fn list(State(st): State<Shared>, caller: Caller) -> Result<Json<Vec<SecretRecord>>, ApiError> {
+pub async fn list(
+    State(st): State<Shared>,
+    caller: Caller,
+) -> Result<Json<Vec<SecretRecord>>, ApiError> {
     caller.require(Permission::List)?;
     let now = now_secs();
     let ctx = bound_context(&caller.key);
@@ -88,11 +106,14 @@ pub async fn list(State(st): State<Shared>, caller: Caller) -> Result<Json<Vec<S
 pub async fn get(
     State(st): State<Shared>,
     caller: Caller,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> Result<Json<SecretWithCiphertext>, ApiError> {
     caller.require(Permission::Read)?;
     let key = SecretKey::parse(&key)?;
-    let found = st.storage.get_secrets(&caller.workspace.id, &[key.to_string()]).await?;
+    let found = st
+        .storage
+        .get_secrets(&caller.workspace.id, &[key.to_string()])
+        .await?;
     let mut results = read_checked(&st, &caller, "read", &[key], found, Context::default()).await?;
     match results.pop() {
         Some(Ok(s)) => Ok(Json(s)),
@@ -109,7 +130,7 @@ pub async fn get(
 pub async fn update(
     State(st): State<Shared>,
     caller: Caller,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
     JsonObject(body): JsonObject,
 ) -> Result<Json<SecretRecord>, ApiError> {
     caller.require(Permission::Write)?;
@@ -118,17 +139,25 @@ pub async fn update(
     validate::reject_unknown_fields(&body, UPDATE_FIELDS)?;
     let ciphertext = match body.get("ciphertext") {
         None => None,
-        Some(_) => Some(check_ciphertext(&caller, validate::required_string(&body, "ciphertext")?)?),
+        Some(_) => Some(check_ciphertext(
+            &caller,
+            validate::required_string(&body, "ciphertext")?,
+        )?),
     };
     let expected_version = match body.get("expected_version") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::from(ductape::Error::invalid_field("field 'expected_version' must be a positive integer"))
+            ApiError::from(ductape::Error::invalid_field(
+                "field 'expected_version' must be a positive integer",
+            ))
         })?),
     };
     let meta = MetadataInput::from_object(&body)?;
     if ciphertext.is_none() && meta.is_empty() {
-        return Err(ductape::Error::invalid_field("nothing to update: give a value or at least one metadata field").into());
+        return Err(ductape::Error::invalid_field(
+            "nothing to update: give a value or at least one metadata field",
+        )
+        .into());
     }
     let bound = caller.key.clone();
     let updated = st
@@ -167,31 +196,51 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Shared>,
     caller: Caller,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     caller.require(Permission::Write)?;
     let key = SecretKey::parse(&key)?;
-    let found = st.storage.get_secrets(&caller.workspace.id, &[key.to_string()]).await?;
-    let s = found.first().ok_or_else(|| ApiError::not_found(key.as_str()))?;
+    let found = st
+        .storage
+        .get_secrets(&caller.workspace.id, &[key.to_string()])
+        .await?;
+    let s = found
+        .first()
+        .ok_or_else(|| ApiError::not_found(key.as_str()))?;
     access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&caller.key))?;
-    if !st.storage.delete_secret(&caller.workspace.id, key.as_str()).await? {
+    if !st
+        .storage
+        .delete_secret(&caller.workspace.id, key.as_str())
+        .await?
+    {
         return Err(ApiError::not_found(key.as_str()));
     }
     tracing::info!(key = %key, access_key = %caller.key.id, "secret deleted");
-    Ok(Json(DeletedResponse { deleted: true, key: key.to_string() }))
+    Ok(Json(DeletedResponse {
+        deleted: true,
+        key: key.to_string(),
+    }))
 }
 
 /// Revoke a secret: listed still, but its value can no longer be read.
 #[utoipa::path(post, path = "/v1/secrets/{key}/revoke", tag = "secrets", params(("key" = String, Path)),
     responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
-pub async fn revoke(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<SecretRecord>, ApiError> {
+pub async fn revoke(
+    State(st): State<Shared>,
+    caller: Caller,
+    PathParam(key): PathParam,
+) -> Result<Json<SecretRecord>, ApiError> {
     set_revoked(st, caller, key, true).await
 }
 
 /// Undo a revoke.
 #[utoipa::path(post, path = "/v1/secrets/{key}/restore", tag = "secrets", params(("key" = String, Path)),
     responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
-pub async fn restore(State(st): State<Shared>, caller: Caller, Path(key): Path<String>) -> Result<Json<SecretRecord>, ApiError> {
+pub async fn restore(
+    State(st): State<Shared>,
+    caller: Caller,
+    PathParam(key): PathParam,
+) -> Result<Json<SecretRecord>, ApiError> {
     set_revoked(st, caller, key, false).await
 }
 
@@ -235,21 +284,32 @@ pub async fn batch_get(
 ) -> Result<Json<BatchGetResponse>, ApiError> {
     caller.require(Permission::Read)?;
     validate::reject_unknown_fields(&body, &["keys", "app", "env"])?;
-    let keys = body
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ductape::Error::invalid_field("field 'keys' must be an array of secret keys"))?;
+    let keys = body.get("keys").and_then(Value::as_array).ok_or_else(|| {
+        ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
+    })?;
     if keys.is_empty() || keys.len() > MAX_BATCH_KEYS {
-        return Err(ductape::Error::invalid_field(format!("field 'keys' must hold 1 to {MAX_BATCH_KEYS} keys")).into());
+        return Err(ductape::Error::invalid_field(format!(
+            "field 'keys' must hold 1 to {MAX_BATCH_KEYS} keys"
+        ))
+        .into());
     }
     let keys = keys
         .iter()
-        .map(|k| k.as_str().ok_or_else(|| ductape::Error::invalid_field("field 'keys' must be an array of secret keys")).and_then(SecretKey::parse))
+        .map(|k| {
+            k.as_str()
+                .ok_or_else(|| {
+                    ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
+                })
+                .and_then(SecretKey::parse)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let app = optional_tag(&body, "app")?;
     let env = optional_tag(&body, "env")?;
     let envs: Vec<String> = env.iter().cloned().collect();
-    let claimed = Context { app: app.as_deref(), envs: &envs };
+    let claimed = Context {
+        app: app.as_deref(),
+        envs: &envs,
+    };
     let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
     let found = st.storage.get_secrets(&caller.workspace.id, &names).await?;
     let results = read_checked(&st, &caller, "resolve", &keys, found, claimed).await?;
@@ -258,7 +318,11 @@ pub async fn batch_get(
             .iter()
             .zip(results)
             .map(|(k, r)| match r {
-                Ok(s) => BatchItem { key: k.to_string(), secret: Some(s), error: None },
+                Ok(s) => BatchItem {
+                    key: k.to_string(),
+                    secret: Some(s),
+                    error: None,
+                },
                 Err(e) => BatchItem {
                     key: k.to_string(),
                     secret: None,
@@ -315,11 +379,16 @@ async fn read_checked(
     Ok(out)
 }
 
-fn optional_tag(body: &serde_json::Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+fn optional_tag(
+    body: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(validate::check_tags(field, vec![s.clone()])?.pop()),
-        Some(_) => Err(ductape::Error::invalid_field(format!("field '{field}' must be a string")).into()),
+        Some(_) => {
+            Err(ductape::Error::invalid_field(format!("field '{field}' must be a string")).into())
+        }
     }
 }
 
@@ -344,10 +413,15 @@ fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
         ));
     }
     let env = Envelope::parse(c).ok_or_else(|| {
-        ductape::Error::invalid_field("field 'ciphertext' must be an envelope sealed by a Ductape client")
+        ductape::Error::invalid_field(
+            "field 'ciphertext' must be an envelope sealed by a Ductape client",
+        )
     })?;
     if env.key_id().as_str() != caller.workspace.key_id {
-        return Err(ductape::Error::invalid_field("field 'ciphertext' is sealed under another workspace key").into());
+        return Err(ductape::Error::invalid_field(
+            "field 'ciphertext' is sealed under another workspace key",
+        )
+        .into());
     }
     Ok(c.to_owned())
 }

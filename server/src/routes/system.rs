@@ -6,8 +6,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::auth::Shared;
-use axum::extract::State;
 use crate::error::ApiError;
+use axum::extract::State;
 use ductape::wire::Health;
 use ductape::ErrorCode;
 
@@ -26,7 +26,10 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 pub async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
 }
 
 pub async fn not_found() -> ApiError {
@@ -34,5 +37,8 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }

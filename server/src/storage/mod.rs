@@ -128,7 +128,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError>;
     /// Creates the workspace and its first access key, consuming the setup token, in one
     /// transaction. Fails with 409 if a workspace exists or 401 if the token hash differs.
-    async fn setup(&self, token_hash: &str, ws: Workspace, key: StoredAccessKey) -> Result<(), ApiError>;
+    async fn setup(
+        &self,
+        token_hash: &str,
+        ws: Workspace,
+        key: StoredAccessKey,
+    ) -> Result<(), ApiError>;
     /// Replaces the pending setup token's hash.
     async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError>;
 
@@ -141,15 +146,28 @@ pub trait Storage: Send + Sync + 'static {
     /// 409 `secret_exists` if the key is taken.
     async fn create_secret(&self, secret: StoredSecret) -> Result<(), ApiError>;
     async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError>;
-    async fn get_secrets(&self, workspace_id: &str, keys: &[String]) -> Result<Vec<StoredSecret>, ApiError>;
+    async fn get_secrets(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError>;
     /// Reads, changes and writes back one secret in one transaction. 404 if missing.
-    async fn modify_secret(&self, workspace_id: &str, key: &str, change: Modify) -> Result<StoredSecret, ApiError>;
+    async fn modify_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        change: Modify,
+    ) -> Result<StoredSecret, ApiError>;
     /// `false` if there was none.
     async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError>;
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
     /// Newest first; `before` is an exclusive cursor (the id of the last event seen).
-    async fn list_audit(&self, workspace_id: &str, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, ApiError>;
+    async fn list_audit(
+        &self,
+        workspace_id: &str,
+        filter: &AuditFilter,
+    ) -> Result<Vec<(i64, AuditEvent)>, ApiError>;
 }
 
 /// Filters for the audit listing.

@@ -23,7 +23,8 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let conn =
+            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Self::prepare(conn)
     }
 
@@ -48,8 +49,10 @@ impl SqliteStorage {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
             let tx = conn.transaction().map_err(|e| e.to_string())?;
-            tx.execute_batch(sql).map_err(|e| format!("migration {} failed: {e}", i + 1))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| e.to_string())?;
+            tx.execute_batch(sql)
+                .map_err(|e| format!("migration {} failed: {e}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
         }
         Ok(SqliteStorage {
@@ -105,7 +108,8 @@ fn secret_row(r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
     })
 }
 
-const KEY_COLS: &str = "id, workspace_id, name, secret_hash, wrapped_key, permissions, app, envs, created_ms";
+const KEY_COLS: &str =
+    "id, workspace_id, name, secret_hash, wrapped_key, permissions, app, envs, created_ms";
 
 fn key_row(r: &Row<'_>) -> rusqlite::Result<StoredAccessKey> {
     let perms: Vec<String> = from_json(r.get(5)?);
@@ -123,10 +127,26 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<StoredAccessKey> {
 }
 
 fn insert_key(conn: &Connection, k: &StoredAccessKey) -> rusqlite::Result<usize> {
-    let perms: Vec<String> = k.permissions.iter().map(|p| p.as_str().to_owned()).collect();
+    let perms: Vec<String> = k
+        .permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
     conn.execute(
-        &format!("INSERT INTO access_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-        params![k.id, k.workspace_id, k.name, k.secret_hash, k.wrapped_key, to_json(&perms), k.app, to_json(&k.envs), k.created_ms],
+        &format!(
+            "INSERT INTO access_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ),
+        params![
+            k.id,
+            k.workspace_id,
+            k.name,
+            k.secret_hash,
+            k.wrapped_key,
+            to_json(&perms),
+            k.app,
+            to_json(&k.envs),
+            k.created_ms
+        ],
     )
 }
 
@@ -138,29 +158,57 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 impl Storage for SqliteStorage {
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
         self.with(|c| {
-            c.query_row("SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1", [], |r| {
-                Ok(Workspace { id: r.get(0)?, name: r.get(1)?, key_id: r.get(2)?, created_ms: r.get(3)? })
-            })
+            c.query_row(
+                "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
+                [],
+                |r| {
+                    Ok(Workspace {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        key_id: r.get(2)?,
+                        created_ms: r.get(3)?,
+                    })
+                },
+            )
             .optional()
             .map_err(db)
         })
         .await
     }
 
-    async fn setup(&self, token_hash: &str, ws: Workspace, key: StoredAccessKey) -> Result<(), ApiError> {
+    async fn setup(
+        &self,
+        token_hash: &str,
+        ws: Workspace,
+        key: StoredAccessKey,
+    ) -> Result<(), ApiError> {
         let token_hash = token_hash.to_owned();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-            let exists: i64 = tx.query_row("SELECT COUNT(*) FROM workspaces", [], |r| r.get(0)).map_err(db)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let exists: i64 = tx
+                .query_row("SELECT COUNT(*) FROM workspaces", [], |r| r.get(0))
+                .map_err(db)?;
             if exists > 0 {
-                return Err(ApiError::new(ErrorCode::Conflict, "this server is already set up"));
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "this server is already set up",
+                ));
             }
             let stored: Option<String> = tx
-                .query_row("SELECT value FROM settings WHERE name = 'setup_token_hash'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM settings WHERE name = 'setup_token_hash'",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db)?;
             if !stored.is_some_and(|s| ductape::crypto::hashes_equal(&s, &token_hash)) {
-                return Err(ApiError::new(ErrorCode::Unauthenticated, "invalid setup token"));
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "invalid setup token",
+                ));
             }
             tx.execute(
                 "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -168,7 +216,8 @@ impl Storage for SqliteStorage {
             )
             .map_err(db)?;
             insert_key(&tx, &key).map_err(db)?;
-            tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", []).map_err(db)?;
+            tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", [])
+                .map_err(db)?;
             tx.commit().map_err(db)
         })
         .await
@@ -191,9 +240,13 @@ impl Storage for SqliteStorage {
     async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError> {
         let id = id.to_owned();
         self.with(move |c| {
-            c.query_row(&format!("SELECT {KEY_COLS} FROM access_keys WHERE id = ?1"), params![id], key_row)
-                .optional()
-                .map_err(db)
+            c.query_row(
+                &format!("SELECT {KEY_COLS} FROM access_keys WHERE id = ?1"),
+                params![id],
+                key_row,
+            )
+            .optional()
+            .map_err(db)
         })
         .await
     }
@@ -201,9 +254,10 @@ impl Storage for SqliteStorage {
     async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError> {
         self.with(move |c| match insert_key(c, &key) {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(ApiError::new(ErrorCode::Conflict, "an access key with that id already exists"))
-            }
+            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                "an access key with that id already exists",
+            )),
             Err(e) => Err(db(e)),
         })
         .await
@@ -224,9 +278,12 @@ impl Storage for SqliteStorage {
     async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError> {
         let (ws, id) = (workspace_id.to_owned(), id.to_owned());
         self.with(move |c| {
-            c.execute("DELETE FROM access_keys WHERE workspace_id = ?1 AND id = ?2", params![ws, id])
-                .map(|n| n > 0)
-                .map_err(db)
+            c.execute(
+                "DELETE FROM access_keys WHERE workspace_id = ?1 AND id = ?2",
+                params![ws, id],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
         })
         .await
     }
@@ -257,7 +314,9 @@ impl Storage for SqliteStorage {
         let ws = workspace_id.to_owned();
         self.with(move |c| {
             let mut st = c
-                .prepare(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key"))
+                .prepare(&format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key"
+                ))
                 .map_err(db)?;
             let rows = st.query_map(params![ws], secret_row).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
@@ -265,16 +324,26 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn get_secrets(&self, workspace_id: &str, keys: &[String]) -> Result<Vec<StoredSecret>, ApiError> {
+    async fn get_secrets(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError> {
         let ws = workspace_id.to_owned();
         let keys = keys.to_vec();
         self.with(move |c| {
             let mut st = c
-                .prepare_cached(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"))
+                .prepare_cached(&format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"
+                ))
                 .map_err(db)?;
             let mut out = Vec::with_capacity(keys.len());
             for k in &keys {
-                if let Some(s) = st.query_row(params![ws, k], secret_row).optional().map_err(db)? {
+                if let Some(s) = st
+                    .query_row(params![ws, k], secret_row)
+                    .optional()
+                    .map_err(db)?
+                {
                     out.push(s);
                 }
             }
@@ -283,7 +352,12 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn modify_secret(&self, workspace_id: &str, key: &str, change: Modify) -> Result<StoredSecret, ApiError> {
+    async fn modify_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        change: Modify,
+    ) -> Result<StoredSecret, ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
@@ -315,9 +389,12 @@ impl Storage for SqliteStorage {
     async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
-            c.execute("DELETE FROM secrets WHERE workspace_id = ?1 AND key = ?2", params![ws, key])
-                .map(|n| n > 0)
-                .map_err(db)
+            c.execute(
+                "DELETE FROM secrets WHERE workspace_id = ?1 AND key = ?2",
+                params![ws, key],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
         })
         .await
     }
@@ -345,7 +422,11 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn list_audit(&self, workspace_id: &str, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
+    async fn list_audit(
+        &self,
+        workspace_id: &str,
+        f: &AuditFilter,
+    ) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
         let ws = workspace_id.to_owned();
         let f = f.clone();
         self.with(move |c| {
