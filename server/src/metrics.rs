@@ -14,10 +14,13 @@ use std::time::Instant;
 
 use crate::state::AppState;
 
+/// (method, route template, status).
+type Labels = (String, String, u16);
+
 #[derive(Default)]
 pub struct Metrics {
-    // (method, route, status) -> (count, total seconds)
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    /// Per label set: (count, total seconds).
+    requests: Mutex<BTreeMap<Labels, (u64, f64)>>,
 }
 
 impl Metrics {

@@ -97,7 +97,7 @@ impl Secrets<'_> {
         keys: &[SecretKey],
         app: Option<&str>,
         env: Option<&str>,
-    ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>)>, Error> {
+    ) -> Result<Vec<super::secrets::BatchResult>, Error> {
         self.d
             .rt
             .block_on(self.d.inner.secrets().batch_get(keys, app, env))

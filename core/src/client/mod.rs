@@ -8,7 +8,7 @@ mod transport;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
-pub use secrets::{CreateSecret, FetchedSecret, Secrets, UpdateSecret};
+pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 
 use reqwest::Method;
 use std::fmt;

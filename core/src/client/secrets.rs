@@ -206,6 +206,9 @@ impl std::ops::Deref for FetchedSecret {
     }
 }
 
+/// One answer of a batch read: the key, and its decrypted secret or why it cannot be had.
+pub type BatchResult = (SecretKey, Result<FetchedSecret, Error>);
+
 /// Secret operations of a [`Ductape`] client.
 pub struct Secrets<'a> {
     client: &'a Ductape,
@@ -341,7 +344,7 @@ impl<'a> Secrets<'a> {
         keys: &[SecretKey],
         app: Option<&str>,
         env: Option<&str>,
-    ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>)>, Error> {
+    ) -> Result<Vec<BatchResult>, Error> {
         let session = self.client.session()?;
         let body = serde_json::json!({
             "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),

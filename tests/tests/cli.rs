@@ -1,0 +1,105 @@
+//! The `ductape` command line against a real server.
+
+use ductape_e2e::{ductape_bin, Server};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(ductape_bin())
+        .args(args)
+        .env("DUCTAPE_URL", &server.url)
+        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap_or(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        pipe.write_all(s.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn secrets_commands_create_list_get_update_revoke_restore_delete() {
+    let server = Server::dev();
+    let o = run(&server, &["secrets", "create", "STRIPE_API_KEY", "--description", "Stripe", "--scope", "pay,checkout", "--envs", "prd"], Some("sk_live_from_stdin\n"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
+    assert_eq!(stdout(&o), "sk_live_from_stdin\n", "one trailing newline from echo is not part of the value");
+
+    let o = run(&server, &["secrets", "list", "--json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["key"], "STRIPE_API_KEY");
+    assert_eq!(list[0]["scope"], serde_json::json!(["pay", "checkout"]));
+    assert!(!stdout(&o).contains("sk_live_from_stdin"));
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "from-a-file").unwrap();
+    let o = run(&server, &["secrets", "update", "STRIPE_API_KEY", "--value-file", file.path().to_str().unwrap(), "--json"], None);
+    assert!(o.status.success());
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["version"], 2);
+    let o = run(&server, &["secrets", "get", "STRIPE_API_KEY", "--json"], None);
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got["value"], "from-a-file");
+
+    assert!(run(&server, &["secrets", "revoke", "STRIPE_API_KEY"], None).status.success());
+    let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Secret 'STRIPE_API_KEY' has been revoked (secret_revoked, HTTP 410)"));
+    assert!(run(&server, &["secrets", "restore", "STRIPE_API_KEY"], None).status.success());
+    assert!(run(&server, &["secrets", "delete", "STRIPE_API_KEY"], None).status.success());
+    let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("HTTP 404"));
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_code_and_no_secret() {
+    let server = Server::dev();
+    run(&server, &["secrets", "create", "DUP", "--value", "first"], None);
+    let o = run(&server, &["secrets", "create", "DUP", "--value", "second-canary"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Secret with key 'DUP' already exists (secret_exists, HTTP 409)"), "{err}");
+    assert!(!err.contains("second-canary"));
+    let o = run(&server, &["secrets", "create", "BAD", "--value", "v", "--token-type", "bearer"], None);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("'token_type'"));
+    // A malformed access key is a config error that does not echo the key.
+    let mut bad = Server::dev();
+    bad.access_key = Some("dtpk_not-a-real-key-canary".into());
+    let o = run(&bad, &["secrets", "list"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("canary"));
+}
+
+#[test]
+fn init_sets_up_a_fresh_server_and_access_keys_can_be_issued() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::persistent(data.path());
+    let token = server.setup_token.clone().unwrap();
+    let o = Command::new(ductape_bin())
+        .args(["init", "--url", &server.url, "--token", &token, "--name", "acme"])
+        .env_remove("DUCTAPE_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = stdout(&o);
+    let key = line.trim().strip_prefix("DUCTAPE_ACCESS_KEY=").expect("init prints the key").to_owned();
+    server.access_key = Some(key);
+
+    let o = run(&server, &["access-keys", "create", "--name", "ci", "--permissions", "list,read", "--app", "payments", "--envs", "prd"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("DUCTAPE_ACCESS_KEY=dtpk_"));
+    let o = run(&server, &["access-keys", "list", "--json"], None);
+    let keys: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[1]["app"], "payments");
+    assert!(!stdout(&o).contains("secret"), "no secret parts listed");
+}
