@@ -264,9 +264,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             let d = client(&c).await?;
             let s = d.secrets().fetch(&key).await?;
             if c.json {
-                let mut v = serde_json::to_value(&s.record).unwrap_or_default();
-                v["value"] = serde_json::Value::String(s.value.expose().to_owned());
-                output::json(&v);
+                output::json(&s.to_json());
             } else {
                 println!("{}", s.value.expose());
             }

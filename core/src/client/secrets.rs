@@ -199,6 +199,18 @@ impl fmt::Debug for FetchedSecret {
     }
 }
 
+impl FetchedSecret {
+    /// The documented response shape of `fetch`: the metadata fields plus `value`.
+    /// (This is the one place a value is put into JSON, for the bindings and the CLI.)
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.record).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.insert("value".into(), Value::String(self.value.expose().to_owned()));
+        }
+        v
+    }
+}
+
 impl std::ops::Deref for FetchedSecret {
     type Target = SecretRecord;
     fn deref(&self) -> &SecretRecord {

@@ -1,0 +1,268 @@
+"""The Python face of the client: ``Ductape`` and ``AsyncDuctape``.
+
+Everything here translates: keyword arguments become the documented argument object, the
+core (in Rust) checks and runs it, and answers come back as typed objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from . import _native
+from ._models import Secret, SecretMetadata, TokenType
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset.UNSET
+"""Marks an ``update`` argument as not given (``None`` clears the field instead)."""
+
+
+def _create_args(
+    key: str,
+    value: str,
+    description: Optional[str],
+    token_type: Optional[TokenType],
+    scope: Optional[Sequence[str]],
+    envs: Optional[Sequence[str]],
+    expires_at: Optional[int],
+) -> Dict[str, Any]:
+    args: Dict[str, Any] = {"key": key, "value": value}
+    for name, v in (
+        ("description", description),
+        ("token_type", token_type),
+        ("scope", scope),
+        ("envs", envs),
+        ("expires_at", expires_at),
+    ):
+        if v is not None:
+            args[name] = _listify(v) if name in ("scope", "envs") else v
+    return args
+
+
+def _update_args(**given: Any) -> Dict[str, Any]:
+    args: Dict[str, Any] = {}
+    for name, v in given.items():
+        if v is UNSET:
+            continue
+        args[name] = _listify(v) if name in ("scope", "envs") and v is not None else v
+    return args
+
+
+def _listify(v: Any) -> Any:
+    # Tuples and other sequences become lists; a str stays a str so the core can name the
+    # mistake ("field 'scope' must be an array of strings").
+    if isinstance(v, (list, str, bytes)) or not isinstance(v, Sequence):
+        return v
+    return list(v)
+
+
+class Secrets:
+    """Secret operations: ``create``, ``fetch_all``, ``fetch``, ``update``, ``delete``,
+    ``revoke``, ``restore``."""
+
+    def __init__(self, native: _native.NativeClient) -> None:
+        self._native = native
+
+    def create(
+        self,
+        key: str,
+        value: str,
+        *,
+        description: Optional[str] = None,
+        token_type: Optional[TokenType] = None,
+        scope: Optional[Sequence[str]] = None,
+        envs: Optional[Sequence[str]] = None,
+        expires_at: Optional[int] = None,
+    ) -> SecretMetadata:
+        """Encrypts ``value`` locally and creates the secret. ``ConflictError`` if it exists."""
+        args = _create_args(key, value, description, token_type, scope, envs, expires_at)
+        return SecretMetadata._from_wire(self._native.call("create", args))
+
+    def fetch_all(self) -> List[SecretMetadata]:
+        """Every secret's metadata (never values)."""
+        return [SecretMetadata._from_wire(d) for d in self._native.call("fetch_all")]
+
+    def fetch(self, key: str) -> Secret:
+        """One secret with its value, decrypted locally."""
+        return Secret._from_wire(self._native.call("fetch", None, key))
+
+    def update(
+        self,
+        key: str,
+        *,
+        value: Union[str, _Unset] = UNSET,
+        description: Union[str, None, _Unset] = UNSET,
+        token_type: Union[TokenType, None, _Unset] = UNSET,
+        scope: Union[Sequence[str], None, _Unset] = UNSET,
+        envs: Union[Sequence[str], None, _Unset] = UNSET,
+        expires_at: Union[int, None, _Unset] = UNSET,
+        expected_version: Optional[int] = None,
+    ) -> SecretMetadata:
+        """Changes the value (re-encrypted locally) and/or metadata. Arguments left out are
+        kept; ``None`` clears a metadata field."""
+        args = _update_args(
+            value=value,
+            description=description,
+            token_type=token_type,
+            scope=scope,
+            envs=envs,
+            expires_at=expires_at,
+            expected_version=expected_version if expected_version is not None else UNSET,
+        )
+        return SecretMetadata._from_wire(self._native.call("update", args, key))
+
+    def delete(self, key: str) -> bool:
+        """Deletes the secret for good. Returns ``True``."""
+        return bool(self._native.call("delete", None, key))
+
+    def revoke(self, key: str) -> bool:
+        """Revokes the secret (kept, but its value can no longer be read). Returns ``True``."""
+        return bool(self._native.call("revoke", None, key))
+
+    def restore(self, key: str) -> SecretMetadata:
+        """Undoes a revoke."""
+        return SecretMetadata._from_wire(self._native.call("restore", None, key))
+
+
+class AsyncSecrets:
+    """The operations of :class:`Secrets` as coroutines."""
+
+    def __init__(self, native: _native.NativeClient) -> None:
+        self._native = native
+
+    async def create(
+        self,
+        key: str,
+        value: str,
+        *,
+        description: Optional[str] = None,
+        token_type: Optional[TokenType] = None,
+        scope: Optional[Sequence[str]] = None,
+        envs: Optional[Sequence[str]] = None,
+        expires_at: Optional[int] = None,
+    ) -> SecretMetadata:
+        args = _create_args(key, value, description, token_type, scope, envs, expires_at)
+        return SecretMetadata._from_wire(await self._native.call_async("create", args))
+
+    async def fetch_all(self) -> List[SecretMetadata]:
+        return [SecretMetadata._from_wire(d) for d in await self._native.call_async("fetch_all")]
+
+    async def fetch(self, key: str) -> Secret:
+        return Secret._from_wire(await self._native.call_async("fetch", None, key))
+
+    async def update(
+        self,
+        key: str,
+        *,
+        value: Union[str, _Unset] = UNSET,
+        description: Union[str, None, _Unset] = UNSET,
+        token_type: Union[TokenType, None, _Unset] = UNSET,
+        scope: Union[Sequence[str], None, _Unset] = UNSET,
+        envs: Union[Sequence[str], None, _Unset] = UNSET,
+        expires_at: Union[int, None, _Unset] = UNSET,
+        expected_version: Optional[int] = None,
+    ) -> SecretMetadata:
+        args = _update_args(
+            value=value,
+            description=description,
+            token_type=token_type,
+            scope=scope,
+            envs=envs,
+            expires_at=expires_at,
+            expected_version=expected_version if expected_version is not None else UNSET,
+        )
+        return SecretMetadata._from_wire(await self._native.call_async("update", args, key))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._native.call_async("delete", None, key))
+
+    async def revoke(self, key: str) -> bool:
+        return bool(await self._native.call_async("revoke", None, key))
+
+    async def restore(self, key: str) -> SecretMetadata:
+        return SecretMetadata._from_wire(await self._native.call_async("restore", None, key))
+
+
+class _Base:
+    def __init__(
+        self,
+        access_key: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+    ) -> None:
+        # The key goes straight to the core; no Python attribute keeps it.
+        self._native = _native.NativeClient(access_key, url, timeout, max_retries)
+
+    @property
+    def url(self) -> str:
+        return str(self._native.describe()["url"])
+
+    @property
+    def access_key_id(self) -> str:
+        """The access key's public id (never the key)."""
+        return str(self._native.describe()["access_key_id"])
+
+    def __repr__(self) -> str:
+        d = self._native.describe()
+        return f"{type(self).__name__}(url={d['url']!r}, access_key_id={d['access_key_id']!r})"
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be pickled (it holds an access key)")
+
+
+class Ductape(_Base):
+    """The Ductape Secrets client.
+
+    ``access_key`` and ``url`` default to ``DUCTAPE_ACCESS_KEY`` and ``DUCTAPE_URL``.
+
+        ductape = Ductape(access_key="dtpk_...")
+        ductape.init()
+        ductape.secrets.create(key="STRIPE_API_KEY", value="sk_live_...")
+    """
+
+    def __init__(
+        self,
+        access_key: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+    ) -> None:
+        super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
+        self.secrets = Secrets(self._native)
+
+    def init(self) -> None:
+        """Authenticates and unwraps the workspace key locally. Call once before use."""
+        self._native.call("init")
+
+
+class AsyncDuctape(_Base):
+    """The asyncio client: the same methods as :class:`Ductape`, as coroutines.
+
+        ductape = AsyncDuctape()
+        await ductape.init()
+        secret = await ductape.secrets.fetch("STRIPE_API_KEY")
+    """
+
+    def __init__(
+        self,
+        access_key: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+    ) -> None:
+        super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
+        self.secrets = AsyncSecrets(self._native)
+
+    async def init(self) -> None:
+        await self._native.call_async("init")

@@ -1,0 +1,81 @@
+"""Typed results: the documented response fields, in snake_case attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Optional
+
+TokenType = Literal["api", "access"]
+Status = Literal["active", "revoked", "expired"]
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    """A secret's metadata (``fetch_all``, ``create``, ``update``). Never holds a value."""
+
+    id: str
+    workspace_id: str
+    key: str
+    description: Optional[str]
+    token_type: Optional[TokenType]
+    scope: List[str]
+    envs: List[str]
+    expires_at: Optional[int]
+    created_at: str
+    updated_at: str
+    version: int
+    status: Status
+
+    @classmethod
+    def _from_wire(cls, d: Dict[str, Any]) -> "SecretMetadata":
+        return cls(**_fields(d))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The documented JSON shape (``_id``, ``createdAt``, ``updatedAt``, ...)."""
+        return {
+            "_id": self.id,
+            "workspace_id": self.workspace_id,
+            "key": self.key,
+            "description": self.description,
+            "token_type": self.token_type,
+            "scope": list(self.scope),
+            "envs": list(self.envs),
+            "expires_at": self.expires_at,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "version": self.version,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Secret(SecretMetadata):
+    """A secret with its decrypted value (``fetch``). ``repr`` never shows the value."""
+
+    value: str = field(default="", repr=False)
+
+    @classmethod
+    def _from_wire(cls, d: Dict[str, Any]) -> "Secret":
+        return cls(**_fields(d), value=d["value"])
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = super().to_dict()
+        d["value"] = self.value
+        return d
+
+
+def _fields(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {
+        "id": d["_id"],
+        "workspace_id": d["workspace_id"],
+        "key": d["key"],
+        "description": d.get("description"),
+        "token_type": d.get("token_type"),
+        "scope": list(d.get("scope") or []),
+        "envs": list(d.get("envs") or []),
+        "expires_at": d.get("expires_at"),
+        "created_at": d["createdAt"],
+        "updated_at": d["updatedAt"],
+        "version": d["version"],
+        "status": d["status"],
+    }
