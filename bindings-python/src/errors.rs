@@ -12,12 +12,16 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCode::Unauthenticated => "AuthenticationError",
         ErrorCode::PermissionDenied => "PermissionDeniedError",
         ErrorCode::SecretNotFound | ErrorCode::NotFound => "NotFoundError",
-        ErrorCode::SecretExists | ErrorCode::VersionConflict | ErrorCode::Conflict => "ConflictError",
+        ErrorCode::SecretExists | ErrorCode::VersionConflict | ErrorCode::Conflict => {
+            "ConflictError"
+        }
         ErrorCode::SecretRevoked => "SecretRevokedError",
         ErrorCode::SecretExpired => "SecretExpiredError",
         ErrorCode::InvalidField => "ValidationError",
         ErrorCode::PayloadTooLarge => "PayloadTooLargeError",
-        ErrorCode::MalformedBody | ErrorCode::UnsupportedMediaType | ErrorCode::MethodNotAllowed => "BadRequestError",
+        ErrorCode::MalformedBody
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::MethodNotAllowed => "BadRequestError",
         ErrorCode::RateLimited => "RateLimitError",
         ErrorCode::Internal | ErrorCode::Unavailable => "ServerError",
         ErrorCode::Connection => "DuctapeConnectionError",

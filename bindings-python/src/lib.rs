@@ -33,7 +33,9 @@ struct NativeClient {
 
 fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     pythonize::depythonize(obj).map_err(|e| {
-        errors::to_py(Error::invalid_field(format!("arguments must be JSON-like values: {e}")))
+        errors::to_py(Error::invalid_field(format!(
+            "arguments must be JSON-like values: {e}"
+        )))
     })
 }
 
@@ -93,18 +95,47 @@ impl NativeClient {
             "init" => Box::pin(async move { c.init().await.map(|()| Answer::Unit) }),
             "create" => {
                 let args = CreateSecret::from_json(&json.unwrap_or(Value::Null)).py()?;
-                Box::pin(async move { c.secrets().create(args).await.map(|r| Answer::Json(to_value(&r))) })
+                Box::pin(async move {
+                    c.secrets()
+                        .create(args)
+                        .await
+                        .map(|r| Answer::Json(to_value(&r)))
+                })
             }
-            "fetch_all" => Box::pin(async move { c.secrets().fetch_all().await.map(|r| Answer::Json(to_value(&r))) }),
-            "fetch" => Box::pin(async move { c.secrets().fetch(&key).await.map(|s| Answer::Json(s.to_json())) }),
+            "fetch_all" => Box::pin(async move {
+                c.secrets()
+                    .fetch_all()
+                    .await
+                    .map(|r| Answer::Json(to_value(&r)))
+            }),
+            "fetch" => Box::pin(async move {
+                c.secrets()
+                    .fetch(&key)
+                    .await
+                    .map(|s| Answer::Json(s.to_json()))
+            }),
             "update" => {
                 let args = UpdateSecret::from_json(&json.unwrap_or(Value::Null)).py()?;
-                Box::pin(async move { c.secrets().update(&key, args).await.map(|r| Answer::Json(to_value(&r))) })
+                Box::pin(async move {
+                    c.secrets()
+                        .update(&key, args)
+                        .await
+                        .map(|r| Answer::Json(to_value(&r)))
+                })
             }
             "delete" => Box::pin(async move { c.secrets().delete(&key).await.map(Answer::Bool) }),
             "revoke" => Box::pin(async move { c.secrets().revoke(&key).await.map(Answer::Bool) }),
-            "restore" => Box::pin(async move { c.secrets().restore(&key).await.map(|r| Answer::Json(to_value(&r))) }),
-            other => return Err(pyo3::exceptions::PyAttributeError::new_err(format!("no operation {other}"))),
+            "restore" => Box::pin(async move {
+                c.secrets()
+                    .restore(&key)
+                    .await
+                    .map(|r| Answer::Json(to_value(&r)))
+            }),
+            other => {
+                return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                    "no operation {other}"
+                )))
+            }
         })
     }
 }
@@ -113,7 +144,12 @@ impl NativeClient {
 impl NativeClient {
     #[new]
     #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None))]
-    fn new(access_key: Option<&str>, url: Option<&str>, timeout: Option<f64>, max_retries: Option<u32>) -> PyResult<Self> {
+    fn new(
+        access_key: Option<&str>,
+        url: Option<&str>,
+        timeout: Option<f64>,
+        max_retries: Option<u32>,
+    ) -> PyResult<Self> {
         let mut config = Config::resolve(url, access_key).py()?;
         if let Some(t) = timeout {
             config = config.timeout(seconds_to_duration("timeout", t).py()?);
@@ -123,14 +159,23 @@ impl NativeClient {
         }
         let client = Ductape::new(config).py()?;
         Ok(NativeClient {
-            inner: Mutex::new(PerProcess { pid: std::process::id(), client }),
+            inner: Mutex::new(PerProcess {
+                pid: std::process::id(),
+                client,
+            }),
         })
     }
 
     /// Runs an operation to completion without holding the GIL, waking every 50 ms so that
     /// Ctrl-C (or any signal handler raising) interrupts it promptly.
     #[pyo3(signature = (name, args=None, key=None))]
-    fn call(&self, py: Python<'_>, name: &str, args: Option<&Bound<'_, PyAny>>, key: Option<String>) -> PyResult<Py<PyAny>> {
+    fn call(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        args: Option<&Bound<'_, PyAny>>,
+        key: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
         let op = self.op(name, args, key)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let task = runtime::runtime().spawn(async move {
@@ -150,7 +195,10 @@ impl NativeClient {
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(errors::to_py(Error::new(ErrorCode::Internal, "the operation was dropped")));
+                    return Err(errors::to_py(Error::new(
+                        ErrorCode::Internal,
+                        "the operation was dropped",
+                    )));
                 }
             }
         }
@@ -158,7 +206,13 @@ impl NativeClient {
 
     /// The same operation as an awaitable for asyncio.
     #[pyo3(signature = (name, args=None, key=None))]
-    fn call_async<'py>(&self, py: Python<'py>, name: &str, args: Option<&Bound<'py, PyAny>>, key: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn call_async<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: Option<&Bound<'py, PyAny>>,
+        key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let op = self.op(name, args, key)?;
         runtime::into_awaitable(py, async move { op.await.py() })
     }
@@ -175,7 +229,11 @@ impl NativeClient {
 
     fn __repr__(&self) -> PyResult<String> {
         let c = self.client()?;
-        Ok(format!("NativeClient(url={:?}, access_key_id={:?})", c.config().url(), c.config().access_key().id()))
+        Ok(format!(
+            "NativeClient(url={:?}, access_key_id={:?})",
+            c.config().url(),
+            c.config().access_key().id()
+        ))
     }
 }
 

@@ -27,14 +27,23 @@ async fn main() -> Result<(), ductape::Error> {
     println!("Secret created: {} ({})", created.key, created.id);
 
     for s in secrets.fetch_all().await? {
-        println!("{}: {}", s.key, s.description.as_deref().unwrap_or("No description"));
+        println!(
+            "{}: {}",
+            s.key,
+            s.description.as_deref().unwrap_or("No description")
+        );
     }
 
     let fetched = secrets.fetch("STRIPE_API_KEY").await?;
     println!("Value has {} characters", fetched.value.len());
 
     let updated = secrets
-        .update("STRIPE_API_KEY", UpdateSecret::new().value("sk_live_51NEW_KEY...").expires_at(one_year))
+        .update(
+            "STRIPE_API_KEY",
+            UpdateSecret::new()
+                .value("sk_live_51NEW_KEY...")
+                .expires_at(one_year),
+        )
         .await?;
     println!("Secret updated to version {}", updated.version);
 

@@ -8,7 +8,10 @@ fn run(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(ductape_bin())
         .args(args)
         .env("DUCTAPE_URL", &server.url)
-        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap_or(""))
+        .env(
+            "DUCTAPE_ACCESS_KEY",
+            server.access_key.as_deref().unwrap_or(""),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -29,10 +32,28 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn secrets_commands_create_list_get_update_revoke_restore_delete() {
     let server = Server::dev();
-    let o = run(&server, &["secrets", "create", "STRIPE_API_KEY", "--description", "Stripe", "--scope", "pay,checkout", "--envs", "prd"], Some("sk_live_from_stdin\n"));
+    let o = run(
+        &server,
+        &[
+            "secrets",
+            "create",
+            "STRIPE_API_KEY",
+            "--description",
+            "Stripe",
+            "--scope",
+            "pay,checkout",
+            "--envs",
+            "prd",
+        ],
+        Some("sk_live_from_stdin\n"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
-    assert_eq!(stdout(&o), "sk_live_from_stdin\n", "one trailing newline from echo is not part of the value");
+    assert_eq!(
+        stdout(&o),
+        "sk_live_from_stdin\n",
+        "one trailing newline from echo is not part of the value"
+    );
 
     let o = run(&server, &["secrets", "list", "--json"], None);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -42,20 +63,44 @@ fn secrets_commands_create_list_get_update_revoke_restore_delete() {
 
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "from-a-file").unwrap();
-    let o = run(&server, &["secrets", "update", "STRIPE_API_KEY", "--value-file", file.path().to_str().unwrap(), "--json"], None);
+    let o = run(
+        &server,
+        &[
+            "secrets",
+            "update",
+            "STRIPE_API_KEY",
+            "--value-file",
+            file.path().to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
     assert!(o.status.success());
     let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rec["version"], 2);
-    let o = run(&server, &["secrets", "get", "STRIPE_API_KEY", "--json"], None);
+    let o = run(
+        &server,
+        &["secrets", "get", "STRIPE_API_KEY", "--json"],
+        None,
+    );
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(got["value"], "from-a-file");
 
-    assert!(run(&server, &["secrets", "revoke", "STRIPE_API_KEY"], None).status.success());
+    assert!(run(&server, &["secrets", "revoke", "STRIPE_API_KEY"], None)
+        .status
+        .success());
     let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Secret 'STRIPE_API_KEY' has been revoked (secret_revoked, HTTP 410)"));
-    assert!(run(&server, &["secrets", "restore", "STRIPE_API_KEY"], None).status.success());
-    assert!(run(&server, &["secrets", "delete", "STRIPE_API_KEY"], None).status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("Secret 'STRIPE_API_KEY' has been revoked (secret_revoked, HTTP 410)"));
+    assert!(
+        run(&server, &["secrets", "restore", "STRIPE_API_KEY"], None)
+            .status
+            .success()
+    );
+    assert!(run(&server, &["secrets", "delete", "STRIPE_API_KEY"], None)
+        .status
+        .success());
     let o = run(&server, &["secrets", "get", "STRIPE_API_KEY"], None);
     assert!(String::from_utf8_lossy(&o.stderr).contains("HTTP 404"));
 }
@@ -63,13 +108,36 @@ fn secrets_commands_create_list_get_update_revoke_restore_delete() {
 #[test]
 fn errors_exit_non_zero_with_the_code_and_no_secret() {
     let server = Server::dev();
-    run(&server, &["secrets", "create", "DUP", "--value", "first"], None);
-    let o = run(&server, &["secrets", "create", "DUP", "--value", "second-canary"], None);
+    run(
+        &server,
+        &["secrets", "create", "DUP", "--value", "first"],
+        None,
+    );
+    let o = run(
+        &server,
+        &["secrets", "create", "DUP", "--value", "second-canary"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("Secret with key 'DUP' already exists (secret_exists, HTTP 409)"), "{err}");
+    assert!(
+        err.contains("Secret with key 'DUP' already exists (secret_exists, HTTP 409)"),
+        "{err}"
+    );
     assert!(!err.contains("second-canary"));
-    let o = run(&server, &["secrets", "create", "BAD", "--value", "v", "--token-type", "bearer"], None);
+    let o = run(
+        &server,
+        &[
+            "secrets",
+            "create",
+            "BAD",
+            "--value",
+            "v",
+            "--token-type",
+            "bearer",
+        ],
+        None,
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("'token_type'"));
     // A malformed access key is a config error that does not echo the key.
     let mut bad = Server::dev();
@@ -85,16 +153,43 @@ fn init_sets_up_a_fresh_server_and_access_keys_can_be_issued() {
     let mut server = Server::persistent(data.path());
     let token = server.setup_token.clone().unwrap();
     let o = Command::new(ductape_bin())
-        .args(["init", "--url", &server.url, "--token", &token, "--name", "acme"])
+        .args([
+            "init",
+            "--url",
+            &server.url,
+            "--token",
+            &token,
+            "--name",
+            "acme",
+        ])
         .env_remove("DUCTAPE_ACCESS_KEY")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let line = stdout(&o);
-    let key = line.trim().strip_prefix("DUCTAPE_ACCESS_KEY=").expect("init prints the key").to_owned();
+    let key = line
+        .trim()
+        .strip_prefix("DUCTAPE_ACCESS_KEY=")
+        .expect("init prints the key")
+        .to_owned();
     server.access_key = Some(key);
 
-    let o = run(&server, &["access-keys", "create", "--name", "ci", "--permissions", "list,read", "--app", "payments", "--envs", "prd"], None);
+    let o = run(
+        &server,
+        &[
+            "access-keys",
+            "create",
+            "--name",
+            "ci",
+            "--permissions",
+            "list,read",
+            "--app",
+            "payments",
+            "--envs",
+            "prd",
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).starts_with("DUCTAPE_ACCESS_KEY=dtpk_"));
     let o = run(&server, &["access-keys", "list", "--json"], None);

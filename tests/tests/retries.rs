@@ -17,7 +17,12 @@ struct Reply {
 }
 
 fn reply(status: u16, body: &str) -> Reply {
-    Reply { status, headers: vec![], body: body.to_owned(), delay: Duration::ZERO }
+    Reply {
+        status,
+        headers: vec![],
+        body: body.to_owned(),
+        delay: Duration::ZERO,
+    }
 }
 
 /// A fake server: answers each request for a path with the next scripted reply.
@@ -31,11 +36,14 @@ impl Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let script: Arc<Mutex<VecDeque<(&'static str, Reply)>>> = Arc::new(Mutex::new(script.into()));
+        let script: Arc<Mutex<VecDeque<(&'static str, Reply)>>> =
+            Arc::new(Mutex::new(script.into()));
         let log2 = log.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let log = log2.clone();
                 let script = script.clone();
                 tokio::spawn(async move {
@@ -52,7 +60,10 @@ impl Fake {
                             let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
                             let len = head
                                 .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                                .find_map(|l| {
+                                    l.strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap())
+                                })
                                 .unwrap_or(0);
                             if buf.len() >= end + 4 + len {
                                 break;
@@ -62,11 +73,17 @@ impl Fake {
                     let head = String::from_utf8_lossy(&buf).to_string();
                     let first = head.lines().next().unwrap_or("").to_owned();
                     let path = first.split(' ').nth(1).unwrap_or("").to_owned();
-                    log.lock().unwrap().push(format!("{} {}", first.split(' ').next().unwrap_or(""), path));
+                    log.lock().unwrap().push(format!(
+                        "{} {}",
+                        first.split(' ').next().unwrap_or(""),
+                        path
+                    ));
                     let r = {
                         let mut s = script.lock().unwrap();
                         let pos = s.iter().position(|(p, _)| *p == path);
-                        pos.and_then(|i| s.remove(i)).map(|(_, r)| r).unwrap_or_else(|| reply(599, "{}"))
+                        pos.and_then(|i| s.remove(i))
+                            .map(|(_, r)| r)
+                            .unwrap_or_else(|| reply(599, "{}"))
                     };
                     tokio::time::sleep(r.delay).await;
                     let mut out = format!("HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", r.status, r.body.len());
@@ -89,7 +106,8 @@ impl Fake {
 }
 
 fn error_body(status: u16, code: &str) -> String {
-    json!({"error": {"status": status, "code": code, "message": format!("scripted {code}")}}).to_string()
+    json!({"error": {"status": status, "code": code, "message": format!("scripted {code}")}})
+        .to_string()
 }
 
 fn client(url: &str, key: AccessKey) -> Ductape {
@@ -127,7 +145,12 @@ async fn reads_are_retried_on_5xx_until_they_succeed() {
 
 #[tokio::test]
 async fn retries_give_up_after_the_limit_with_the_last_error() {
-    let fake = Fake::start((0..4).map(|_| ("/v1/secrets", reply(500, &error_body(500, "internal")))).collect()).await;
+    let fake = Fake::start(
+        (0..4)
+            .map(|_| ("/v1/secrets", reply(500, &error_body(500, "internal"))))
+            .collect(),
+    )
+    .await;
     let d = client(&fake.url, AccessKey::generate());
     let e = d.secrets().fetch_all().await.unwrap_err();
     assert_eq!((e.status(), e.code()), (Some(500), ErrorCode::Internal));
@@ -138,18 +161,37 @@ async fn retries_give_up_after_the_limit_with_the_last_error() {
 async fn a_429_is_retried_after_retry_after() {
     let mut limited = reply(429, &error_body(429, "rate_limited"));
     limited.headers.push(("retry-after", "1".into()));
-    let fake = Fake::start(vec![("/v1/secrets", limited), ("/v1/secrets", reply(200, "[]"))]).await;
+    let fake = Fake::start(vec![
+        ("/v1/secrets", limited),
+        ("/v1/secrets", reply(200, "[]")),
+    ])
+    .await;
     let d = client(&fake.url, AccessKey::generate());
     let start = Instant::now();
     d.secrets().fetch_all().await.unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(950), "waited {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        start.elapsed()
+    );
     assert_eq!(fake.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn other_4xx_are_never_retried() {
-    for (status, code) in [(400, "malformed_body"), (401, "unauthenticated"), (403, "permission_denied"), (404, "not_found"), (409, "conflict"), (422, "invalid_field")] {
-        let fake = Fake::start(vec![("/v1/secrets", reply(status, &error_body(status, code)))]).await;
+    for (status, code) in [
+        (400, "malformed_body"),
+        (401, "unauthenticated"),
+        (403, "permission_denied"),
+        (404, "not_found"),
+        (409, "conflict"),
+        (422, "invalid_field"),
+    ] {
+        let fake = Fake::start(vec![(
+            "/v1/secrets",
+            reply(status, &error_body(status, code)),
+        )])
+        .await;
         let d = client(&fake.url, AccessKey::generate());
         let e = d.secrets().fetch_all().await.unwrap_err();
         assert_eq!(e.status(), Some(status));
@@ -173,12 +215,26 @@ async fn a_create_is_not_resent_after_an_ambiguous_failure() {
     let d = client(&fake.url, key.parse().unwrap());
     d.init().await.unwrap();
     // A 500 may come after the write landed: not re-sent.
-    let e = d.secrets().create(CreateSecret::new("K", "v")).await.unwrap_err();
+    let e = d
+        .secrets()
+        .create(CreateSecret::new("K", "v"))
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(500));
     // A timeout is just as ambiguous.
-    let e = d.secrets().create(CreateSecret::new("K", "v")).await.unwrap_err();
+    let e = d
+        .secrets()
+        .create(CreateSecret::new("K", "v"))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Timeout);
-    assert_eq!(fake.requests().iter().filter(|r| r.starts_with("POST")).count(), 2);
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -196,27 +252,53 @@ async fn a_create_is_resent_when_the_server_surely_did_not_act() {
     .await;
     let d = client(&fake.url, key.parse().unwrap());
     d.init().await.unwrap();
-    assert_eq!(d.secrets().create(CreateSecret::new("K", "v")).await.unwrap().key, "K");
-    assert_eq!(fake.requests().iter().filter(|r| r.starts_with("POST")).count(), 2);
+    assert_eq!(
+        d.secrets()
+            .create(CreateSecret::new("K", "v"))
+            .await
+            .unwrap()
+            .key,
+        "K"
+    );
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_a_typed_connection_error_after_retries() {
     // Bind then drop: nothing listens on this port now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let d = client(&format!("http://127.0.0.1:{port}"), AccessKey::generate());
     let start = Instant::now();
     let e = d.secrets().fetch_all().await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Connection);
     assert_eq!(e.status(), None);
-    assert!(start.elapsed() >= Duration::from_millis(15), "backed off between attempts");
+    assert!(
+        start.elapsed() >= Duration::from_millis(15),
+        "backed off between attempts"
+    );
 }
 
 #[tokio::test]
 async fn a_server_answering_garbage_is_a_protocol_error_not_a_panic() {
     let fake = Fake::start(vec![("/v1/secrets", reply(200, "{\"not\": \"a list\"}"))]).await;
     let d = client(&fake.url, AccessKey::generate());
-    assert_eq!(d.secrets().fetch_all().await.unwrap_err().code(), ErrorCode::Protocol);
+    assert_eq!(
+        d.secrets().fetch_all().await.unwrap_err().code(),
+        ErrorCode::Protocol
+    );
     // Values need init() first.
-    assert_eq!(d.secrets().fetch("K").await.unwrap_err().code(), ErrorCode::NotInitialized);
+    assert_eq!(
+        d.secrets().fetch("K").await.unwrap_err().code(),
+        ErrorCode::NotInitialized
+    );
 }

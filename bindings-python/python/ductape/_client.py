@@ -7,7 +7,8 @@ core (in Rust) checks and runs it, and answers come back as typed objects.
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 from . import _native
 from ._models import Secret, SecretMetadata, TokenType
@@ -27,13 +28,13 @@ UNSET = _Unset.UNSET
 def _create_args(
     key: str,
     value: str,
-    description: Optional[str],
-    token_type: Optional[TokenType],
-    scope: Optional[Sequence[str]],
-    envs: Optional[Sequence[str]],
-    expires_at: Optional[int],
-) -> Dict[str, Any]:
-    args: Dict[str, Any] = {"key": key, "value": value}
+    description: str | None,
+    token_type: TokenType | None,
+    scope: Sequence[str] | None,
+    envs: Sequence[str] | None,
+    expires_at: int | None,
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"key": key, "value": value}
     for name, v in (
         ("description", description),
         ("token_type", token_type),
@@ -46,8 +47,8 @@ def _create_args(
     return args
 
 
-def _update_args(**given: Any) -> Dict[str, Any]:
-    args: Dict[str, Any] = {}
+def _update_args(**given: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {}
     for name, v in given.items():
         if v is UNSET:
             continue
@@ -75,17 +76,17 @@ class Secrets:
         key: str,
         value: str,
         *,
-        description: Optional[str] = None,
-        token_type: Optional[TokenType] = None,
-        scope: Optional[Sequence[str]] = None,
-        envs: Optional[Sequence[str]] = None,
-        expires_at: Optional[int] = None,
+        description: str | None = None,
+        token_type: TokenType | None = None,
+        scope: Sequence[str] | None = None,
+        envs: Sequence[str] | None = None,
+        expires_at: int | None = None,
     ) -> SecretMetadata:
         """Encrypts ``value`` locally and creates the secret. ``ConflictError`` if it exists."""
         args = _create_args(key, value, description, token_type, scope, envs, expires_at)
         return SecretMetadata._from_wire(self._native.call("create", args))
 
-    def fetch_all(self) -> List[SecretMetadata]:
+    def fetch_all(self) -> list[SecretMetadata]:
         """Every secret's metadata (never values)."""
         return [SecretMetadata._from_wire(d) for d in self._native.call("fetch_all")]
 
@@ -97,13 +98,13 @@ class Secrets:
         self,
         key: str,
         *,
-        value: Union[str, _Unset] = UNSET,
-        description: Union[str, None, _Unset] = UNSET,
-        token_type: Union[TokenType, None, _Unset] = UNSET,
-        scope: Union[Sequence[str], None, _Unset] = UNSET,
-        envs: Union[Sequence[str], None, _Unset] = UNSET,
-        expires_at: Union[int, None, _Unset] = UNSET,
-        expected_version: Optional[int] = None,
+        value: str | _Unset = UNSET,
+        description: str | None | _Unset = UNSET,
+        token_type: TokenType | None | _Unset = UNSET,
+        scope: Sequence[str] | None | _Unset = UNSET,
+        envs: Sequence[str] | None | _Unset = UNSET,
+        expires_at: int | None | _Unset = UNSET,
+        expected_version: int | None = None,
     ) -> SecretMetadata:
         """Changes the value (re-encrypted locally) and/or metadata. Arguments left out are
         kept; ``None`` clears a metadata field."""
@@ -142,16 +143,16 @@ class AsyncSecrets:
         key: str,
         value: str,
         *,
-        description: Optional[str] = None,
-        token_type: Optional[TokenType] = None,
-        scope: Optional[Sequence[str]] = None,
-        envs: Optional[Sequence[str]] = None,
-        expires_at: Optional[int] = None,
+        description: str | None = None,
+        token_type: TokenType | None = None,
+        scope: Sequence[str] | None = None,
+        envs: Sequence[str] | None = None,
+        expires_at: int | None = None,
     ) -> SecretMetadata:
         args = _create_args(key, value, description, token_type, scope, envs, expires_at)
         return SecretMetadata._from_wire(await self._native.call_async("create", args))
 
-    async def fetch_all(self) -> List[SecretMetadata]:
+    async def fetch_all(self) -> list[SecretMetadata]:
         return [SecretMetadata._from_wire(d) for d in await self._native.call_async("fetch_all")]
 
     async def fetch(self, key: str) -> Secret:
@@ -161,13 +162,13 @@ class AsyncSecrets:
         self,
         key: str,
         *,
-        value: Union[str, _Unset] = UNSET,
-        description: Union[str, None, _Unset] = UNSET,
-        token_type: Union[TokenType, None, _Unset] = UNSET,
-        scope: Union[Sequence[str], None, _Unset] = UNSET,
-        envs: Union[Sequence[str], None, _Unset] = UNSET,
-        expires_at: Union[int, None, _Unset] = UNSET,
-        expected_version: Optional[int] = None,
+        value: str | _Unset = UNSET,
+        description: str | None | _Unset = UNSET,
+        token_type: TokenType | None | _Unset = UNSET,
+        scope: Sequence[str] | None | _Unset = UNSET,
+        envs: Sequence[str] | None | _Unset = UNSET,
+        expires_at: int | None | _Unset = UNSET,
+        expected_version: int | None = None,
     ) -> SecretMetadata:
         args = _update_args(
             value=value,
@@ -193,11 +194,11 @@ class AsyncSecrets:
 class _Base:
     def __init__(
         self,
-        access_key: Optional[str] = None,
+        access_key: str | None = None,
         *,
-        url: Optional[str] = None,
-        timeout: Optional[float] = None,
-        max_retries: Optional[int] = None,
+        url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
         # The key goes straight to the core; no Python attribute keeps it.
         self._native = _native.NativeClient(access_key, url, timeout, max_retries)
@@ -231,11 +232,11 @@ class Ductape(_Base):
 
     def __init__(
         self,
-        access_key: Optional[str] = None,
+        access_key: str | None = None,
         *,
-        url: Optional[str] = None,
-        timeout: Optional[float] = None,
-        max_retries: Optional[int] = None,
+        url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
         super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
         self.secrets = Secrets(self._native)
@@ -255,11 +256,11 @@ class AsyncDuctape(_Base):
 
     def __init__(
         self,
-        access_key: Optional[str] = None,
+        access_key: str | None = None,
         *,
-        url: Optional[str] = None,
-        timeout: Optional[float] = None,
-        max_retries: Optional[int] = None,
+        url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
         super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
         self.secrets = AsyncSecrets(self._native)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 TokenType = Literal["api", "access"]
 Status = Literal["active", "revoked", "expired"]
@@ -16,21 +16,21 @@ class SecretMetadata:
     id: str
     workspace_id: str
     key: str
-    description: Optional[str]
-    token_type: Optional[TokenType]
-    scope: List[str]
-    envs: List[str]
-    expires_at: Optional[int]
+    description: str | None
+    token_type: TokenType | None
+    scope: list[str]
+    envs: list[str]
+    expires_at: int | None
     created_at: str
     updated_at: str
     version: int
     status: Status
 
     @classmethod
-    def _from_wire(cls, d: Dict[str, Any]) -> "SecretMetadata":
+    def _from_wire(cls, d: dict[str, Any]) -> SecretMetadata:
         return cls(**_fields(d))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape (``_id``, ``createdAt``, ``updatedAt``, ...)."""
         return {
             "_id": self.id,
@@ -55,16 +55,16 @@ class Secret(SecretMetadata):
     value: str = field(default="", repr=False)
 
     @classmethod
-    def _from_wire(cls, d: Dict[str, Any]) -> "Secret":
+    def _from_wire(cls, d: dict[str, Any]) -> Secret:
         return cls(**_fields(d), value=d["value"])
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
         d["value"] = self.value
         return d
 
 
-def _fields(d: Dict[str, Any]) -> Dict[str, Any]:
+def _fields(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": d["_id"],
         "workspace_id": d["workspace_id"],

@@ -12,24 +12,22 @@ errors that never reached a server), ``.code`` (a stable machine code such as
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class DuctapeError(Exception):
     """Base class of every Ductape error."""
 
-    status: Optional[int]
+    status: int | None
     code: str
     message: str
-    retry_after: Optional[float]
+    retry_after: float | None
 
     def __init__(
         self,
         message: str,
         *,
-        status: Optional[int] = None,
+        status: int | None = None,
         code: str = "error",
-        retry_after: Optional[float] = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

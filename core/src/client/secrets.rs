@@ -205,7 +205,10 @@ impl FetchedSecret {
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(&self.record).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut v {
-            map.insert("value".into(), Value::String(self.value.expose().to_owned()));
+            map.insert(
+                "value".into(),
+                Value::String(self.value.expose().to_owned()),
+            );
         }
         v
     }
