@@ -1,0 +1,278 @@
+/**
+ * Ductape Secrets for Node and TypeScript.
+ *
+ * Values are encrypted and decrypted in this process by the Rust core (a napi addon); the
+ * server only ever sees ciphertext. Every network call runs off the JavaScript thread.
+ *
+ * ```ts
+ * import Ductape from '@ductape/sdk';
+ * const ductape = new Ductape({ accessKey: process.env.DUCTAPE_ACCESS_KEY });
+ * await ductape.init();
+ * const secret = await ductape.secrets.fetch('STRIPE_API_KEY');
+ * ```
+ */
+
+import { inspect } from 'node:util';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+// The generated declarations of the addon: this file does not compile if they drift.
+import type { NativeClient, NativeOptions } from '../native/native';
+
+/** `api` or `access`. */
+export type TokenType = 'api' | 'access';
+
+/** The lifecycle state of a secret. */
+export type SecretStatus = 'active' | 'revoked' | 'expired';
+
+/** A secret's metadata, in the documented response shape. Never holds a value. */
+export interface Secret {
+  /** 24 lowercase hex characters. */
+  _id: string;
+  workspace_id: string;
+  key: string;
+  description: string | null;
+  token_type: TokenType | null;
+  /** App tags that may use the secret; empty means all apps. */
+  scope: string[];
+  /** Environment slugs where the secret is available; empty means all. */
+  envs: string[];
+  /** Unix seconds, or null for no expiry. */
+  expires_at: number | null;
+  /** ISO-8601 UTC with milliseconds. */
+  createdAt: string;
+  /** ISO-8601 UTC with milliseconds. */
+  updatedAt: string;
+  /** Starts at 1; every change adds one. */
+  version: number;
+  status: SecretStatus;
+}
+
+/** A secret with its decrypted value (`fetch`). The value is not enumerable: it shows in
+ * no `console.log`, `util.inspect` or `JSON.stringify`, only through `.value`. */
+export interface SecretWithValue extends Secret {
+  readonly value: string;
+}
+
+/** Arguments of `secrets.create`. */
+export interface CreateSecretInput {
+  key: string;
+  value: string;
+  description?: string;
+  token_type?: TokenType;
+  scope?: string[];
+  envs?: string[];
+  expires_at?: number | null;
+}
+
+/** Arguments of `secrets.update`: left out = kept, `null` = cleared. */
+export interface UpdateSecretInput {
+  value?: string;
+  description?: string | null;
+  token_type?: TokenType | null;
+  scope?: string[] | null;
+  envs?: string[] | null;
+  expires_at?: number | null;
+  /** Fail with 409 `version_conflict` unless the secret is at this version. */
+  expected_version?: number;
+}
+
+/** Client options; `accessKey` and `url` default to `DUCTAPE_ACCESS_KEY` and `DUCTAPE_URL`. */
+export interface DuctapeOptions {
+  accessKey?: string;
+  url?: string;
+  /** Per-request timeout in seconds (default 30). */
+  timeout?: number;
+  /** Retries on connection errors, 5xx and 429 (default 3). */
+  maxRetries?: number;
+}
+
+/** The body of an error answer, as `error.response.data`. */
+export interface ErrorResponseData {
+  error: { status: number; code: string; message: string };
+}
+
+/**
+ * Every failure. `code` is a stable machine code (`secret_exists`, `connection_error`, ...);
+ * errors that came from the server have `status` and `response` (`response.status`,
+ * `response.data`), as `error.response?.status === 409` expects. Connection errors have no
+ * `response`. Messages never contain a secret value or an access key.
+ */
+export class DuctapeError extends Error {
+  readonly code: string;
+  readonly status: number | undefined;
+  readonly response: { status: number; data: ErrorResponseData } | undefined;
+
+  constructor(message: string, code: string, status: number | undefined) {
+    super(message);
+    this.name = 'DuctapeError';
+    this.code = code;
+    this.status = status;
+    this.response =
+      status === undefined ? undefined : { status, data: { error: { status, code, message } } };
+  }
+}
+
+const NATIVE_ERROR = /^\[ductape:(\d+|-):([a-z_]+)\] ([\s\S]*)$/;
+
+/** Rebuilds a typed error from the addon's (the format is written in `src/lib.rs`). */
+function translate(e: unknown): unknown {
+  if (e instanceof Error) {
+    const m = NATIVE_ERROR.exec(e.message);
+    if (m) {
+      const err = new DuctapeError(m[3], m[2], m[1] === '-' ? undefined : Number(m[1]));
+      return err;
+    }
+  }
+  return e;
+}
+
+async function call<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    throw translate(e);
+  }
+}
+
+function sync<T>(op: () => T): T {
+  try {
+    return op();
+  } catch (e) {
+    throw translate(e);
+  }
+}
+
+/** JSON semantics: a property set to `undefined` is left out (not sent as null). */
+function defined(args: unknown): unknown {
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) return args;
+  return Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+}
+
+function withHiddenValue(raw: Secret & { value: string }): SecretWithValue {
+  const { value, ...meta } = raw;
+  Object.defineProperty(meta, 'value', { value, enumerable: false, writable: false });
+  return meta as SecretWithValue;
+}
+
+interface NativeModule {
+  NativeClient: new (options?: NativeOptions | null) => NativeClient;
+}
+
+let nativeModule: NativeModule | undefined;
+
+function loadNative(): NativeModule {
+  if (!nativeModule) {
+    const dir = join(__dirname, '..', 'native');
+    const prefix = `ductape.${process.platform}-${process.arch}`;
+    const file = readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith('.node'));
+    if (!file) {
+      throw new DuctapeError(
+        `no native addon for ${process.platform}-${process.arch} in ${dir}: run \`npm run build\``,
+        'config_error',
+        undefined,
+      );
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    nativeModule = require(join(dir, file)) as NativeModule;
+  }
+  return nativeModule;
+}
+
+/** Secret operations: `create`, `fetchAll`, `fetch`, `update`, `delete`, `revoke`, `restore`. */
+export class Secrets {
+  readonly #native: NativeClient;
+
+  /** @internal Made by `Ductape`. */
+  constructor(native: NativeClient) {
+    this.#native = native;
+  }
+
+  /** Encrypts `value` locally and creates the secret. 409 if the key exists. */
+  create(args: CreateSecretInput): Promise<Secret> {
+    return call(() => this.#native.create(defined(args)) as Promise<Secret>);
+  }
+
+  /** Every secret's metadata (never values). */
+  fetchAll(): Promise<Secret[]> {
+    return call(() => this.#native.fetchAll() as Promise<Secret[]>);
+  }
+
+  /** One secret with its value, decrypted locally. */
+  async fetch(key: string): Promise<SecretWithValue> {
+    const raw = (await call(() => this.#native.fetch(key))) as Secret & { value: string };
+    return withHiddenValue(raw);
+  }
+
+  /** Changes the value (re-encrypted locally) and/or metadata. */
+  update(key: string, args: UpdateSecretInput): Promise<Secret> {
+    return call(() => this.#native.update(key, defined(args)) as Promise<Secret>);
+  }
+
+  /** Deletes the secret for good. Resolves `true`. */
+  delete(key: string): Promise<boolean> {
+    return call(() => this.#native.delete(key));
+  }
+
+  /** Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`. */
+  revoke(key: string): Promise<boolean> {
+    return call(() => this.#native.revoke(key));
+  }
+
+  /** Undoes a revoke. */
+  restore(key: string): Promise<Secret> {
+    return call(() => this.#native.restore(key) as Promise<Secret>);
+  }
+
+  [inspect.custom](): string {
+    return 'Secrets {}';
+  }
+}
+
+/** The Ductape Secrets client. */
+export default class Ductape {
+  readonly #native: NativeClient;
+  /** Secret operations (after `await init()`). */
+  readonly secrets: Secrets;
+
+  constructor(options: DuctapeOptions = {}) {
+    const { NativeClient } = loadNative();
+    // The key goes straight to the core; no JavaScript property keeps it.
+    this.#native = sync(
+      () =>
+        new NativeClient({
+          accessKey: options.accessKey,
+          url: options.url,
+          timeout: options.timeout,
+          maxRetries: options.maxRetries,
+        }),
+    );
+    this.secrets = new Secrets(this.#native);
+  }
+
+  /** Authenticates and unwraps the workspace key locally. Call once before use. */
+  init(): Promise<void> {
+    return call(() => this.#native.init());
+  }
+
+  /** The server URL. */
+  get url(): string {
+    return this.#native.describe().url;
+  }
+
+  /** The access key's public id (never the key). */
+  get accessKeyId(): string {
+    return this.#native.describe().accessKeyId;
+  }
+
+  toJSON(): { url: string; accessKeyId: string } {
+    const d = this.#native.describe();
+    return { url: d.url, accessKeyId: d.accessKeyId };
+  }
+
+  [inspect.custom](): string {
+    const d = this.#native.describe();
+    return `Ductape { url: '${d.url}', accessKeyId: '${d.accessKeyId}', initialized: ${d.initialized} }`;
+  }
+}
+
+export { Ductape };

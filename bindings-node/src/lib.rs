@@ -1,0 +1,123 @@
+//! The native half of `@ductape/sdk`: the core client as napi async methods. Every call
+//! runs on napi's tokio runtime, off the JavaScript thread, and resolves a Promise.
+//!
+//! Arguments arrive as JSON-like values and are checked by the core (same rules and
+//! messages as every client). Errors cross as one `Error` whose message starts with
+//! `[ductape:<status>:<code>] ` so the TypeScript half can rebuild a typed `DuctapeError`;
+//! that prefix is written only here and parsed only in `src/errors.ts`.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde_json::Value;
+
+use ductape::client::seconds_to_duration;
+use ductape::{Config, CreateSecret, Ductape, UpdateSecret};
+
+fn to_napi(e: ductape::Error) -> napi::Error {
+    let status = e.status().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    napi::Error::new(Status::GenericFailure, format!("[ductape:{status}:{}] {}", e.code_str(), e.message()))
+}
+
+trait IntoNapi<T> {
+    fn napi(self) -> napi::Result<T>;
+}
+
+impl<T> IntoNapi<T> for std::result::Result<T, ductape::Error> {
+    fn napi(self) -> napi::Result<T> {
+        self.map_err(to_napi)
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Client options as the TypeScript layer passes them.
+#[napi(object)]
+pub struct NativeOptions {
+    pub access_key: Option<String>,
+    pub url: Option<String>,
+    /// Seconds.
+    pub timeout: Option<f64>,
+    pub max_retries: Option<u32>,
+}
+
+/// What may be shown of a client: never the key itself.
+#[napi(object)]
+pub struct NativeDescription {
+    pub url: String,
+    pub access_key_id: String,
+    pub initialized: bool,
+}
+
+#[napi]
+pub struct NativeClient {
+    inner: Ductape,
+}
+
+#[napi]
+impl NativeClient {
+    #[napi(constructor)]
+    pub fn new(options: Option<NativeOptions>) -> napi::Result<Self> {
+        let o = options.unwrap_or(NativeOptions { access_key: None, url: None, timeout: None, max_retries: None });
+        let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref()).napi()?;
+        if let Some(t) = o.timeout {
+            config = config.timeout(seconds_to_duration("timeout", t).napi()?);
+        }
+        if let Some(n) = o.max_retries {
+            config = config.max_retries(n);
+        }
+        Ok(NativeClient { inner: Ductape::new(config).napi()? })
+    }
+
+    #[napi]
+    pub fn describe(&self) -> NativeDescription {
+        NativeDescription {
+            url: self.inner.config().url().to_owned(),
+            access_key_id: self.inner.config().access_key().id().to_owned(),
+            initialized: self.inner.is_initialized(),
+        }
+    }
+
+    #[napi]
+    pub async fn init(&self) -> napi::Result<()> {
+        self.inner.init().await.napi()
+    }
+
+    #[napi]
+    pub async fn create(&self, args: Value) -> napi::Result<Value> {
+        let args = CreateSecret::from_json(&args).napi()?;
+        self.inner.secrets().create(args).await.map(|r| json(&r)).napi()
+    }
+
+    #[napi]
+    pub async fn fetch_all(&self) -> napi::Result<Value> {
+        self.inner.secrets().fetch_all().await.map(|r| json(&r)).napi()
+    }
+
+    #[napi]
+    pub async fn fetch(&self, key: String) -> napi::Result<Value> {
+        self.inner.secrets().fetch(&key).await.map(|s| s.to_json()).napi()
+    }
+
+    #[napi]
+    pub async fn update(&self, key: String, args: Value) -> napi::Result<Value> {
+        let args = UpdateSecret::from_json(&args).napi()?;
+        self.inner.secrets().update(&key, args).await.map(|r| json(&r)).napi()
+    }
+
+    #[napi]
+    pub async fn delete(&self, key: String) -> napi::Result<bool> {
+        self.inner.secrets().delete(&key).await.napi()
+    }
+
+    #[napi]
+    pub async fn revoke(&self, key: String) -> napi::Result<bool> {
+        self.inner.secrets().revoke(&key).await.napi()
+    }
+
+    #[napi]
+    pub async fn restore(&self, key: String) -> napi::Result<Value> {
+        self.inner.secrets().restore(&key).await.map(|r| json(&r)).napi()
+    }
+}

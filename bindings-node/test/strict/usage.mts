@@ -1,0 +1,25 @@
+// Strict-mode user code against the package's declarations: precise types, no casts.
+import Ductape, { DuctapeError, type Secret, type SecretWithValue, type TokenType } from '@ductape/sdk';
+
+const ductape = new Ductape({ accessKey: process.env.DUCTAPE_ACCESS_KEY, timeout: 5 });
+await ductape.init();
+const created: Secret = await ductape.secrets.create({ key: 'K', value: 'v', token_type: 'api' });
+const t: TokenType | null = created.token_type;
+const expiry: Date | null = created.expires_at === null ? null : new Date(created.expires_at * 1000);
+const fetched: SecretWithValue = await ductape.secrets.fetch('K');
+const value: string = fetched.value;
+const all: Secret[] = await ductape.secrets.fetchAll();
+const ok: boolean = await ductape.secrets.delete('K');
+try {
+  await ductape.secrets.revoke('K');
+} catch (e) {
+  if (e instanceof DuctapeError && e.response?.status === 404) {
+    const code: string = e.response.data.error.code;
+    console.log(code);
+  }
+}
+// @ts-expect-error token_type is a literal union
+await ductape.secrets.create({ key: 'K', value: 'v', token_type: 'bearer' });
+// @ts-expect-error value is required
+await ductape.secrets.create({ key: 'K' });
+console.log(t, expiry, value, all.length, ok);
