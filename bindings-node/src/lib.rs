@@ -14,8 +14,14 @@ use ductape::client::seconds_to_duration;
 use ductape::{Config, CreateSecret, Ductape, UpdateSecret};
 
 fn to_napi(e: ductape::Error) -> napi::Error {
-    let status = e.status().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-    napi::Error::new(Status::GenericFailure, format!("[ductape:{status}:{}] {}", e.code_str(), e.message()))
+    let status = e
+        .status()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "-".into());
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("[ductape:{status}:{}] {}", e.code_str(), e.message()),
+    )
 }
 
 trait IntoNapi<T> {
@@ -59,7 +65,12 @@ pub struct NativeClient {
 impl NativeClient {
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> napi::Result<Self> {
-        let o = options.unwrap_or(NativeOptions { access_key: None, url: None, timeout: None, max_retries: None });
+        let o = options.unwrap_or(NativeOptions {
+            access_key: None,
+            url: None,
+            timeout: None,
+            max_retries: None,
+        });
         let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref()).napi()?;
         if let Some(t) = o.timeout {
             config = config.timeout(seconds_to_duration("timeout", t).napi()?);
@@ -67,7 +78,9 @@ impl NativeClient {
         if let Some(n) = o.max_retries {
             config = config.max_retries(n);
         }
-        Ok(NativeClient { inner: Ductape::new(config).napi()? })
+        Ok(NativeClient {
+            inner: Ductape::new(config).napi()?,
+        })
     }
 
     #[napi]
@@ -87,23 +100,43 @@ impl NativeClient {
     #[napi]
     pub async fn create(&self, args: Value) -> napi::Result<Value> {
         let args = CreateSecret::from_json(&args).napi()?;
-        self.inner.secrets().create(args).await.map(|r| json(&r)).napi()
+        self.inner
+            .secrets()
+            .create(args)
+            .await
+            .map(|r| json(&r))
+            .napi()
     }
 
     #[napi]
     pub async fn fetch_all(&self) -> napi::Result<Value> {
-        self.inner.secrets().fetch_all().await.map(|r| json(&r)).napi()
+        self.inner
+            .secrets()
+            .fetch_all()
+            .await
+            .map(|r| json(&r))
+            .napi()
     }
 
     #[napi]
     pub async fn fetch(&self, key: String) -> napi::Result<Value> {
-        self.inner.secrets().fetch(&key).await.map(|s| s.to_json()).napi()
+        self.inner
+            .secrets()
+            .fetch(&key)
+            .await
+            .map(|s| s.to_json())
+            .napi()
     }
 
     #[napi]
     pub async fn update(&self, key: String, args: Value) -> napi::Result<Value> {
         let args = UpdateSecret::from_json(&args).napi()?;
-        self.inner.secrets().update(&key, args).await.map(|r| json(&r)).napi()
+        self.inner
+            .secrets()
+            .update(&key, args)
+            .await
+            .map(|r| json(&r))
+            .napi()
     }
 
     #[napi]
@@ -118,6 +151,11 @@ impl NativeClient {
 
     #[napi]
     pub async fn restore(&self, key: String) -> napi::Result<Value> {
-        self.inner.secrets().restore(&key).await.map(|r| json(&r)).napi()
+        self.inner
+            .secrets()
+            .restore(&key)
+            .await
+            .map(|r| json(&r))
+            .napi()
     }
 }
