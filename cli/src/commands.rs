@@ -111,6 +111,12 @@ pub enum SecretsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Which apps and environments read a secret, and when last.
+    Usage {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,7 +172,7 @@ pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn client(args: &ClientArgs) -> Result<Ductape, Error> {
+pub async fn client(args: &ClientArgs) -> Result<Ductape, Error> {
     let d = Ductape::new(Config::resolve(
         args.url.as_deref(),
         args.access_key.as_deref(),
@@ -316,6 +322,24 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             let d = client(&c).await?;
             d.secrets().revoke(&key).await?;
             done(&c, "revoked", &key);
+        }
+        SecretsCommand::Usage { key, client: c } => {
+            let d = client(&c).await?;
+            let usage = d.secrets().usage(&key).await?;
+            if c.json {
+                output::json(&usage);
+            } else {
+                for u in &usage {
+                    println!(
+                        "app={}\tenv={}\treads={}\tdenied={}\tlast={}",
+                        u.app.as_deref().unwrap_or("-"),
+                        u.env.as_deref().unwrap_or("-"),
+                        u.reads,
+                        u.denied,
+                        u.last_access
+                    );
+                }
+            }
         }
         SecretsCommand::Restore { key, client: c } => {
             let d = client(&c).await?;

@@ -2,6 +2,7 @@
 
 mod commands;
 mod output;
+mod run;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,12 @@ enum Command {
     /// Manage access keys (admin).
     #[command(subcommand, name = "access-keys")]
     AccessKeys(commands::AccessKeysCommand),
+    /// Run a command with `$Token{KEY}` references in its environment resolved.
+    Run(run::RunArgs),
+    /// Check that a JSON configuration's references would resolve (exit 1 if not).
+    Check(run::CheckArgs),
+    /// List the audit trail (admin).
+    Audit(run::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
             Command::Init(args) => commands::init(args).await,
             Command::Secrets(cmd) => commands::secrets(cmd).await,
             Command::AccessKeys(cmd) => commands::access_keys(cmd).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Check(args) => run::check(args).await,
+            Command::Audit(args) => run::audit(args).await,
         }
     });
     match result {

@@ -183,6 +183,9 @@ pub struct Error {
     wire_code: Option<String>,
     message: String,
     retry_after: Option<Duration>,
+    /// For an error that stands for several (a resolution with many failed references):
+    /// each one. Empty otherwise.
+    failures: Vec<Error>,
 }
 
 impl Error {
@@ -194,7 +197,31 @@ impl Error {
             wire_code: None,
             message: message.into(),
             retry_after: None,
+            failures: Vec::new(),
         }
+    }
+
+    /// One error for several failures: itself when there is one; otherwise the first one's
+    /// code and status, every message (joined by "; "), and each failure in [`Error::failures`].
+    pub fn from_failures(mut failures: Vec<Error>) -> Error {
+        if failures.len() <= 1 {
+            return failures
+                .pop()
+                .unwrap_or_else(|| Error::new(ErrorCode::Internal, "no failure"));
+        }
+        let mut e = failures[0].clone();
+        e.message = failures
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        e.failures = failures;
+        e
+    }
+
+    /// The individual failures of an error that stands for several.
+    pub fn failures(&self) -> &[Error] {
+        &self.failures
     }
 
     /// An error as a server answered it.
@@ -214,6 +241,7 @@ impl Error {
             wire_code,
             message,
             retry_after,
+            failures: Vec::new(),
         }
     }
 

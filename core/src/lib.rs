@@ -23,6 +23,7 @@ pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod references;
 pub mod validate;
 pub mod wire;
 
@@ -35,6 +36,6 @@ pub use validate::{SecretKey, TokenType};
 
 #[cfg(feature = "client")]
 pub use client::{
-    blocking, health, setup, AccessKeyOptions, Config, CreateSecret, CreatedAccessKey, Ductape,
-    FetchedSecret, Secrets, UpdateSecret,
+    blocking, health, setup, AccessKeyOptions, AuditQuery, CheckItem, CheckReport, Config,
+    CreateSecret, CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
 };

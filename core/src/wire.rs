@@ -126,6 +126,9 @@ pub struct BatchGetBody {
     /// The environment slug the caller resolves for (checked against `envs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// Return metadata only (no ciphertext): a preflight check. Audited as `check`.
+    #[serde(default)]
+    pub metadata_only: bool,
 }
 
 /// One answer of a batch get: the secret, or why it cannot be had.
@@ -135,6 +138,9 @@ pub struct BatchItem {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretWithCiphertext>,
+    /// In `metadata_only` mode: the metadata of a secret that would resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<SecretRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
 }
@@ -300,4 +306,43 @@ pub struct Health {
     pub version: String,
     /// Whether the server has a workspace (setup done).
     pub initialized: bool,
+}
+
+/// One audit entry: who read which secret, for which app and environment, and the verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    /// ISO-8601 UTC with milliseconds.
+    pub at: String,
+    pub access_key_id: String,
+    pub secret_key: String,
+    /// `read`, `resolve` or `check`.
+    pub action: String,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub allowed: bool,
+    /// Why it was denied (the DESIGN.md §5 message), when it was.
+    pub reason: Option<String>,
+}
+
+/// A page of audit entries, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AuditPage {
+    pub events: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// Where a secret was used: per app and environment, the last access and counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UsageEntry {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// ISO-8601 UTC with milliseconds.
+    pub last_access: String,
+    pub reads: u64,
+    pub denied: u64,
 }

@@ -52,6 +52,11 @@ impl Ductape {
         AccessKeys { d: self }
     }
 
+    /// The audit trail (admin).
+    pub fn audit(&self, query: &super::AuditQuery) -> Result<crate::wire::AuditPage, Error> {
+        self.rt.block_on(self.inner.audit(query))
+    }
+
     /// The async client underneath.
     pub fn as_async(&self) -> &super::Ductape {
         &self.inner
@@ -90,6 +95,30 @@ impl Secrets<'_> {
 
     pub fn restore(&self, key: &str) -> Result<SecretRecord, Error> {
         self.d.rt.block_on(self.d.inner.secrets().restore(key))
+    }
+
+    pub fn resolve(
+        &self,
+        config: &serde_json::Value,
+        opts: &super::ResolveOptions,
+    ) -> Result<serde_json::Value, Error> {
+        self.d
+            .rt
+            .block_on(self.d.inner.secrets().resolve(config, opts))
+    }
+
+    pub fn check(
+        &self,
+        config: &serde_json::Value,
+        opts: &super::ResolveOptions,
+    ) -> Result<super::CheckReport, Error> {
+        self.d
+            .rt
+            .block_on(self.d.inner.secrets().check(config, opts))
+    }
+
+    pub fn usage(&self, key: &str) -> Result<Vec<crate::wire::UsageEntry>, Error> {
+        self.d.rt.block_on(self.d.inner.secrets().usage(key))
     }
 
     pub fn batch_get(

@@ -3,11 +3,13 @@
 mod access_keys;
 pub mod blocking;
 mod config;
+mod resolve;
 mod secrets;
 mod transport;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
+pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
 pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 
 use reqwest::Method;
@@ -16,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
 use crate::error::{Error, ErrorCode};
-use crate::wire::{AccessKeyInfo, Health, SessionResponse, WorkspaceInfo};
+use crate::wire::{AccessKeyInfo, AuditPage, Health, SessionResponse, WorkspaceInfo};
 use transport::{Idempotency, Transport};
 
 /// What `init()` learns: the workspace and its key, unwrapped locally.
@@ -133,6 +135,35 @@ impl Ductape {
         AccessKeys::new(self)
     }
 
+    /// The audit trail (admin permission), newest first, filtered and paged.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, Error> {
+        let mut params = Vec::new();
+        for (name, v) in [
+            ("secret_key", &query.secret_key),
+            ("access_key_id", &query.access_key_id),
+            ("app", &query.app),
+            ("env", &query.env),
+        ] {
+            if let Some(v) = v {
+                params.push(format!("{name}={}", percent_encode(v)));
+            }
+        }
+        if let Some(b) = query.before {
+            params.push(format!("before={b}"));
+        }
+        if let Some(l) = query.limit {
+            params.push(format!("limit={l}"));
+        }
+        let path = if params.is_empty() {
+            "/v1/audit".to_owned()
+        } else {
+            format!("/v1/audit?{}", params.join("&"))
+        };
+        self.transport()
+            .call(Method::GET, &path, None, Idempotency::Idempotent)
+            .await
+    }
+
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
     }
@@ -165,6 +196,30 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Filters of the audit listing; every field optional.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub secret_key: Option<String>,
+    pub access_key_id: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Only events older than this id (the previous page's `next_before`).
+    pub before: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Bootstraps a fresh server: makes the workspace key and the first admin access key here,

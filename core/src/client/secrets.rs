@@ -7,7 +7,9 @@ use super::Ductape;
 use crate::crypto::{Envelope, Plaintext};
 use crate::error::{Error, ErrorCode};
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
-use crate::wire::{BatchGetResponse, DeletedResponse, SecretRecord, SecretWithCiphertext};
+use crate::wire::{
+    BatchGetResponse, BatchItem, DeletedResponse, SecretRecord, SecretWithCiphertext, UsageEntry,
+};
 
 /// Arguments of `secrets().create(...)`: the documented fields.
 ///
@@ -361,10 +363,60 @@ impl<'a> Secrets<'a> {
         env: Option<&str>,
     ) -> Result<Vec<BatchResult>, Error> {
         let session = self.client.session()?;
+        let results = self.batch_request(keys, app, env, false).await?;
+        Ok(keys
+            .iter()
+            .zip(results)
+            .map(|(key, item)| {
+                let result = match (item.secret, item.error) {
+                    (Some(s), _) if item.key == key.as_str() => open_secret(&session, key, s),
+                    (_, Some(e)) => {
+                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
+                    }
+                    _ => Err(mismatch()),
+                };
+                (key.clone(), result)
+            })
+            .collect())
+    }
+
+    /// Like [`Secrets::batch_get`] but metadata only (no ciphertext leaves the server);
+    /// what `check` uses.
+    pub async fn batch_metadata(
+        &self,
+        keys: &[SecretKey],
+        app: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<(SecretKey, Result<SecretRecord, Error>)>, Error> {
+        let results = self.batch_request(keys, app, env, true).await?;
+        Ok(keys
+            .iter()
+            .zip(results)
+            .map(|(key, item)| {
+                let result = match (item.record, item.error) {
+                    (Some(r), _) if item.key == key.as_str() => Ok(r),
+                    (_, Some(e)) => {
+                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
+                    }
+                    _ => Err(mismatch()),
+                };
+                (key.clone(), result)
+            })
+            .collect())
+    }
+
+    async fn batch_request(
+        &self,
+        keys: &[SecretKey],
+        app: Option<&str>,
+        env: Option<&str>,
+        metadata_only: bool,
+    ) -> Result<Vec<BatchItem>, Error> {
         let body = serde_json::json!({
             "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
             "app": app,
             "env": env,
+            "metadata_only": metadata_only,
         });
         let resp: BatchGetResponse = self
             .client
@@ -377,28 +429,23 @@ impl<'a> Secrets<'a> {
             )
             .await?;
         if resp.results.len() != keys.len() {
-            return Err(Error::new(
-                ErrorCode::Protocol,
-                "the batch answer does not match the request",
-            ));
+            return Err(mismatch());
         }
-        Ok(keys
-            .iter()
-            .zip(resp.results)
-            .map(|(key, item)| {
-                let result = match (item.secret, item.error) {
-                    (Some(s), _) if item.key == key.as_str() => open_secret(&session, key, s),
-                    (_, Some(e)) => {
-                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
-                    }
-                    _ => Err(Error::new(
-                        ErrorCode::Protocol,
-                        "the batch answer does not match the request",
-                    )),
-                };
-                (key.clone(), result)
-            })
-            .collect())
+        Ok(resp.results)
+    }
+
+    /// Which apps and environments used a secret, and when last (from the audit trail).
+    pub async fn usage(&self, key: &str) -> Result<Vec<UsageEntry>, Error> {
+        let key = SecretKey::parse(key)?;
+        self.client
+            .transport()
+            .call(
+                Method::GET,
+                &secret_path(&key, "/usage"),
+                None,
+                Idempotency::Idempotent,
+            )
+            .await
     }
 
     async fn lifecycle(&self, key: &str, action: &str) -> Result<SecretRecord, Error> {
@@ -413,6 +460,13 @@ impl<'a> Secrets<'a> {
             )
             .await
     }
+}
+
+fn mismatch() -> Error {
+    Error::new(
+        ErrorCode::Protocol,
+        "the batch answer does not match the request",
+    )
 }
 
 fn secret_path(key: &SecretKey, suffix: &str) -> String {

@@ -3,7 +3,7 @@
 
 use axum::extract::Query;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Shared};
@@ -12,30 +12,8 @@ use crate::error::ApiError;
 use crate::storage::AuditFilter;
 use axum::extract::State;
 use ductape::ids::iso_millis;
-use ductape::wire::{ErrorBody, Permission};
+use ductape::wire::{AuditEntry, AuditPage, ErrorBody, Permission, UsageEntry};
 use ductape::SecretKey;
-
-/// One audit entry.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: String,
-    pub access_key_id: String,
-    pub secret_key: String,
-    pub action: String,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub allowed: bool,
-    pub reason: Option<String>,
-}
-
-/// A page of audit entries, newest first.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    pub events: Vec<AuditEntry>,
-    /// Pass as `before` to get the next (older) page; null on the last page.
-    pub next_before: Option<i64>,
-}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
@@ -94,16 +72,6 @@ pub async fn list(
             .collect(),
         next_before,
     }))
-}
-
-/// Where a secret was used: per app and environment, the last access and counts.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UsageEntry {
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub last_access: String,
-    pub reads: u64,
-    pub denied: u64,
 }
 
 /// Usage of one secret (list permission), from the audit trail.

@@ -283,7 +283,16 @@ pub async fn batch_get(
     JsonObject(body): JsonObject,
 ) -> Result<Json<BatchGetResponse>, ApiError> {
     caller.require(Permission::Read)?;
-    validate::reject_unknown_fields(&body, &["keys", "app", "env"])?;
+    validate::reject_unknown_fields(&body, &["keys", "app", "env", "metadata_only"])?;
+    let metadata_only = match body.get("metadata_only") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(
+                ductape::Error::invalid_field("field 'metadata_only' must be a boolean").into(),
+            )
+        }
+    };
     let keys = body.get("keys").and_then(Value::as_array).ok_or_else(|| {
         ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
     })?;
@@ -312,20 +321,29 @@ pub async fn batch_get(
     };
     let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
     let found = st.storage.get_secrets(&caller.workspace.id, &names).await?;
-    let results = read_checked(&st, &caller, "resolve", &keys, found, claimed).await?;
+    let action = if metadata_only { "check" } else { "resolve" };
+    let results = read_checked(&st, &caller, action, &keys, found, claimed).await?;
     Ok(Json(BatchGetResponse {
         results: keys
             .iter()
             .zip(results)
             .map(|(k, r)| match r {
+                Ok(s) if metadata_only => BatchItem {
+                    key: k.to_string(),
+                    secret: None,
+                    record: Some(s.record),
+                    error: None,
+                },
                 Ok(s) => BatchItem {
                     key: k.to_string(),
                     secret: Some(s),
+                    record: None,
                     error: None,
                 },
                 Err(e) => BatchItem {
                     key: k.to_string(),
                     secret: None,
+                    record: None,
                     error: Some(ErrorDetail {
                         status: e.status().unwrap_or(500),
                         code: e.code_str().to_owned(),

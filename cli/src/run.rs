@@ -1,0 +1,215 @@
+//! `ductape run`, `ductape check` and `ductape audit`: secrets at run time.
+
+use clap::Args;
+use serde_json::{Map, Value};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::output;
+use crate::ClientArgs;
+use ductape::{AuditQuery, Error, ErrorCode, ResolveOptions};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The app tag to resolve for (checked against each secret's scope).
+    #[arg(long)]
+    app: Option<String>,
+    /// The environment slug to resolve for (checked against each secret's envs).
+    #[arg(long)]
+    env: Option<String>,
+    /// Also set every secret available to this app and environment, under its own key
+    /// (variables already set win).
+    #[arg(long)]
+    inject: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    env: Option<String>,
+    /// Warn about secrets expiring within this many days.
+    #[arg(long, default_value_t = 7)]
+    expiring_within_days: u64,
+    /// A JSON configuration file (default: stdin).
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(long)]
+    access_key_id: Option<String>,
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    env: Option<String>,
+    /// Only events older than this id (a previous page's next_before).
+    #[arg(long)]
+    before: Option<i64>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Resolves the environment's references (and injected secrets), then replaces this process
+/// with the command: its exit code and signals are the command's own. Values go straight
+/// into the child's environment and never touch disk.
+pub async fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    let d = crate::commands::client(&args.client).await?;
+    let opts = ResolveOptions::new(args.app.as_deref(), args.env.as_deref());
+    let mut config = Map::new();
+    for (name, value) in std::env::vars_os() {
+        if let (Some(n), Some(v)) = (name.to_str(), value.to_str()) {
+            if v.contains('$') && n != "DUCTAPE_ACCESS_KEY" {
+                config.insert(n.to_owned(), Value::String(v.to_owned()));
+            }
+        }
+    }
+    if args.inject {
+        let envs: Vec<String> = args.env.iter().cloned().collect();
+        let ctx = ductape::access::Context {
+            app: args.app.as_deref(),
+            envs: &envs,
+        };
+        for s in d.secrets().fetch_all().await? {
+            let visible = ductape::access::check_scope(&s.key, &s.scope, &s.envs, ctx).is_ok();
+            let usable = s.status == ductape::wire::SecretStatus::Active;
+            if visible && usable && std::env::var_os(&s.key).is_none() {
+                config.insert(s.key.clone(), Value::String(format!("$Token{{{}}}", s.key)));
+            }
+        }
+    }
+    // One request for every reference.
+    let resolved = d.secrets().resolve(&Value::Object(config), &opts).await?;
+    let mut cmd = std::process::Command::new(&args.command[0]);
+    cmd.args(&args.command[1..])
+        .env_remove("DUCTAPE_ACCESS_KEY");
+    if let Value::Object(vars) = resolved {
+        for (k, v) in vars {
+            if let Value::String(s) = v {
+                cmd.env(k, s);
+            }
+        }
+    }
+    exec(cmd, &args.command[0])
+}
+
+#[cfg(unix)]
+fn exec(mut cmd: std::process::Command, name: &str) -> Result<ExitCode, Error> {
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec(); // returns only on failure
+    Err(Error::new(
+        ErrorCode::Config,
+        format!("cannot run '{name}': {err}"),
+    ))
+}
+
+#[cfg(not(unix))]
+fn exec(mut cmd: std::process::Command, name: &str) -> Result<ExitCode, Error> {
+    let status = cmd
+        .status()
+        .map_err(|e| Error::new(ErrorCode::Config, format!("cannot run '{name}': {e}")))?;
+    Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
+/// Preflight: prints every reference of a configuration and whether it would resolve;
+/// exits 1 if any would not.
+pub async fn check(args: CheckArgs) -> Result<ExitCode, Error> {
+    let text = match &args.file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            Error::new(
+                ErrorCode::Config,
+                format!("cannot read {}: {e}", p.display()),
+            )
+        })?,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read stdin: {e}")))?;
+            s
+        }
+    };
+    let config: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::new(
+            ErrorCode::Config,
+            format!(
+                "the configuration is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let d = crate::commands::client(&args.client).await?;
+    let mut opts = ResolveOptions::new(args.app.as_deref(), args.env.as_deref());
+    opts.expiring_within = Some(std::time::Duration::from_secs(
+        args.expiring_within_days.saturating_mul(86400),
+    ));
+    let report = d.secrets().check(&config, &opts).await?;
+    if args.client.json {
+        output::json(&report);
+    } else {
+        for item in &report.references {
+            match (&item.message, &item.warning) {
+                (Some(m), _) => println!("FAIL\t{}\t{m}", item.key),
+                (None, Some(w)) => println!("WARN\t{}\t{w}", item.key),
+                (None, None) => println!("ok\t{}", item.key),
+            }
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn audit(args: AuditArgs) -> Result<ExitCode, Error> {
+    let d = crate::commands::client(&args.client).await?;
+    let page = d
+        .audit(&AuditQuery {
+            secret_key: args.secret,
+            access_key_id: args.access_key_id,
+            app: args.app,
+            env: args.env,
+            before: args.before,
+            limit: Some(args.limit),
+        })
+        .await?;
+    if args.client.json {
+        output::json(&page);
+    } else {
+        for e in &page.events {
+            println!(
+                "{}\t{}\t{}\t{}\tapp={}\tenv={}\t{}",
+                e.at,
+                e.access_key_id,
+                e.action,
+                e.secret_key,
+                e.app.as_deref().unwrap_or("-"),
+                e.env.as_deref().unwrap_or("-"),
+                if e.allowed {
+                    "allowed".to_owned()
+                } else {
+                    format!("denied: {}", e.reason.as_deref().unwrap_or(""))
+                }
+            );
+        }
+        if let Some(b) = page.next_before {
+            eprintln!("more: --before {b}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

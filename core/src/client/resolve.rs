@@ -1,0 +1,176 @@
+//! Using secrets at run time: resolve `$Token{KEY}` references in a configuration, or
+//! check beforehand that they would resolve. All referenced secrets come in one request.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Secrets;
+use crate::access::{self, Context};
+use crate::error::Error;
+use crate::references;
+use crate::validate::{self, SecretKey};
+
+/// The app and environment a configuration is resolved for.
+#[derive(Clone, Debug, Default)]
+pub struct ResolveOptions {
+    /// The app tag (checked against each secret's `scope`).
+    pub app: Option<String>,
+    /// The environment slug (checked against each secret's `envs`).
+    pub env: Option<String>,
+    /// For `check`: report secrets expiring within this window as warnings (default 7 days).
+    pub expiring_within: Option<Duration>,
+}
+
+impl ResolveOptions {
+    pub fn new(app: Option<&str>, env: Option<&str>) -> Self {
+        ResolveOptions {
+            app: app.map(str::to_owned),
+            env: env.map(str::to_owned),
+            expiring_within: None,
+        }
+    }
+
+    fn validated(&self) -> Result<(), Error> {
+        if let Some(a) = &self.app {
+            validate::check_tags("app", vec![a.clone()])?;
+        }
+        if let Some(e) = &self.env {
+            validate::check_tags("env", vec![e.clone()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Default window for expiry warnings.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One reference in a check report. Never holds a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckItem {
+    pub key: String,
+    /// Whether it would resolve.
+    pub ok: bool,
+    /// Why not: the machine code, HTTP status and the DESIGN.md §5 message.
+    pub code: Option<String>,
+    pub status: Option<u16>,
+    pub message: Option<String>,
+    pub expires_at: Option<i64>,
+    /// Set when the secret resolves now but expires within the warning window.
+    pub warning: Option<String>,
+}
+
+/// The answer of `check`: every reference and whether it would resolve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// True when every reference would resolve (warnings do not count).
+    pub ok: bool,
+    pub references: Vec<CheckItem>,
+}
+
+impl Secrets<'_> {
+    /// Returns a copy of `config` with every `$Token{KEY}` replaced by the secret's value.
+    /// Fails with the reason of each reference that cannot be resolved (all of them, when
+    /// several fail), in the words of DESIGN.md §5.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: ductape::Ductape) -> Result<(), ductape::Error> {
+    /// use ductape::client::ResolveOptions;
+    /// let config = serde_json::json!({"headers": {"Authorization": "Bearer $Token{STRIPE_KEY}"}});
+    /// let resolved = d.secrets().resolve(&config, &ResolveOptions::new(Some("payments"), Some("prd"))).await?;
+    /// # let _ = resolved; Ok(()) }
+    /// ```
+    pub async fn resolve(&self, config: &Value, opts: &ResolveOptions) -> Result<Value, Error> {
+        opts.validated()?;
+        let keys = references::find(config)?;
+        let mut values: HashMap<SecretKey, crate::Plaintext> = HashMap::with_capacity(keys.len());
+        let mut failures = Vec::new();
+        let envs: Vec<String> = opts.env.iter().cloned().collect();
+        let ctx = Context {
+            app: opts.app.as_deref(),
+            envs: &envs,
+        };
+        for chunk in keys.chunks(MAX_BATCH) {
+            for (key, result) in self
+                .batch_get(chunk, opts.app.as_deref(), opts.env.as_deref())
+                .await?
+            {
+                // The server applied the rules; they are checked again here so that a
+                // misbehaving server cannot hand out what the rules forbid.
+                match result.and_then(|s| {
+                    access::check(key.as_str(), Some(&s.record), ctx, crate::ids::now_secs())
+                        .map(|()| s)
+                }) {
+                    Ok(s) => {
+                        values.insert(key, s.value);
+                    }
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(Error::from_failures(failures));
+        }
+        references::substitute(config, &|k| values.get(k).map(|v| v.expose().to_owned()))
+    }
+
+    /// Reports every reference in `config` and whether it would resolve, without reading
+    /// any value (for CI before a deploy). Secrets expiring soon carry a warning.
+    pub async fn check(&self, config: &Value, opts: &ResolveOptions) -> Result<CheckReport, Error> {
+        opts.validated()?;
+        let keys = references::find(config)?;
+        let window = opts
+            .expiring_within
+            .unwrap_or(DEFAULT_EXPIRY_WARNING)
+            .as_secs() as i64;
+        let now = crate::ids::now_secs();
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_BATCH) {
+            for item in self
+                .batch_metadata(chunk, opts.app.as_deref(), opts.env.as_deref())
+                .await?
+            {
+                items.push(match item {
+                    (key, Ok(record)) => CheckItem {
+                        key: key.to_string(),
+                        ok: true,
+                        code: None,
+                        status: None,
+                        message: None,
+                        expires_at: record.expires_at,
+                        warning: record.expires_at.filter(|t| t - now <= window).map(|t| {
+                            format!("Secret '{key}' expires in {}", human_duration(t - now))
+                        }),
+                    },
+                    (key, Err(e)) => CheckItem {
+                        key: key.to_string(),
+                        ok: false,
+                        code: Some(e.code_str().to_owned()),
+                        status: e.status(),
+                        message: Some(e.message().to_owned()),
+                        expires_at: None,
+                        warning: None,
+                    },
+                });
+            }
+        }
+        Ok(CheckReport {
+            ok: items.iter().all(|i| i.ok),
+            references: items,
+        })
+    }
+}
+
+/// Most keys per batch request (the server's limit).
+pub const MAX_BATCH: usize = 1000;
+
+fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s >= 2 * 86400 => format!("{} days", s / 86400),
+        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}

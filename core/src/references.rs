@@ -1,0 +1,226 @@
+//! `$Token{KEY}` references inside JSON-like configuration.
+//!
+//! Any string anywhere in the value (object values, array items, nested) may hold any
+//! number of references: `"Bearer $Token{STRIPE_KEY}"`. Object keys, numbers, booleans and
+//! null are left alone. `$$Token{` stands for a literal `$Token{` (the escape), so a
+//! config can carry the text itself. A reference that is not well formed (`$Token{` with
+//! no `}`, `$Token{}`, a key with characters keys cannot have) is an error, never text
+//! silently left in place.
+//!
+//! ```
+//! use ductape::references::{find, substitute};
+//! use serde_json::json;
+//! let config = json!({"headers": {"Authorization": "Bearer $Token{STRIPE_KEY}"}, "retries": 3});
+//! let keys = find(&config).unwrap();
+//! assert_eq!(keys[0].as_str(), "STRIPE_KEY");
+//! let out = substitute(&config, &|k| (k.as_str() == "STRIPE_KEY").then(|| "sk_live_1".to_string())).unwrap();
+//! assert_eq!(out["headers"]["Authorization"], "Bearer sk_live_1");
+//! ```
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::validate::SecretKey;
+
+const OPEN: &str = "$Token{";
+const ESCAPED: &str = "$$Token{";
+
+/// One piece of a string: literal text or a reference.
+enum Piece<'a> {
+    Text(&'a str),
+    Ref(SecretKey),
+}
+
+fn malformed(path: &str, what: &str) -> Error {
+    // The string itself is not repeated: the text around a reference may be sensitive.
+    Error::invalid_field(format!("malformed secret reference at {path}: {what}"))
+}
+
+fn parse<'a>(s: &'a str, path: &str) -> Result<Vec<Piece<'a>>, Error> {
+    let mut pieces = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let (before, from) = rest.split_at(i);
+        if let Some(after) = from.strip_prefix(ESCAPED) {
+            pieces.push(Piece::Text(before));
+            pieces.push(Piece::Text(OPEN));
+            rest = after;
+        } else if let Some(after) = from.strip_prefix(OPEN) {
+            pieces.push(Piece::Text(before));
+            let end = after
+                .find('}')
+                .ok_or_else(|| malformed(path, "'$Token{' has no closing '}'"))?;
+            let name = &after[..end];
+            if name.is_empty() {
+                return Err(malformed(path, "'$Token{}' names no secret"));
+            }
+            let key = SecretKey::parse(name).map_err(|_| {
+                malformed(
+                    path,
+                    "a secret key may contain only letters, digits, '_', '.' and '-'",
+                )
+            })?;
+            pieces.push(Piece::Ref(key));
+            rest = &after[end + 1..];
+        } else {
+            pieces.push(Piece::Text(before));
+            pieces.push(Piece::Text("$"));
+            rest = &from[1..];
+        }
+    }
+    pieces.push(Piece::Text(rest));
+    Ok(pieces)
+}
+
+fn walk(
+    v: &Value,
+    path: &mut String,
+    f: &mut dyn FnMut(&str, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    match v {
+        Value::String(s) => f(s, path),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                walk(item, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                walk(item, path, f)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every distinct key referenced in `config`, in order of first appearance.
+pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
+    let mut keys: Vec<SecretKey> = Vec::new();
+    walk(config, &mut String::from(""), &mut |s, path| {
+        if s.contains('$') {
+            for piece in parse(s, if path.is_empty() { "/" } else { path })? {
+                if let Piece::Ref(k) = piece {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(keys)
+}
+
+/// A copy of `config` with every reference replaced by `value_of(key)` and every escape
+/// unescaped. A key with no value is an error (callers resolve every key first).
+pub fn substitute(
+    config: &Value,
+    value_of: &dyn Fn(&SecretKey) -> Option<String>,
+) -> Result<Value, Error> {
+    fn go(
+        v: &Value,
+        path: &mut String,
+        value_of: &dyn Fn(&SecretKey) -> Option<String>,
+    ) -> Result<Value, Error> {
+        Ok(match v {
+            Value::String(s) if s.contains('$') => {
+                let mut out = String::with_capacity(s.len());
+                for piece in parse(s, if path.is_empty() { "/" } else { path })? {
+                    match piece {
+                        Piece::Text(t) => out.push_str(t),
+                        Piece::Ref(k) => out.push_str(&value_of(&k).ok_or_else(|| {
+                            Error::invalid_field(format!("no value for secret '{k}'"))
+                        })?),
+                    }
+                }
+                Value::String(out)
+            }
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("/{i}"));
+                    out.push(go(item, path, value_of)?);
+                    path.truncate(len);
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (k, item) in map {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(k);
+                    out.insert(k.clone(), go(item, path, value_of)?);
+                    path.truncate(len);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+    go(config, &mut String::new(), value_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys(v: Value) -> Vec<String> {
+        find(&v)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn references_are_found_anywhere_and_only_once() {
+        let config = json!({
+            "headers": {"Authorization": "Bearer $Token{STRIPE_KEY}", "X": "$Token{A}-$Token{B}"},
+            "list": ["$Token{A}", 5, null, true, {"deep": "$Token{C}"}],
+            "$Token{NOT_IN_KEYS}": "plain",
+        });
+        assert_eq!(keys(config), ["STRIPE_KEY", "A", "B", "C"]);
+    }
+
+    #[test]
+    fn substitution_keeps_the_shape_and_other_values() {
+        let config = json!({"a": "x $Token{K} y $Token{K}", "n": 3, "b": [true, "$Token{J}"]});
+        let out = substitute(&config, &|k| Some(format!("<{k}>"))).unwrap();
+        assert_eq!(out, json!({"a": "x <K> y <K>", "n": 3, "b": [true, "<J>"]}));
+    }
+
+    #[test]
+    fn the_escape_gives_a_literal_reference() {
+        let config = json!("literal $$Token{NOT_A_REF} and $Token{REAL} and $5 and $");
+        assert_eq!(keys(config.clone()), ["REAL"]);
+        let out = substitute(&config, &|_| Some("v".into())).unwrap();
+        assert_eq!(out, json!("literal $Token{NOT_A_REF} and v and $5 and $"));
+    }
+
+    #[test]
+    fn malformed_references_are_errors_naming_the_place_not_the_text() {
+        for (bad, why) in [
+            (json!({"h": "Bearer $Token{OPEN"}), "closing"),
+            (json!({"h": ["ok", "$Token{}"]}), "names no secret"),
+            (json!({"h": "$Token{bad key}"}), "letters, digits"),
+        ] {
+            let e = find(&bad).unwrap_err();
+            assert_eq!(e.status(), Some(422));
+            assert!(e.message().contains(why), "{}", e.message());
+            assert!(e.message().contains("/h"), "{}", e.message());
+            assert!(!e.message().contains("Bearer"));
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! Using secrets at run time (DESIGN.md §5): resolution, scope and environment rules,
+//! app/env-bound access keys enforced by the server, the audit trail, `ductape run`.
+
+use ductape::wire::Permission;
+use ductape::{AccessKeyOptions, AuditQuery, CreateSecret, Ductape, ErrorCode, ResolveOptions};
+use ductape_e2e::{ductape_bin, raw, Server};
+use reqwest::Method;
+use serde_json::json;
+
+fn opts(app: Option<&str>, env: Option<&str>) -> ResolveOptions {
+    ResolveOptions::new(app, env)
+}
+
+async fn seeded(server: &Server) -> Ductape {
+    let d = server.client().await;
+    let s = d.secrets();
+    s.create(CreateSecret::new("STRIPE_KEY", "sk_live_stripe").scope(["stripe_app"]))
+        .await
+        .unwrap();
+    s.create(CreateSecret::new("PROD_KEY", "prod-only").envs(["prd"]))
+        .await
+        .unwrap();
+    s.create(CreateSecret::new("OLD_KEY", "old").expires_at(1_000))
+        .await
+        .unwrap();
+    s.create(CreateSecret::new("X", "x")).await.unwrap();
+    s.revoke("X").await.unwrap();
+    s.create(CreateSecret::new("OPEN_KEY", "open"))
+        .await
+        .unwrap();
+    d
+}
+
+/// How many batch requests the server has answered, from its metrics.
+async fn batch_requests(server: &Server) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "ductape_http_requests_total{method=\"POST\",route=\"/v1/secrets/batch-get\"",
+            )
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_design_examples_resolve_or_fail_with_their_messages() {
+    let server = Server::dev();
+    let d = seeded(&server).await;
+    let s = d.secrets();
+    let config = json!({"headers": {"Authorization": "Bearer $Token{STRIPE_KEY}"}, "timeout": 30, "tags": ["$Token{OPEN_KEY}", true]});
+    let out = s
+        .resolve(&config, &opts(Some("stripe_app"), Some("dev")))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"headers": {"Authorization": "Bearer sk_live_stripe"}, "timeout": 30, "tags": ["open", true]})
+    );
+
+    let cases = [
+        (
+            "$Token{STRIPE_KEY}",
+            Some("other_app"),
+            None,
+            ErrorCode::PermissionDenied,
+            "Secret 'STRIPE_KEY' is not accessible by app 'other_app'",
+        ),
+        (
+            "$Token{PROD_KEY}",
+            None,
+            Some("dev"),
+            ErrorCode::PermissionDenied,
+            "Secret 'PROD_KEY' is not available in environment 'dev'",
+        ),
+        (
+            "$Token{OLD_KEY}",
+            None,
+            None,
+            ErrorCode::SecretExpired,
+            "Secret 'OLD_KEY' has expired",
+        ),
+        (
+            "$Token{X}",
+            None,
+            None,
+            ErrorCode::SecretRevoked,
+            "Secret 'X' has been revoked",
+        ),
+        (
+            "$Token{MY_SECRET}",
+            None,
+            None,
+            ErrorCode::SecretNotFound,
+            "Secret 'MY_SECRET' not found",
+        ),
+    ];
+    for (text, app, env, code, message) in cases {
+        let e = s
+            .resolve(&json!({"v": text}), &opts(app, env))
+            .await
+            .unwrap_err();
+        assert_eq!((e.code(), e.message()), (code, message), "{text}");
+    }
+    assert_eq!(
+        s.resolve(&json!("$Token{PROD_KEY}"), &opts(None, Some("prd")))
+            .await
+            .unwrap(),
+        json!("prod-only")
+    );
+}
+
+#[tokio::test]
+async fn several_failures_are_all_reported_in_one_error() {
+    let server = Server::dev();
+    let d = seeded(&server).await;
+    let config = json!([
+        "$Token{OPEN_KEY}",
+        "$Token{MISSING}",
+        "$Token{X} and $Token{OLD_KEY}"
+    ]);
+    let e = d
+        .secrets()
+        .resolve(&config, &opts(None, None))
+        .await
+        .unwrap_err();
+    let messages: Vec<&str> = e.failures().iter().map(|f| f.message()).collect();
+    assert_eq!(
+        messages,
+        [
+            "Secret 'MISSING' not found",
+            "Secret 'X' has been revoked",
+            "Secret 'OLD_KEY' has expired"
+        ]
+    );
+    assert_eq!(e.message(), messages.join("; "));
+}
+
+#[tokio::test]
+async fn a_hundred_references_resolve_in_one_request() {
+    let server = Server::dev();
+    let d = server.client().await;
+    let mut config = serde_json::Map::new();
+    for i in 0..100 {
+        d.secrets()
+            .create(CreateSecret::new(format!("K{i}"), format!("v{i}")))
+            .await
+            .unwrap();
+        config.insert(format!("field{i}"), json!(format!("x-$Token{{K{i}}}-y")));
+    }
+    let before = batch_requests(&server).await;
+    let out = d
+        .secrets()
+        .resolve(&json!(config), &opts(Some("app"), Some("prd")))
+        .await
+        .unwrap();
+    assert_eq!(
+        batch_requests(&server).await - before,
+        1,
+        "exactly one batch request"
+    );
+    for i in 0..100 {
+        assert_eq!(out[format!("field{i}")], json!(format!("x-v{i}-y")));
+    }
+}
+
+#[tokio::test]
+async fn malformed_references_are_errors_and_escapes_are_literal() {
+    let server = Server::dev();
+    let d = seeded(&server).await;
+    for bad in [
+        json!("$Token{"),
+        json!({"a": "$Token{}"}),
+        json!(["$Token{no spaces}"]),
+    ] {
+        let e = d
+            .secrets()
+            .resolve(&bad, &opts(None, None))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidField, "{bad}");
+        assert!(e.message().contains("malformed secret reference"));
+    }
+    let out = d
+        .secrets()
+        .resolve(
+            &json!("$$Token{OPEN_KEY} is $Token{OPEN_KEY}"),
+            &opts(None, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, json!("$Token{OPEN_KEY} is open"));
+}
+
+#[tokio::test]
+async fn check_reports_every_reference_without_values_and_warns_on_expiry() {
+    let server = Server::dev();
+    let d = seeded(&server).await;
+    let soon = ductape::ids::now_secs() + 3 * 24 * 3600;
+    d.secrets()
+        .create(CreateSecret::new("SOON", "soon-canary").expires_at(soon))
+        .await
+        .unwrap();
+    let config = json!({"a": "$Token{OPEN_KEY}", "b": "$Token{PROD_KEY}", "c": "$Token{SOON}", "d": "$Token{NOPE}"});
+    let report = d
+        .secrets()
+        .check(&config, &opts(Some("web"), Some("dev")))
+        .await
+        .unwrap();
+    assert!(!report.ok);
+    let by: std::collections::HashMap<_, _> = report
+        .references
+        .iter()
+        .map(|i| (i.key.as_str(), i))
+        .collect();
+    assert!(by["OPEN_KEY"].ok && by["OPEN_KEY"].warning.is_none());
+    assert_eq!(
+        by["PROD_KEY"].message.as_deref(),
+        Some("Secret 'PROD_KEY' is not available in environment 'dev'")
+    );
+    assert_eq!(by["NOPE"].status, Some(404));
+    assert!(by["SOON"].ok);
+    assert!(
+        by["SOON"]
+            .warning
+            .as_deref()
+            .unwrap()
+            .contains("expires in 3 days"),
+        "{:?}",
+        by["SOON"].warning
+    );
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(!text.contains("soon-canary") && !text.contains("open\""));
+}
+
+#[tokio::test]
+async fn a_bound_runtime_key_gets_403_out_of_scope_even_with_raw_http() {
+    let server = Server::dev();
+    let admin = seeded(&server).await;
+    admin
+        .secrets()
+        .create(
+            CreateSecret::new("PAY_KEY", "pay")
+                .scope(["payment_app"])
+                .envs(["prd"]),
+        )
+        .await
+        .unwrap();
+    admin
+        .secrets()
+        .create(CreateSecret::new("OTHER_APP_KEY", "other").scope(["other_app"]))
+        .await
+        .unwrap();
+    let mut o = AccessKeyOptions::new("payments runtime", [Permission::List, Permission::Read]);
+    o.app = Some("payment_app".into());
+    o.envs = vec!["prd".into()];
+    let bound = admin.access_keys().create(o).await.unwrap();
+    let bearer = bound.key.bearer().to_string();
+
+    // Straight to the server, bypassing the SDK and claiming nothing.
+    let (status, body) = raw(
+        Method::GET,
+        &format!("{}/v1/secrets/OTHER_APP_KEY", server.url),
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["error"]["message"],
+        "Secret 'OTHER_APP_KEY' is not accessible by app 'payment_app'"
+    );
+    assert!(
+        !body.to_string().contains("dv1."),
+        "no ciphertext out of scope"
+    );
+    let (status, body) = raw(
+        Method::GET,
+        &format!("{}/v1/secrets/PAY_KEY", server.url),
+        Some(&bearer),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["ciphertext"].as_str().unwrap().starts_with("dv1."));
+    // Claiming another app in a batch does not help: the binding applies whatever is claimed.
+    let (status, body) = raw(
+        Method::POST,
+        &format!("{}/v1/secrets/batch-get", server.url),
+        Some(&bearer),
+        Some("application/json"),
+        Some(
+            json!({"keys": ["OTHER_APP_KEY", "PROD_KEY"], "app": "other_app", "env": "dev"})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["error"]["status"], 403);
+    assert_eq!(body["results"][1]["error"]["status"], 403);
+    assert!(body["results"][0]["secret"].is_null());
+
+    // Listing shows only what the key may see.
+    let rt = server.client_with(&bound.key.expose()).await;
+    let mut keys: Vec<String> = rt
+        .secrets()
+        .fetch_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["OLD_KEY", "OPEN_KEY", "PAY_KEY", "PROD_KEY", "X"]);
+    assert_eq!(
+        rt.secrets().fetch("PAY_KEY").await.unwrap().value.expose(),
+        "pay"
+    );
+    let e = rt.secrets().fetch("STRIPE_KEY").await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+}
+
+#[tokio::test]
+async fn every_read_and_denial_is_audited_without_values() {
+    let server = Server::dev();
+    let d = seeded(&server).await;
+    d.secrets().fetch("OPEN_KEY").await.unwrap();
+    d.secrets()
+        .resolve(
+            &json!("$Token{STRIPE_KEY}"),
+            &opts(Some("stripe_app"), Some("prd")),
+        )
+        .await
+        .unwrap();
+    d.secrets()
+        .resolve(
+            &json!("$Token{STRIPE_KEY}"),
+            &opts(Some("other_app"), Some("prd")),
+        )
+        .await
+        .unwrap_err();
+    let page = d
+        .audit(&AuditQuery {
+            secret_key: Some("STRIPE_KEY".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 2);
+    let denied = &page.events[0];
+    assert_eq!(
+        (
+            denied.action.as_str(),
+            denied.app.as_deref(),
+            denied.env.as_deref(),
+            denied.allowed
+        ),
+        ("resolve", Some("other_app"), Some("prd"), false)
+    );
+    assert_eq!(
+        denied.reason.as_deref(),
+        Some("Secret 'STRIPE_KEY' is not accessible by app 'other_app'")
+    );
+    assert!(page.events[1].allowed);
+    let me = d.access_key_info().unwrap();
+    assert_eq!(page.events[1].access_key_id, me.id);
+
+    // Paging with the cursor walks every event once.
+    let mut seen = 0;
+    let mut before = None;
+    loop {
+        let p = d
+            .audit(&AuditQuery {
+                limit: Some(1),
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen += p.events.len();
+        match p.next_before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 3);
+
+    let usage = d.secrets().usage("STRIPE_KEY").await.unwrap();
+    assert_eq!(usage.len(), 2);
+    let other = usage
+        .iter()
+        .find(|u| u.app.as_deref() == Some("other_app"))
+        .unwrap();
+    assert_eq!((other.reads, other.denied), (0, 1));
+    let text = serde_json::to_string(&d.audit(&AuditQuery::default()).await.unwrap()).unwrap();
+    assert!(!text.contains("sk_live_stripe") && !text.contains("\"open\""));
+}
+
+#[test]
+fn ductape_run_passes_resolved_values_and_the_exit_code() {
+    let server = Server::dev();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let d = server.client().await;
+        d.secrets()
+            .create(CreateSecret::new("DB_PASSWORD", "hunter2").envs(["prd"]))
+            .await
+            .unwrap();
+        d.secrets()
+            .create(CreateSecret::new("API_TOKEN", "tok-123"))
+            .await
+            .unwrap();
+        d.secrets()
+            .create(CreateSecret::new("DEV_ONLY", "dev").envs(["dev"]))
+            .await
+            .unwrap();
+    });
+    let base = || {
+        let mut c = std::process::Command::new(ductape_bin());
+        c.env("DUCTAPE_URL", &server.url)
+            .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap());
+        c
+    };
+    let out = base()
+        .args([
+            "run",
+            "--app",
+            "web",
+            "--env",
+            "prd",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$DATABASE_URL|$PLAIN|${DUCTAPE_ACCESS_KEY:-unset}\"; exit 7",
+        ])
+        .env("DATABASE_URL", "postgres://app:$Token{DB_PASSWORD}@db/app")
+        .env("PLAIN", "no refs")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "postgres://app:hunter2@db/app|no refs|unset\n"
+    );
+    assert_eq!(out.status.code(), Some(7), "the child's exit code");
+
+    // --inject adds every usable secret in scope under its own key.
+    let out = base()
+        .args([
+            "run",
+            "--env",
+            "prd",
+            "--inject",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$API_TOKEN|$DB_PASSWORD|${DEV_ONLY:-absent}\"",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tok-123|hunter2|absent\n"
+    );
+
+    // A failing reference stops before running anything, naming the reason.
+    let out = base()
+        .args(["run", "--env", "dev", "--", "sh", "-c", "echo ran"])
+        .env("DATABASE_URL", "$Token{DB_PASSWORD}")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Secret 'DB_PASSWORD' is not available in environment 'dev'"));
+
+    // Signals pass through: the child replaces `ductape run`.
+    let out = base()
+        .args(["run", "--", "sh", "-c", "kill -TERM $$"])
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(15));
+}
+
+#[test]
+fn ductape_check_exits_non_zero_when_a_reference_would_fail() {
+    let server = Server::dev();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let d = server.client().await;
+        d.secrets()
+            .create(CreateSecret::new("GOOD", "g"))
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.json");
+    let run = |config: &str| {
+        std::fs::write(&file, config).unwrap();
+        std::process::Command::new(ductape_bin())
+            .args([
+                "check",
+                "--app",
+                "web",
+                "--env",
+                "prd",
+                file.to_str().unwrap(),
+            ])
+            .env("DUCTAPE_URL", &server.url)
+            .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
+            .output()
+            .unwrap()
+    };
+    let ok = run(r#"{"h": "Bearer $Token{GOOD}"}"#);
+    assert!(ok.status.success());
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "ok\tGOOD\n");
+    let bad = run(r#"{"h": "$Token{GOOD}", "x": "$Token{MISSING}"}"#);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("FAIL\tMISSING\tSecret 'MISSING' not found")
+    );
+}
