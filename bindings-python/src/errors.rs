@@ -48,6 +48,14 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     kwargs.set_item("status", e.status())?;
     kwargs.set_item("code", e.code_str())?;
     kwargs.set_item("retry_after", e.retry_after().map(|d| d.as_secs_f64()))?;
+    if !e.failures().is_empty() {
+        let each = e
+            .failures()
+            .iter()
+            .map(|f| build(py, f).map(|err| err.into_value(py)))
+            .collect::<PyResult<Vec<_>>>()?;
+        kwargs.set_item("failures", each)?;
+    }
     let instance = cls.call((e.message(),), Some(&kwargs))?;
     Ok(PyErr::from_value(instance))
 }

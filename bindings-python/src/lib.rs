@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ductape::client::seconds_to_duration;
-use ductape::{Config, CreateSecret, Ductape, Error, ErrorCode, UpdateSecret};
+use ductape::{
+    AuditQuery, Config, CreateSecret, Ductape, Error, ErrorCode, ResolveOptions, UpdateSecret,
+};
 use errors::IntoPyResult;
 
 /// How often a blocked sync call wakes to let Python handle signals (Ctrl-C).
@@ -131,6 +133,31 @@ impl NativeClient {
                     .await
                     .map(|r| Answer::Json(to_value(&r)))
             }),
+            "resolve" | "check" => {
+                let (config, opts) = resolve_args(json.unwrap_or(Value::Null)).py()?;
+                if name == "resolve" {
+                    Box::pin(
+                        async move { c.secrets().resolve(&config, &opts).await.map(Answer::Json) },
+                    )
+                } else {
+                    Box::pin(async move {
+                        c.secrets()
+                            .check(&config, &opts)
+                            .await
+                            .map(|r| Answer::Json(to_value(&r)))
+                    })
+                }
+            }
+            "usage" => Box::pin(async move {
+                c.secrets()
+                    .usage(&key)
+                    .await
+                    .map(|r| Answer::Json(to_value(&r)))
+            }),
+            "audit" => {
+                let q = audit_query(json.unwrap_or(Value::Null)).py()?;
+                Box::pin(async move { c.audit(&q).await.map(|r| Answer::Json(to_value(&r))) })
+            }
             other => {
                 return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
                     "no operation {other}"
@@ -138,6 +165,47 @@ impl NativeClient {
             }
         })
     }
+}
+
+/// `{config, app, env, expiring_within}` from the Python layer.
+fn resolve_args(v: Value) -> Result<(Value, ResolveOptions), Error> {
+    let Value::Object(mut obj) = v else {
+        return Err(Error::invalid_field("resolve arguments must be an object"));
+    };
+    let config = obj.remove("config").unwrap_or(Value::Null);
+    let text = |obj: &serde_json::Map<String, Value>, f: &str| -> Result<Option<String>, Error> {
+        match obj.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::invalid_field(format!("'{f}' must be a string"))),
+        }
+    };
+    let mut opts =
+        ResolveOptions::new(text(&obj, "app")?.as_deref(), text(&obj, "env")?.as_deref());
+    if let Some(v) = obj.get("expiring_within").filter(|v| !v.is_null()) {
+        let secs = v
+            .as_f64()
+            .ok_or_else(|| Error::invalid_field("'expiring_within' must be a number of seconds"))?;
+        opts.expiring_within = Some(seconds_to_duration("expiring_within", secs)?);
+    }
+    Ok((config, opts))
+}
+
+/// Audit filters from the Python layer.
+fn audit_query(v: Value) -> Result<AuditQuery, Error> {
+    let obj = v.as_object().cloned().unwrap_or_default();
+    let text = |f: &str| obj.get(f).and_then(Value::as_str).map(str::to_owned);
+    Ok(AuditQuery {
+        secret_key: text("secret_key"),
+        access_key_id: text("access_key_id"),
+        app: text("app"),
+        env: text("env"),
+        before: obj.get("before").and_then(Value::as_i64),
+        limit: obj
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map(|l| l.min(u32::MAX as u64) as u32),
+    })
 }
 
 #[pymethods]

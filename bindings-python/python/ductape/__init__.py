@@ -10,7 +10,17 @@ server only ever sees ciphertext.
 """
 
 from ._client import UNSET, AsyncDuctape, AsyncSecrets, Ductape, Secrets
-from ._models import Secret, SecretMetadata, Status, TokenType
+from ._models import (
+    AuditEntry,
+    AuditPage,
+    CheckItem,
+    CheckReport,
+    Secret,
+    SecretMetadata,
+    Status,
+    TokenType,
+    UsageEntry,
+)
 from ._native import __version__
 from .errors import (
     AuthenticationError,
@@ -38,8 +48,12 @@ __all__ = [
     "UNSET",
     "AsyncDuctape",
     "AsyncSecrets",
+    "AuditEntry",
+    "AuditPage",
     "AuthenticationError",
     "BadRequestError",
+    "CheckItem",
+    "CheckReport",
     "ConfigurationError",
     "ConflictError",
     "Ductape",
@@ -62,6 +76,7 @@ __all__ = [
     "ServerError",
     "Status",
     "TokenType",
+    "UsageEntry",
     "ValidationError",
     "__version__",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _native
-from ._models import Secret, SecretMetadata, TokenType
+from ._models import AuditPage, CheckReport, Secret, SecretMetadata, TokenType, UsageEntry
 
 
 class _Unset(enum.Enum):
@@ -131,6 +131,30 @@ class Secrets:
         """Undoes a revoke."""
         return SecretMetadata._from_wire(self._native.call("restore", None, key))
 
+    def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
+        """A copy of ``config`` (any JSON-like value) with every ``$Token{KEY}`` replaced by
+        the secret's value, all fetched in one request. Raises the reason of each reference
+        that cannot be resolved (``.failures`` lists them when there are several).
+        ``$$Token{`` stands for a literal ``$Token{``."""
+        return self._native.call("resolve", {"config": config, "app": app, "env": env})
+
+    def check(
+        self,
+        config: Any,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        expiring_within: float | None = None,
+    ) -> CheckReport:
+        """Reports every reference and whether it would resolve, without reading values.
+        Secrets expiring within ``expiring_within`` seconds (default 7 days) get a warning."""
+        args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
+        return CheckReport._from_wire(self._native.call("check", args))
+
+    def usage(self, key: str) -> list[UsageEntry]:
+        """Which apps and environments read the secret, and when last."""
+        return [UsageEntry(**u) for u in self._native.call("usage", None, key)]
+
 
 class AsyncSecrets:
     """The operations of :class:`Secrets` as coroutines."""
@@ -190,6 +214,23 @@ class AsyncSecrets:
     async def restore(self, key: str) -> SecretMetadata:
         return SecretMetadata._from_wire(await self._native.call_async("restore", None, key))
 
+    async def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
+        return await self._native.call_async("resolve", {"config": config, "app": app, "env": env})
+
+    async def check(
+        self,
+        config: Any,
+        *,
+        app: str | None = None,
+        env: str | None = None,
+        expiring_within: float | None = None,
+    ) -> CheckReport:
+        args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
+        return CheckReport._from_wire(await self._native.call_async("check", args))
+
+    async def usage(self, key: str) -> list[UsageEntry]:
+        return [UsageEntry(**u) for u in await self._native.call_async("usage", None, key)]
+
 
 class _Base:
     def __init__(
@@ -245,6 +286,21 @@ class Ductape(_Base):
         """Authenticates and unwraps the workspace key locally. Call once before use."""
         self._native.call("init")
 
+    def audit(
+        self,
+        *,
+        secret_key: str | None = None,
+        access_key_id: str | None = None,
+        app: str | None = None,
+        env: str | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> AuditPage:
+        """The audit trail (admin permission), newest first, filtered and paged."""
+        q = {"secret_key": secret_key, "access_key_id": access_key_id, "app": app, "env": env,
+             "before": before, "limit": limit}
+        return AuditPage._from_wire(self._native.call("audit", q))
+
 
 class AsyncDuctape(_Base):
     """The asyncio client: the same methods as :class:`Ductape`, as coroutines.
@@ -267,3 +323,17 @@ class AsyncDuctape(_Base):
 
     async def init(self) -> None:
         await self._native.call_async("init")
+
+    async def audit(
+        self,
+        *,
+        secret_key: str | None = None,
+        access_key_id: str | None = None,
+        app: str | None = None,
+        env: str | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> AuditPage:
+        q = {"secret_key": secret_key, "access_key_id": access_key_id, "app": app, "env": env,
+             "before": before, "limit": limit}
+        return AuditPage._from_wire(await self._native.call_async("audit", q))

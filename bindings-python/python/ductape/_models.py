@@ -79,3 +79,66 @@ def _fields(d: dict[str, Any]) -> dict[str, Any]:
         "version": d["version"],
         "status": d["status"],
     }
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One reference of a :class:`CheckReport`. Never holds a value."""
+
+    key: str
+    ok: bool
+    code: str | None
+    status: int | None
+    message: str | None
+    expires_at: int | None
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every ``$Token{KEY}`` of a configuration and whether it would resolve."""
+
+    ok: bool
+    references: list[CheckItem]
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> CheckReport:
+        return cls(ok=d["ok"], references=[CheckItem(**i) for i in d["references"]])
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """Where a secret was read: one app and environment, with counts and the last access."""
+
+    app: str | None
+    env: str | None
+    last_access: str
+    reads: int
+    denied: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One read of a secret value (allowed or denied). Never holds a value."""
+
+    id: int
+    at: str
+    access_key_id: str
+    secret_key: str
+    action: str
+    app: str | None
+    env: str | None
+    allowed: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of the audit trail, newest first; pass ``next_before`` as ``before`` for more."""
+
+    events: list[AuditEntry]
+    next_before: int | None
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> AuditPage:
+        return cls(events=[AuditEntry(**e) for e in d["events"]], next_before=d.get("next_before"))

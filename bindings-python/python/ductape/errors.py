@@ -28,12 +28,16 @@ class DuctapeError(Exception):
         status: int | None = None,
         code: str = "error",
         retry_after: float | None = None,
+        failures: list[DuctapeError] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        # For a resolution where several references failed: each failure (the error itself
+        # has the first one's class and every message).
+        self.failures: list[DuctapeError] = list(failures or [])
 
     def __str__(self) -> str:
         return self.message

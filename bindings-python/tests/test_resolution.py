@@ -1,0 +1,110 @@
+"""Using secrets at run time: resolve, check, bound keys, audit and usage."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from conftest import Server, ductape_bin
+from ductape import (
+    Ductape,
+    NotFoundError,
+    PermissionDeniedError,
+    SecretExpiredError,
+    SecretRevokedError,
+    ValidationError,
+)
+
+
+@pytest.fixture(scope="module")
+def admin(server: Server) -> Ductape:
+    d = Ductape(access_key=server.access_key, url=server.url)
+    d.init()
+    d.secrets.create(key="STRIPE_KEY", value="sk_live_stripe", scope=["stripe_app"])
+    d.secrets.create(key="PROD_KEY", value="prod-only", envs=["prd"])
+    d.secrets.create(key="OLD_KEY", value="old", expires_at=1000)
+    d.secrets.create(key="X", value="x")
+    d.secrets.revoke("X")
+    d.secrets.create(key="SOON", value="soon", expires_at=int(time.time()) + 2 * 86400)
+    return d
+
+
+def test_resolve_substitutes_every_reference_keeping_the_shape(admin: Ductape) -> None:
+    config = {"headers": {"Authorization": "Bearer $Token{STRIPE_KEY}"}, "n": 3, "l": ["$Token{SOON}", None]}
+    out = admin.secrets.resolve(config, app="stripe_app", env="dev")
+    assert out == {"headers": {"Authorization": "Bearer sk_live_stripe"}, "n": 3, "l": ["soon", None]}
+    assert config["headers"]["Authorization"] == "Bearer $Token{STRIPE_KEY}", "the input is untouched"
+    assert admin.secrets.resolve("$$Token{X} is literal") == "$Token{X} is literal"
+
+
+@pytest.mark.parametrize(
+    ("ref", "app", "env", "cls", "message"),
+    [
+        ("STRIPE_KEY", "other_app", None, PermissionDeniedError, "Secret 'STRIPE_KEY' is not accessible by app 'other_app'"),
+        ("PROD_KEY", None, "dev", PermissionDeniedError, "Secret 'PROD_KEY' is not available in environment 'dev'"),
+        ("OLD_KEY", None, None, SecretExpiredError, "Secret 'OLD_KEY' has expired"),
+        ("X", None, None, SecretRevokedError, "Secret 'X' has been revoked"),
+        ("MY_SECRET", None, None, NotFoundError, "Secret 'MY_SECRET' not found"),
+    ],
+)
+def test_each_failure_has_its_class_and_message(
+    admin: Ductape, ref: str, app: str | None, env: str | None, cls: type, message: str
+) -> None:
+    with pytest.raises(cls) as e:
+        admin.secrets.resolve({"v": f"$Token{{{ref}}}"}, app=app, env=env)
+    assert str(e.value) == message
+
+
+def test_several_failures_are_listed(admin: Ductape) -> None:
+    with pytest.raises(NotFoundError) as e:
+        admin.secrets.resolve(["$Token{NOPE}", "$Token{X}"])
+    assert [str(f) for f in e.value.failures] == ["Secret 'NOPE' not found", "Secret 'X' has been revoked"]
+    assert isinstance(e.value.failures[1], SecretRevokedError)
+
+
+def test_malformed_references_are_validation_errors(admin: Ductape) -> None:
+    for bad in ("$Token{", {"a": "$Token{}"}, ["$Token{bad key}"]):
+        with pytest.raises(ValidationError, match="malformed secret reference"):
+            admin.secrets.resolve(bad)
+
+
+def test_check_reports_without_values(admin: Ductape) -> None:
+    report = admin.secrets.check({"a": "$Token{SOON}", "b": "$Token{PROD_KEY}"}, app="web", env="dev")
+    assert not report.ok
+    soon, prod = report.references
+    assert soon.ok and soon.warning is not None and "expires in 2 days" in soon.warning
+    assert not prod.ok and prod.status == 403 and prod.message == "Secret 'PROD_KEY' is not available in environment 'dev'"
+    assert "soon" not in repr(report).replace("SOON", "")
+
+
+def test_a_bound_key_cannot_read_out_of_scope(server: Server, admin: Ductape) -> None:
+    admin.secrets.create(key="PAY_KEY", value="pay", scope=["payment_app"], envs=["prd"])
+    out = subprocess.run(
+        [ductape_bin(), "access-keys", "create", "--name", "rt", "--permissions", "list,read",
+         "--app", "payment_app", "--envs", "prd"],
+        env={"DUCTAPE_URL": server.url, "DUCTAPE_ACCESS_KEY": server.access_key},
+        capture_output=True, text=True, check=True,
+    )
+    rt = Ductape(access_key=out.stdout.strip().removeprefix("DUCTAPE_ACCESS_KEY="), url=server.url)
+    rt.init()
+    assert rt.secrets.resolve("$Token{PAY_KEY}", app="payment_app", env="prd") == "pay"
+    with pytest.raises(PermissionDeniedError, match="not accessible by app 'payment_app'"):
+        rt.secrets.fetch("STRIPE_KEY")
+    assert "STRIPE_KEY" not in {m.key for m in rt.secrets.fetch_all()}
+
+
+def test_audit_and_usage(admin: Ductape) -> None:
+    admin.secrets.resolve("$Token{STRIPE_KEY}", app="stripe_app", env="prd")
+    with pytest.raises(PermissionDeniedError):
+        admin.secrets.resolve("$Token{STRIPE_KEY}", app="intruder", env="prd")
+    page = admin.audit(secret_key="STRIPE_KEY", limit=1)
+    assert len(page.events) == 1 and page.next_before is not None
+    latest = page.events[0]
+    assert (latest.app, latest.allowed, latest.action) == ("intruder", False, "resolve")
+    assert latest.reason == "Secret 'STRIPE_KEY' is not accessible by app 'intruder'"
+    older = admin.audit(secret_key="STRIPE_KEY", before=page.next_before)
+    assert all(e.id < latest.id for e in older.events)
+    usage = {(u.app, u.env): u for u in admin.secrets.usage("STRIPE_KEY")}
+    assert usage[("intruder", "prd")].denied == 1
+    assert usage[("stripe_app", "prd")].reads >= 1
