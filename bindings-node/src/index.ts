@@ -76,6 +76,76 @@ export interface UpdateSecretInput {
   expected_version?: number;
 }
 
+/** The app and environment a configuration is resolved for. */
+export interface ResolveOptions {
+  /** App tag, checked against each secret's `scope`. */
+  app?: string;
+  /** Environment slug, checked against each secret's `envs`. */
+  env?: string;
+}
+
+/** Options of `check`. */
+export interface CheckOptions extends ResolveOptions {
+  /** Warn about secrets expiring within this many seconds (default 7 days). */
+  expiringWithin?: number;
+}
+
+/** One reference of a check report. Never holds a value. */
+export interface CheckItem {
+  key: string;
+  ok: boolean;
+  code: string | null;
+  status: number | null;
+  message: string | null;
+  expires_at: number | null;
+  warning: string | null;
+}
+
+/** Every `$Token{KEY}` of a configuration and whether it would resolve. */
+export interface CheckReport {
+  ok: boolean;
+  references: CheckItem[];
+}
+
+/** Where a secret was read: one app and environment, with counts and the last access. */
+export interface UsageEntry {
+  app: string | null;
+  env: string | null;
+  last_access: string;
+  reads: number;
+  denied: number;
+}
+
+/** One read of a secret value (allowed or denied). Never holds a value. */
+export interface AuditEntry {
+  id: number;
+  at: string;
+  access_key_id: string;
+  secret_key: string;
+  action: string;
+  app: string | null;
+  env: string | null;
+  allowed: boolean;
+  reason: string | null;
+}
+
+/** A page of the audit trail, newest first. */
+export interface AuditPage {
+  events: AuditEntry[];
+  /** Pass as `before` for the next (older) page; null on the last page. */
+  next_before: number | null;
+}
+
+/** Filters of the audit listing. */
+export interface AuditQuery {
+  secret_key?: string;
+  access_key_id?: string;
+  app?: string;
+  env?: string;
+  before?: number;
+  limit?: number;
+}
+
 /** Client options; `accessKey` and `url` default to `DUCTAPE_ACCESS_KEY` and `DUCTAPE_URL`. */
 export interface DuctapeOptions {
   accessKey?: string;
@@ -101,26 +171,37 @@ export class DuctapeError extends Error {
   readonly code: string;
   readonly status: number | undefined;
   readonly response: { status: number; data: ErrorResponseData } | undefined;
+  /** When several references failed to resolve: each failure (this error has the first
+   * one's code and status, and every message). Empty otherwise. */
+  readonly failures: DuctapeError[];
 
-  constructor(message: string, code: string, status: number | undefined) {
+  constructor(message: string, code: string, status: number | undefined, failures: DuctapeError[] = []) {
     super(message);
     this.name = 'DuctapeError';
     this.code = code;
     this.status = status;
     this.response =
       status === undefined ? undefined : { status, data: { error: { status, code, message } } };
+    this.failures = failures;
   }
 }
 
 const NATIVE_ERROR = /^\[ductape:(\d+|-):([a-z_]+)\] ([\s\S]*)$/;
 
-/** Rebuilds a typed error from the addon's (the format is written in `src/lib.rs`). */
+function parseLine(line: string): DuctapeError | undefined {
+  const m = NATIVE_ERROR.exec(line);
+  return m ? new DuctapeError(m[3], m[2], m[1] === '-' ? undefined : Number(m[1])) : undefined;
+}
+
+/** Rebuilds a typed error from the addon's (the format is written in `src/lib.rs`): one
+ * tagged line, then one per failure when the error stands for several. */
 function translate(e: unknown): unknown {
   if (e instanceof Error) {
-    const m = NATIVE_ERROR.exec(e.message);
-    if (m) {
-      const err = new DuctapeError(m[3], m[2], m[1] === '-' ? undefined : Number(m[1]));
-      return err;
+    const [first, ...rest] = e.message.split('\n');
+    const top = parseLine(first);
+    if (top) {
+      const failures = rest.map(parseLine).filter((f): f is DuctapeError => f !== undefined);
+      return new DuctapeError(top.message, top.code, top.status, failures);
     }
   }
   return e;
@@ -223,6 +304,31 @@ export class Secrets {
     return call(() => this.#native.restore(key) as Promise<Secret>);
   }
 
+  /** A copy of `config` (any JSON-like value) with every `$Token{KEY}` replaced by the
+   * secret's value, all fetched in one request. Rejects with the reason of each reference
+   * that cannot be resolved (`error.failures` lists them when there are several).
+   * `$$Token{` stands for a literal `$Token{`. */
+  resolve<T = unknown>(config: T, options: ResolveOptions = {}): Promise<T> {
+    return call(() => this.#native.resolve(config, { app: options.app, env: options.env }) as Promise<T>);
+  }
+
+  /** Every reference of `config` and whether it would resolve, without reading values. */
+  check(config: unknown, options: CheckOptions = {}): Promise<CheckReport> {
+    return call(
+      () =>
+        this.#native.check(config, {
+          app: options.app,
+          env: options.env,
+          expiringWithin: options.expiringWithin,
+        }) as Promise<CheckReport>,
+    );
+  }
+
+  /** Which apps and environments read the secret, and when last. */
+  usage(key: string): Promise<UsageEntry[]> {
+    return call(() => this.#native.usage(key) as Promise<UsageEntry[]>);
+  }
+
   [inspect.custom](): string {
     return 'Secrets {}';
   }
@@ -252,6 +358,21 @@ export default class Ductape {
   /** Authenticates and unwraps the workspace key locally. Call once before use. */
   init(): Promise<void> {
     return call(() => this.#native.init());
+  }
+
+  /** The audit trail (admin permission), newest first, filtered and paged. */
+  audit(query: AuditQuery = {}): Promise<AuditPage> {
+    return call(
+      () =>
+        this.#native.audit({
+          secretKey: query.secret_key,
+          accessKeyId: query.access_key_id,
+          app: query.app,
+          env: query.env,
+          before: query.before,
+          limit: query.limit,
+        }) as Promise<AuditPage>,
+    );
   }
 
   /** The server URL. */

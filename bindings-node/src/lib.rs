@@ -11,17 +11,24 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use ductape::client::seconds_to_duration;
-use ductape::{Config, CreateSecret, Ductape, UpdateSecret};
+use ductape::{AuditQuery, Config, CreateSecret, Ductape, ResolveOptions, UpdateSecret};
 
-fn to_napi(e: ductape::Error) -> napi::Error {
+fn tagged(e: &ductape::Error) -> String {
     let status = e
         .status()
         .map(|s| s.to_string())
         .unwrap_or_else(|| "-".into());
-    napi::Error::new(
-        Status::GenericFailure,
-        format!("[ductape:{status}:{}] {}", e.code_str(), e.message()),
-    )
+    format!("[ductape:{status}:{}] {}", e.code_str(), e.message())
+}
+
+/// The error as one line; an error standing for several failures adds one line each.
+fn to_napi(e: ductape::Error) -> napi::Error {
+    let mut text = tagged(&e);
+    for f in e.failures() {
+        text.push('\n');
+        text.push_str(&tagged(f));
+    }
+    napi::Error::new(Status::GenericFailure, text)
 }
 
 trait IntoNapi<T> {
@@ -46,6 +53,37 @@ pub struct NativeOptions {
     /// Seconds.
     pub timeout: Option<f64>,
     pub max_retries: Option<u32>,
+}
+
+/// Options of `resolve` and `check`.
+#[napi(object)]
+pub struct NativeResolveOptions {
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Seconds: `check` warns about secrets expiring this soon (default 7 days).
+    pub expiring_within: Option<f64>,
+}
+
+/// Filters of the audit listing.
+#[napi(object)]
+pub struct NativeAuditQuery {
+    pub secret_key: Option<String>,
+    pub access_key_id: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+fn resolve_options(o: Option<NativeResolveOptions>) -> napi::Result<ResolveOptions> {
+    let Some(o) = o else {
+        return Ok(ResolveOptions::default());
+    };
+    let mut opts = ResolveOptions::new(o.app.as_deref(), o.env.as_deref());
+    if let Some(s) = o.expiring_within {
+        opts.expiring_within = Some(seconds_to_duration("expiringWithin", s).napi()?);
+    }
+    Ok(opts)
 }
 
 /// What may be shown of a client: never the key itself.
@@ -154,6 +192,58 @@ impl NativeClient {
         self.inner
             .secrets()
             .restore(&key)
+            .await
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    #[napi]
+    pub async fn resolve(
+        &self,
+        config: Value,
+        options: Option<NativeResolveOptions>,
+    ) -> napi::Result<Value> {
+        let opts = resolve_options(options)?;
+        self.inner.secrets().resolve(&config, &opts).await.napi()
+    }
+
+    #[napi]
+    pub async fn check(
+        &self,
+        config: Value,
+        options: Option<NativeResolveOptions>,
+    ) -> napi::Result<Value> {
+        let opts = resolve_options(options)?;
+        self.inner
+            .secrets()
+            .check(&config, &opts)
+            .await
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    #[napi]
+    pub async fn usage(&self, key: String) -> napi::Result<Value> {
+        self.inner
+            .secrets()
+            .usage(&key)
+            .await
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    #[napi]
+    pub async fn audit(&self, query: Option<NativeAuditQuery>) -> napi::Result<Value> {
+        let q = query.map(|q| AuditQuery {
+            secret_key: q.secret_key,
+            access_key_id: q.access_key_id,
+            app: q.app,
+            env: q.env,
+            before: q.before,
+            limit: q.limit,
+        });
+        self.inner
+            .audit(&q.unwrap_or_default())
             .await
             .map(|r| json(&r))
             .napi()
