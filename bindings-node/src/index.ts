@@ -362,17 +362,7 @@ export default class Ductape {
 
   /** The audit trail (admin permission), newest first, filtered and paged. */
   audit(query: AuditQuery = {}): Promise<AuditPage> {
-    return call(
-      () =>
-        this.#native.audit({
-          secretKey: query.secret_key,
-          accessKeyId: query.access_key_id,
-          app: query.app,
-          env: query.env,
-          before: query.before,
-          limit: query.limit,
-        }) as Promise<AuditPage>,
-    );
+    return call(() => this.#native.audit(defined(query)) as Promise<AuditPage>);
   }
 
   /** The server URL. */

@@ -64,17 +64,6 @@ pub struct NativeResolveOptions {
     pub expiring_within: Option<f64>,
 }
 
-/// Filters of the audit listing.
-#[napi(object)]
-pub struct NativeAuditQuery {
-    pub secret_key: Option<String>,
-    pub access_key_id: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub before: Option<i64>,
-    pub limit: Option<u32>,
-}
-
 fn resolve_options(o: Option<NativeResolveOptions>) -> napi::Result<ResolveOptions> {
     let Some(o) = o else {
         return Ok(ResolveOptions::default());
@@ -232,20 +221,17 @@ impl NativeClient {
             .napi()
     }
 
+    /// `query` has the snake_case fields of `AuditQuery` (undefined ones left out).
     #[napi]
-    pub async fn audit(&self, query: Option<NativeAuditQuery>) -> napi::Result<Value> {
-        let q = query.map(|q| AuditQuery {
-            secret_key: q.secret_key,
-            access_key_id: q.access_key_id,
-            app: q.app,
-            env: q.env,
-            before: q.before,
-            limit: q.limit,
-        });
-        self.inner
-            .audit(&q.unwrap_or_default())
-            .await
-            .map(|r| json(&r))
-            .napi()
+    pub async fn audit(&self, query: Option<Value>) -> napi::Result<Value> {
+        let q: AuditQuery = match query {
+            None | Some(Value::Null) => AuditQuery::default(),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                to_napi(ductape::Error::invalid_field(format!(
+                    "invalid audit filter: {e}"
+                )))
+            })?,
+        };
+        self.inner.audit(&q).await.map(|r| json(&r)).napi()
     }
 }

@@ -191,21 +191,14 @@ fn resolve_args(v: Value) -> Result<(Value, ResolveOptions), Error> {
     Ok((config, opts))
 }
 
-/// Audit filters from the Python layer.
+/// Audit filters from the Python layer (`None` for a filter not given).
 fn audit_query(v: Value) -> Result<AuditQuery, Error> {
-    let obj = v.as_object().cloned().unwrap_or_default();
-    let text = |f: &str| obj.get(f).and_then(Value::as_str).map(str::to_owned);
-    Ok(AuditQuery {
-        secret_key: text("secret_key"),
-        access_key_id: text("access_key_id"),
-        app: text("app"),
-        env: text("env"),
-        before: obj.get("before").and_then(Value::as_i64),
-        limit: obj
-            .get("limit")
-            .and_then(Value::as_u64)
-            .map(|l| l.min(u32::MAX as u64) as u32),
-    })
+    let mut v = v;
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    serde_json::from_value(v)
+        .map_err(|e| Error::invalid_field(format!("invalid audit filter: {e}")))
 }
 
 #[pymethods]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use crate::output;
 use crate::ClientArgs;
+use ductape::validate::{MetadataInput, Patch};
 use ductape::wire::Permission;
 use ductape::{
     AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType,
@@ -52,6 +53,25 @@ pub struct MetadataArgs {
     /// Expiry, Unix seconds.
     #[arg(long)]
     expires_at: Option<i64>,
+}
+
+impl MetadataArgs {
+    /// Sets every metadata field given on the command line.
+    fn apply(self, m: &mut MetadataInput) -> Result<(), Error> {
+        fn set<T>(v: Option<T>) -> Patch<T> {
+            v.map_or(Patch::Keep, Patch::Set)
+        }
+        m.description = set(self.description);
+        m.token_type = set(self
+            .token_type
+            .as_deref()
+            .map(TokenType::parse)
+            .transpose()?);
+        m.scope = set(self.scope);
+        m.envs = set(self.envs);
+        m.expires_at = set(self.expires_at);
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -218,10 +238,6 @@ fn read_value(v: &ValueArgs, stdin_ok: bool) -> Result<Option<Plaintext>, Error>
     Ok(Some(Plaintext::new(text)))
 }
 
-fn token_type(s: &Option<String>) -> Result<Option<TokenType>, Error> {
-    s.as_deref().map(TokenType::parse).transpose()
-}
-
 pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
     match cmd {
         SecretsCommand::Create {
@@ -232,21 +248,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
         } => {
             let value = read_value(&value, true)?.expect("stdin fallback yields a value");
             let mut args = CreateSecret::new(key, value);
-            if let Some(d) = meta.description {
-                args = args.description(d);
-            }
-            if let Some(t) = token_type(&meta.token_type)? {
-                args = args.token_type(t);
-            }
-            if let Some(s) = meta.scope {
-                args = args.scope(s);
-            }
-            if let Some(e) = meta.envs {
-                args = args.envs(e);
-            }
-            if let Some(t) = meta.expires_at {
-                args = args.expires_at(t);
-            }
+            meta.apply(&mut args.metadata)?;
             let d = client(&c).await?;
             let rec = d.secrets().create(args).await?;
             if c.json {
@@ -287,21 +289,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             if let Some(v) = read_value(&value, value_stdin)? {
                 args = args.value(v);
             }
-            if let Some(d) = meta.description {
-                args = args.description(d);
-            }
-            if let Some(t) = token_type(&meta.token_type)? {
-                args = args.token_type(t);
-            }
-            if let Some(s) = meta.scope {
-                args = args.scope(s);
-            }
-            if let Some(e) = meta.envs {
-                args = args.envs(e);
-            }
-            if let Some(t) = meta.expires_at {
-                args = args.expires_at(t);
-            }
+            meta.apply(&mut args.metadata)?;
             if no_expiry {
                 args = args.no_expiry();
             }

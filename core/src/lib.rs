@@ -33,9 +33,10 @@ pub mod client;
 pub use crypto::{AccessKey, Envelope, Plaintext, WorkspaceKey};
 pub use error::{Error, ErrorCode};
 pub use validate::{SecretKey, TokenType};
+pub use wire::AuditQuery;
 
 #[cfg(feature = "client")]
 pub use client::{
-    blocking, health, setup, AccessKeyOptions, AuditQuery, CheckItem, CheckReport, Config,
-    CreateSecret, CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
+    blocking, health, setup, AccessKeyOptions, CheckItem, CheckReport, Config, CreateSecret,
+    CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
 };

@@ -274,6 +274,19 @@ impl MetadataInput {
     }
 }
 
+/// The metadata field names, for composing the lists of allowed fields.
+pub const METADATA_FIELDS: [&str; 5] = ["description", "token_type", "scope", "envs", "expires_at"];
+
+/// Reads the optional `expected_version` (optimistic concurrency) of an update.
+pub fn expected_version(obj: &Map<String, Value>) -> Result<Option<i64>, Error> {
+    match obj.get("expected_version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+            Error::invalid_field("field 'expected_version' must be a positive integer")
+        }),
+    }
+}
+
 /// The body must be a JSON object; returns it.
 pub fn json_object(v: &Value) -> Result<&Map<String, Value>, Error> {
     v.as_object().ok_or_else(|| {

@@ -308,6 +308,26 @@ pub struct Health {
     pub initialized: bool,
 }
 
+/// Filters of the audit listing (`GET /v1/audit` query); every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub secret_key: Option<String>,
+    pub access_key_id: Option<String>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// Only events older than this id (the previous page's `next_before`).
+    pub before: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+impl AuditQuery {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
 /// One audit entry: who read which secret, for which app and environment, and the verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
 use crate::error::{Error, ErrorCode};
-use crate::wire::{AccessKeyInfo, AuditPage, Health, SessionResponse, WorkspaceInfo};
+use crate::wire::{AccessKeyInfo, AuditPage, AuditQuery, Health, SessionResponse, WorkspaceInfo};
 use transport::{Idempotency, Transport};
 
 /// What `init()` learns: the workspace and its key, unwrapped locally.
@@ -196,19 +196,6 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Filters of the audit listing; every field optional.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    pub secret_key: Option<String>,
-    pub access_key_id: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    /// Only events older than this id (the previous page's `next_before`).
-    pub before: Option<i64>,
-    /// 1 to 1000 (default 100).
-    pub limit: Option<u32>,
 }
 
 fn percent_encode(s: &str) -> String {

@@ -45,15 +45,7 @@ impl CreateSecret {
         let obj = validate::json_object(args)?;
         validate::reject_unknown_fields(
             obj,
-            &[
-                "key",
-                "value",
-                "description",
-                "token_type",
-                "scope",
-                "envs",
-                "expires_at",
-            ],
+            &[&["key", "value"][..], &validate::METADATA_FIELDS].concat(),
         )?;
         let key = validate::required_string(obj, "key")?.to_owned();
         let value = Plaintext::from(validate::required_string(obj, "value")?);
@@ -62,31 +54,6 @@ impl CreateSecret {
             value,
             metadata: MetadataInput::from_object(obj)?,
         })
-    }
-
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.metadata.description = Patch::Set(d.into());
-        self
-    }
-
-    pub fn token_type(mut self, t: TokenType) -> Self {
-        self.metadata.token_type = Patch::Set(t);
-        self
-    }
-
-    pub fn scope<S: Into<String>>(mut self, apps: impl IntoIterator<Item = S>) -> Self {
-        self.metadata.scope = Patch::Set(apps.into_iter().map(Into::into).collect());
-        self
-    }
-
-    pub fn envs<S: Into<String>>(mut self, envs: impl IntoIterator<Item = S>) -> Self {
-        self.metadata.envs = Patch::Set(envs.into_iter().map(Into::into).collect());
-        self
-    }
-
-    pub fn expires_at(mut self, unix_secs: i64) -> Self {
-        self.metadata.expires_at = Patch::Set(unix_secs);
-        self
     }
 }
 
@@ -117,25 +84,16 @@ impl UpdateSecret {
         validate::reject_unknown_fields(
             obj,
             &[
-                "value",
-                "description",
-                "token_type",
-                "scope",
-                "envs",
-                "expires_at",
-                "expected_version",
-            ],
+                &["value", "expected_version"][..],
+                &validate::METADATA_FIELDS,
+            ]
+            .concat(),
         )?;
         let value = match obj.get("value") {
             None | Some(Value::Null) => None,
             Some(_) => Some(Plaintext::from(validate::required_string(obj, "value")?)),
         };
-        let expected_version = match obj.get("expected_version") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
-                Error::invalid_field("field 'expected_version' must be a positive integer")
-            })?),
-        };
+        let expected_version = validate::expected_version(obj)?;
         Ok(UpdateSecret {
             value,
             metadata: MetadataInput::from_object(obj)?,
@@ -145,31 +103,6 @@ impl UpdateSecret {
 
     pub fn value(mut self, v: impl Into<Plaintext>) -> Self {
         self.value = Some(v.into());
-        self
-    }
-
-    pub fn description(mut self, d: impl Into<String>) -> Self {
-        self.metadata.description = Patch::Set(d.into());
-        self
-    }
-
-    pub fn token_type(mut self, t: TokenType) -> Self {
-        self.metadata.token_type = Patch::Set(t);
-        self
-    }
-
-    pub fn scope<S: Into<String>>(mut self, apps: impl IntoIterator<Item = S>) -> Self {
-        self.metadata.scope = Patch::Set(apps.into_iter().map(Into::into).collect());
-        self
-    }
-
-    pub fn envs<S: Into<String>>(mut self, envs: impl IntoIterator<Item = S>) -> Self {
-        self.metadata.envs = Patch::Set(envs.into_iter().map(Into::into).collect());
-        self
-    }
-
-    pub fn expires_at(mut self, unix_secs: i64) -> Self {
-        self.metadata.expires_at = Patch::Set(unix_secs);
         self
     }
 
@@ -184,6 +117,44 @@ impl UpdateSecret {
         self
     }
 }
+
+/// The metadata setters, the same on [`CreateSecret`] and [`UpdateSecret`].
+macro_rules! metadata_setters {
+    ($t:ty) => {
+        impl $t {
+            pub fn description(mut self, d: impl Into<String>) -> Self {
+                self.metadata.description = Patch::Set(d.into());
+                self
+            }
+
+            pub fn token_type(mut self, t: TokenType) -> Self {
+                self.metadata.token_type = Patch::Set(t);
+                self
+            }
+
+            /// App tags that may use the secret (empty: all apps).
+            pub fn scope<S: Into<String>>(mut self, apps: impl IntoIterator<Item = S>) -> Self {
+                self.metadata.scope = Patch::Set(apps.into_iter().map(Into::into).collect());
+                self
+            }
+
+            /// Environments where the secret is available (empty: all).
+            pub fn envs<S: Into<String>>(mut self, envs: impl IntoIterator<Item = S>) -> Self {
+                self.metadata.envs = Patch::Set(envs.into_iter().map(Into::into).collect());
+                self
+            }
+
+            /// Expiry in Unix seconds.
+            pub fn expires_at(mut self, unix_secs: i64) -> Self {
+                self.metadata.expires_at = Patch::Set(unix_secs);
+                self
+            }
+        }
+    };
+}
+
+metadata_setters!(CreateSecret);
+metadata_setters!(UpdateSecret);
 
 /// A secret with its decrypted value (the answer of `fetch`). `Debug` hides the value.
 #[derive(Clone)]

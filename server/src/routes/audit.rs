@@ -3,29 +3,15 @@
 
 use axum::extract::Query;
 use axum::Json;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Shared};
 use crate::body::PathParam;
 use crate::error::ApiError;
-use crate::storage::AuditFilter;
 use axum::extract::State;
 use ductape::ids::iso_millis;
-use ductape::wire::{AuditEntry, AuditPage, ErrorBody, Permission, UsageEntry};
+use ductape::wire::{AuditEntry, AuditPage, AuditQuery, ErrorBody, Permission, UsageEntry};
 use ductape::SecretKey;
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct AuditQuery {
-    pub secret_key: Option<String>,
-    pub access_key_id: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    /// Exclusive cursor: only events older than this id.
-    pub before: Option<i64>,
-    /// 1 to 1000 (default 100).
-    pub limit: Option<u32>,
-}
 
 /// List audit events (admin), newest first, with filters and a cursor.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
@@ -37,21 +23,15 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Permission::Admin)?;
     let Query(q) = q.map_err(|_| {
-        ductape::Error::invalid_field("invalid query: before and limit must be whole numbers")
+        ductape::Error::invalid_field(
+            "invalid query: known filters are secret_key, access_key_id, app, env, before and limit (whole numbers)",
+        )
     })?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    let limit = q.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT);
+    if !(1..=AuditQuery::MAX_LIMIT).contains(&limit) {
         return Err(ductape::Error::invalid_field("'limit' must be 1 to 1000").into());
     }
-    let filter = AuditFilter {
-        secret_key: q.secret_key,
-        access_key_id: q.access_key_id,
-        app: q.app,
-        env: q.env,
-        before: q.before,
-        limit,
-    };
-    let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
+    let rows = st.storage.list_audit(&caller.workspace.id, &q).await?;
     let next_before = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.0))
         .flatten();
@@ -87,10 +67,10 @@ pub async fn usage(
     let mut by: BTreeMap<(Option<String>, Option<String>), UsageEntry> = BTreeMap::new();
     let mut before = None;
     loop {
-        let filter = AuditFilter {
+        let filter = AuditQuery {
             secret_key: Some(key.to_string()),
             before,
-            limit: 1000,
+            limit: Some(AuditQuery::MAX_LIMIT),
             ..Default::default()
         };
         let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
@@ -110,7 +90,7 @@ pub async fn usage(
                 entry.denied += 1;
             }
         }
-        if rows.len() < 1000 {
+        if rows.len() < AuditQuery::MAX_LIMIT as usize {
             break;
         }
         before = rows.last().map(|r| r.0);

@@ -25,24 +25,9 @@ use ductape::{Envelope, ErrorCode, SecretKey};
 /// Most keys in one batch get.
 pub const MAX_BATCH_KEYS: usize = 1000;
 
-const CREATE_FIELDS: &[&str] = &[
-    "key",
-    "ciphertext",
-    "description",
-    "token_type",
-    "scope",
-    "envs",
-    "expires_at",
-];
-const UPDATE_FIELDS: &[&str] = &[
-    "ciphertext",
-    "description",
-    "token_type",
-    "scope",
-    "envs",
-    "expires_at",
-    "expected_version",
-];
+/// Fields a create or an update may carry, besides the metadata fields.
+const CREATE_FIELDS: [&str; 2] = ["key", "ciphertext"];
+const UPDATE_FIELDS: [&str; 2] = ["ciphertext", "expected_version"];
 
 /// Create a secret (the value arrives sealed by the client).
 #[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = CreateSecretBody,
@@ -55,7 +40,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<SecretRecord>), ApiError> {
     caller.require(Permission::Write)?;
     refuse_plaintext(&body)?;
-    validate::reject_unknown_fields(&body, CREATE_FIELDS)?;
+    validate::reject_unknown_fields(
+        &body,
+        &[&CREATE_FIELDS[..], &validate::METADATA_FIELDS].concat(),
+    )?;
     let key = SecretKey::parse(validate::required_string(&body, "key")?)?;
     let ciphertext = check_ciphertext(&caller, validate::required_string(&body, "ciphertext")?)?;
     let meta = MetadataInput::from_object(&body)?;
@@ -136,7 +124,10 @@ pub async fn update(
     caller.require(Permission::Write)?;
     let key = SecretKey::parse(&key)?;
     refuse_plaintext(&body)?;
-    validate::reject_unknown_fields(&body, UPDATE_FIELDS)?;
+    validate::reject_unknown_fields(
+        &body,
+        &[&UPDATE_FIELDS[..], &validate::METADATA_FIELDS].concat(),
+    )?;
     let ciphertext = match body.get("ciphertext") {
         None => None,
         Some(_) => Some(check_ciphertext(
@@ -144,14 +135,7 @@ pub async fn update(
             validate::required_string(&body, "ciphertext")?,
         )?),
     };
-    let expected_version = match body.get("expected_version") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::from(ductape::Error::invalid_field(
-                "field 'expected_version' must be a positive integer",
-            ))
-        })?),
-    };
+    let expected_version = validate::expected_version(&body)?;
     let meta = MetadataInput::from_object(&body)?;
     if ciphertext.is_none() && meta.is_empty() {
         return Err(ductape::Error::invalid_field(

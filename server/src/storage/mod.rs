@@ -8,7 +8,9 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use ductape::ids::iso_millis;
-use ductape::wire::{AccessKeyInfo, Permission, SecretRecord, SecretStatus, WorkspaceInfo};
+use ductape::wire::{
+    AccessKeyInfo, AuditQuery, Permission, SecretRecord, SecretStatus, WorkspaceInfo,
+};
 use ductape::TokenType;
 
 use crate::error::ApiError;
@@ -162,21 +164,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError>;
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
-    /// Newest first; `before` is an exclusive cursor (the id of the last event seen).
+    /// Newest first; `before` is an exclusive cursor (the id of the last event seen); at most
+    /// `limit` (default [`AuditQuery::DEFAULT_LIMIT`]).
     async fn list_audit(
         &self,
         workspace_id: &str,
-        filter: &AuditFilter,
+        filter: &AuditQuery,
     ) -> Result<Vec<(i64, AuditEvent)>, ApiError>;
-}
-
-/// Filters for the audit listing.
-#[derive(Clone, Debug, Default)]
-pub struct AuditFilter {
-    pub secret_key: Option<String>,
-    pub access_key_id: Option<String>,
-    pub app: Option<String>,
-    pub env: Option<String>,
-    pub before: Option<i64>,
-    pub limit: u32,
 }

@@ -7,9 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{AuditEvent, AuditFilter, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
+use super::{AuditEvent, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
 use crate::error::ApiError;
-use ductape::wire::Permission;
+use ductape::wire::{AuditQuery, Permission};
 use ductape::{ErrorCode, TokenType};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
@@ -425,7 +425,7 @@ impl Storage for SqliteStorage {
     async fn list_audit(
         &self,
         workspace_id: &str,
-        f: &AuditFilter,
+        f: &AuditQuery,
     ) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
         let ws = workspace_id.to_owned();
         let f = f.clone();
@@ -441,7 +441,7 @@ impl Storage for SqliteStorage {
                 .map_err(db)?;
             let rows = st
                 .query_map(
-                    params![ws, f.secret_key, f.access_key_id, f.app, f.env, f.before, f.limit as i64],
+                    params![ws, f.secret_key, f.access_key_id, f.app, f.env, f.before, f.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT) as i64],
                     |r| {
                         Ok((
                             r.get(0)?,
