@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ductape::{Error, ErrorCode};
+use ductape_server::storage::postgres::PostgresStorage;
 use ductape_server::storage::sqlite::SqliteStorage;
 use ductape_server::storage::Storage;
 use ductape_server::AppState;
@@ -23,6 +24,9 @@ pub struct ServerArgs {
     /// Where the SQLite database lives (default: $XDG_DATA_HOME/ductape or ~/.local/share/ductape).
     #[arg(long, env = "DUCTAPE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`) instead of SQLite.
+    #[arg(long, env = "DUCTAPE_DATABASE_URL", hide_env_values = true, conflicts_with_all = ["dev", "data_dir"])]
+    database: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -46,6 +50,14 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
     init_logging(args.log_json);
     let storage: Arc<dyn Storage> = if args.dev {
         Arc::new(SqliteStorage::in_memory().map_err(fail)?)
+    } else if let Some(url) = &args.database {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(fail(
+                "--database takes a postgres:// URL (SQLite is the default, see --data-dir)".into(),
+            ));
+        }
+        tracing::info!("connecting to PostgreSQL");
+        Arc::new(PostgresStorage::connect(url).await.map_err(fail)?)
     } else {
         let dir = args.data_dir.unwrap_or_else(default_data_dir);
         std::fs::create_dir_all(&dir)

@@ -285,3 +285,180 @@ pub fn assert_error_shape(status: u16, body: &serde_json::Value) -> String {
     );
     e["code"].as_str().expect("code").to_owned()
 }
+
+impl Server {
+    /// A server on a PostgreSQL database.
+    pub fn postgres(url: &str) -> Server {
+        Server::start(&["--database", url], None)
+    }
+}
+
+/// A throwaway PostgreSQL cluster on loopback, made with the machine's `initdb` and
+/// `pg_ctl` (run as the `postgres` user when the tests run as root). Stopped on drop.
+pub struct PgCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+fn pg_tool(name: &str) -> PathBuf {
+    for dir in ["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("PostgreSQL's {name} not found (install postgresql-15)");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let as_postgres = is_root();
+        if as_postgres {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+        }
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = PgCluster {
+            dir,
+            port,
+            as_postgres,
+        };
+        cluster.run(
+            pg_tool("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on",
+            cluster.dir.path().display()
+        );
+        cluster.run(
+            pg_tool("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                cluster.dir.path().join("pg.log").to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        cluster
+    }
+
+    fn run(&self, tool: PathBuf, args: &[&str]) {
+        let status = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&tool)
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+        } else {
+            Command::new(&tool)
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+        }
+        .expect("run a PostgreSQL tool");
+        assert!(status.success(), "{} {args:?} failed", tool.display());
+    }
+
+    /// A fresh database in the cluster; returns its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.run(
+            pg_tool("createdb"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ],
+        );
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Forces everything to the data files (for searching them).
+    pub fn checkpoint(&self) {
+        self.run(
+            pg_tool("psql"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-c",
+                "CHECKPOINT",
+            ],
+        );
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let _ = std::panic::catch_unwind(|| {
+            self.run(
+                pg_tool("pg_ctl"),
+                &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+            );
+        });
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    hits
+}

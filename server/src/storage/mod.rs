@@ -4,6 +4,7 @@
 //! changes go through [`Storage::modify_secret`], so the merge rules live in [`StoredSecret`]
 //! and not in each backend.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,464 @@
+//! PostgreSQL backend: a connection pool, one transaction per write, `SELECT ... FOR UPDATE`
+//! for read-modify-write, and migrations serialised by an advisory lock so that several
+//! servers can start against one database at once.
+//!
+//! The connection is plain TCP (`NoTls`): reach the database over loopback, a Unix socket
+//! or a private network.
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use super::{AuditEvent, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
+use crate::error::ApiError;
+use ductape::wire::{AuditQuery, Permission};
+use ductape::{ErrorCode, TokenType};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+/// Arbitrary constant naming the migration lock.
+const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
+
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: Pool,
+}
+
+fn db(e: tokio_postgres::Error) -> ApiError {
+    ApiError::internal(format!("database error: {e}"))
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+impl PostgresStorage {
+    /// Connects (`postgres://user:password@host:port/db`) and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        // Never echo the URL: it may hold a password.
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| format!("cannot create the PostgreSQL pool: {e}"))?;
+        let storage = PostgresStorage { pool };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    async fn migrate(&self) -> Result<(), String> {
+        let mut c = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let tx = c.transaction().await.map_err(|e| e.to_string())?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS ductape_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(|e| e.to_string())?;
+        let done: i64 = tx
+            .query_opt("SELECT version FROM ductape_schema", &[])
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if done as usize > MIGRATIONS.len() {
+            return Err(format!(
+                "the database is at schema version {done}, newer than this server ({}); upgrade the server",
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| format!("migration {} failed: {e}", i + 1))?;
+        }
+        tx.execute("DELETE FROM ductape_schema", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO ductape_schema (version) VALUES ($1)",
+            &[&(MIGRATIONS.len() as i64)],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())
+    }
+
+    async fn conn(&self) -> Result<Object, ApiError> {
+        self.pool.get().await.map_err(|e| {
+            ApiError::new(ErrorCode::Unavailable, format!("database unavailable: {e}"))
+        })
+    }
+}
+
+const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms";
+const KEY_COLS: &str =
+    "id, workspace_id, name, secret_hash, wrapped_key, permissions, app, envs, created_ms";
+
+fn secret_row(r: &Row) -> StoredSecret {
+    let token_type: Option<String> = r.get(5);
+    StoredSecret {
+        id: r.get(0),
+        workspace_id: r.get(1),
+        key: r.get(2),
+        ciphertext: r.get(3),
+        description: r.get(4),
+        token_type: token_type.and_then(|t| TokenType::parse(&t).ok()),
+        scope: r.get(6),
+        envs: r.get(7),
+        expires_at: r.get(8),
+        revoked: r.get(9),
+        version: r.get(10),
+        created_ms: r.get(11),
+        updated_ms: r.get(12),
+    }
+}
+
+fn key_row(r: &Row) -> StoredAccessKey {
+    let perms: Vec<String> = r.get(5);
+    StoredAccessKey {
+        id: r.get(0),
+        workspace_id: r.get(1),
+        name: r.get(2),
+        secret_hash: r.get(3),
+        wrapped_key: r.get(4),
+        permissions: perms.iter().filter_map(|p| Permission::parse(p)).collect(),
+        app: r.get(6),
+        envs: r.get(7),
+        created_ms: r.get(8),
+    }
+}
+
+fn perm_names(k: &StoredAccessKey) -> Vec<String> {
+    k.permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect()
+}
+
+async fn insert_key(
+    c: &impl deadpool_postgres::GenericClient,
+    k: &StoredAccessKey,
+) -> Result<u64, tokio_postgres::Error> {
+    c.execute(
+        &format!(
+            "INSERT INTO access_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ),
+        &[
+            &k.id,
+            &k.workspace_id,
+            &k.name,
+            &k.secret_hash,
+            &k.wrapped_key,
+            &perm_names(k),
+            &k.app,
+            &k.envs,
+            &k.created_ms,
+        ],
+    )
+    .await
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt(
+                "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| Workspace {
+            id: r.get(0),
+            name: r.get(1),
+            key_id: r.get(2),
+            created_ms: r.get(3),
+        }))
+    }
+
+    async fn setup(
+        &self,
+        token_hash: &str,
+        ws: Workspace,
+        key: StoredAccessKey,
+    ) -> Result<(), ApiError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        // Two servers sharing a database must not both accept a setup.
+        tx.batch_execute("LOCK TABLE workspaces IN EXCLUSIVE MODE")
+            .await
+            .map_err(db)?;
+        let exists: i64 = tx
+            .query_one("SELECT COUNT(*) FROM workspaces", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        if exists > 0 {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this server is already set up",
+            ));
+        }
+        let stored: Option<String> = tx
+            .query_opt(
+                "SELECT value FROM settings WHERE name = 'setup_token_hash'",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0));
+        if !stored.is_some_and(|s| ductape::crypto::hashes_equal(&s, token_hash)) {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "invalid setup token",
+            ));
+        }
+        tx.execute(
+            "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ($1, $2, $3, $4)",
+            &[&ws.id, &ws.name, &ws.key_id, &ws.created_ms],
+        )
+        .await
+        .map_err(db)?;
+        insert_key(&tx, &key).await.map_err(db)?;
+        tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", &[])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError> {
+        let c = self.conn().await?;
+        c.execute(
+            "INSERT INTO settings (name, value) VALUES ('setup_token_hash', $1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&token_hash],
+        )
+        .await
+        .map(drop)
+        .map_err(db)
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {KEY_COLS} FROM access_keys WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.as_ref().map(key_row))
+    }
+
+    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError> {
+        let c = self.conn().await?;
+        match insert_key(&c, &key).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                "an access key with that id already exists",
+            )),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(&format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id"), &[&workspace_id])
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(key_row).collect())
+    }
+
+    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "DELETE FROM access_keys WHERE workspace_id = $1 AND id = $2",
+                &[&workspace_id, &id],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn create_secret(&self, s: StoredSecret) -> Result<(), ApiError> {
+        let c = self.conn().await?;
+        let r = c
+            .execute(
+                &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+                &[
+                    &s.id, &s.workspace_id, &s.key, &s.ciphertext, &s.description,
+                    &s.token_type.map(TokenType::as_str), &s.scope, &s.envs, &s.expires_at,
+                    &s.revoked, &s.version, &s.created_ms, &s.updated_ms,
+                ],
+            )
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
+                ErrorCode::SecretExists,
+                format!("Secret with key '{}' already exists", s.key),
+            )),
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 ORDER BY key COLLATE \"C\""), &[&workspace_id])
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(secret_row).collect())
+    }
+
+    async fn get_secrets(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = ANY($2)"
+                ),
+                &[&workspace_id, &keys],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(secret_row).collect())
+    }
+
+    async fn modify_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        change: Modify,
+    ) -> Result<StoredSecret, ApiError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = $2 FOR UPDATE"),
+                &[&workspace_id, &key],
+            )
+            .await
+            .map_err(db)?
+            .ok_or_else(|| ApiError::not_found(key))?;
+        let mut s = secret_row(&row);
+        change(&mut s)?;
+        tx.execute(
+            "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
+             expires_at = $6, revoked = $7, version = $8, updated_ms = $9 WHERE id = $10",
+            &[
+                &s.ciphertext, &s.description, &s.token_type.map(TokenType::as_str), &s.scope, &s.envs,
+                &s.expires_at, &s.revoked, &s.version, &s.updated_ms, &s.id,
+            ],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(s)
+    }
+
+    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "DELETE FROM secrets WHERE workspace_id = $1 AND key = $2",
+                &[&workspace_id, &key],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let st = tx
+            .prepare(
+                "INSERT INTO audit (at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await
+            .map_err(db)?;
+        for e in &events {
+            tx.execute(
+                &st,
+                &[
+                    &e.at_ms,
+                    &e.workspace_id,
+                    &e.access_key_id,
+                    &e.secret_key,
+                    &e.action,
+                    &e.app,
+                    &e.env,
+                    &e.allowed,
+                    &e.reason,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn list_audit(
+        &self,
+        workspace_id: &str,
+        f: &AuditQuery,
+    ) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
+        let c = self.conn().await?;
+        let limit = i64::from(f.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT));
+        let rows = c
+            .query(
+                "SELECT id, at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason
+                 FROM audit WHERE workspace_id = $1
+                   AND ($2::TEXT IS NULL OR secret_key = $2) AND ($3::TEXT IS NULL OR access_key_id = $3)
+                   AND ($4::TEXT IS NULL OR app = $4) AND ($5::TEXT IS NULL OR env = $5)
+                   AND ($6::BIGINT IS NULL OR id < $6)
+                 ORDER BY id DESC LIMIT $7",
+                &[&workspace_id, &f.secret_key, &f.access_key_id, &f.app, &f.env, &f.before, &limit],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    AuditEvent {
+                        at_ms: r.get(1),
+                        workspace_id: r.get(2),
+                        access_key_id: r.get(3),
+                        secret_key: r.get(4),
+                        action: r.get(5),
+                        app: r.get(6),
+                        env: r.get(7),
+                        allowed: r.get(8),
+                        reason: r.get(9),
+                    },
+                )
+            })
+            .collect())
+    }
+}

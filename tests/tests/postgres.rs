@@ -1,0 +1,173 @@
+//! The same behaviour on PostgreSQL, on a throwaway cluster the test starts itself.
+
+use ductape::wire::Permission;
+use ductape::{AccessKeyOptions, CreateSecret, ErrorCode, ResolveOptions, UpdateSecret};
+use ductape_e2e::{files_containing, PgCluster, Server};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_the_contract_and_never_sees_a_value() {
+    let pg = PgCluster::start();
+    let url = pg.database("ductape");
+    let mut server = Server::postgres(&url);
+    let admin_key = server.setup().await;
+    let d = server.client().await;
+    let s = d.secrets();
+    let canary = "sk_live_PG_CANARY_51e0d2";
+
+    // The documented flow.
+    let created = s
+        .create(
+            CreateSecret::new("STRIPE_API_KEY", canary)
+                .scope(["pay"])
+                .envs(["prd"])
+                .expires_at(4_000_000_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!((created.version, created.id.len()), (1, 24));
+    assert_eq!(
+        s.fetch("STRIPE_API_KEY").await.unwrap().value.expose(),
+        canary
+    );
+    let up = s
+        .update(
+            "STRIPE_API_KEY",
+            UpdateSecret::new().value("rotated").description("d"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.version, 2);
+    let e = s
+        .update(
+            "STRIPE_API_KEY",
+            UpdateSecret::new().value("x").expected_version(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::VersionConflict);
+    assert_eq!(
+        s.create(CreateSecret::new("STRIPE_API_KEY", "dup"))
+            .await
+            .unwrap_err()
+            .status(),
+        Some(409)
+    );
+    assert!(s.revoke("STRIPE_API_KEY").await.unwrap());
+    assert_eq!(
+        s.fetch("STRIPE_API_KEY").await.unwrap_err().status(),
+        Some(410)
+    );
+    s.restore("STRIPE_API_KEY").await.unwrap();
+
+    // Racing creates: exactly one wins.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                d.secrets()
+                    .create(CreateSecret::new("RACE", format!("w{i}")))
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as usize;
+    }
+    assert_eq!(wins, 1);
+
+    // Resolution, bound keys and the audit trail.
+    let out = s
+        .resolve(
+            &json!({"a": "$Token{STRIPE_API_KEY}"}),
+            &ResolveOptions::new(Some("pay"), Some("prd")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"a": "rotated"}));
+    let e = s
+        .resolve(
+            &json!("$Token{STRIPE_API_KEY}"),
+            &ResolveOptions::new(Some("other"), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "Secret 'STRIPE_API_KEY' is not accessible by app 'other'"
+    );
+    let mut o = AccessKeyOptions::new("bound", [Permission::List, Permission::Read]);
+    o.app = Some("other".into());
+    let bound = d.access_keys().create(o).await.unwrap();
+    let b = server.client_with(&bound.key.expose()).await;
+    assert_eq!(
+        b.secrets()
+            .fetch("STRIPE_API_KEY")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    let page = d
+        .audit(&ductape::AuditQuery {
+            secret_key: Some("STRIPE_API_KEY".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page
+        .events
+        .iter()
+        .any(|e| !e.allowed && e.app.as_deref() == Some("other")));
+
+    // A restart (a second server on the same database) sees everything.
+    assert!(server.stop().success());
+    let mut again = Server::postgres(&url);
+    assert!(again.setup_token.is_none());
+    again.access_key = Some(admin_key.clone());
+    let d2 = again.client().await;
+    assert_eq!(
+        d2.secrets()
+            .fetch("STRIPE_API_KEY")
+            .await
+            .unwrap()
+            .value
+            .expose(),
+        "rotated"
+    );
+    assert_eq!(d2.secrets().fetch_all().await.unwrap().len(), 2);
+
+    // Neither the cluster's files nor the server's logs hold a value or a key.
+    s.create(CreateSecret::new("CANARY2", canary))
+        .await
+        .unwrap_err(); // old server is gone
+    d2.secrets()
+        .create(CreateSecret::new("CANARY2", canary))
+        .await
+        .unwrap();
+    pg.checkpoint();
+    let admin: ductape::AccessKey = admin_key.parse().unwrap();
+    for needle in [canary, "rotated", admin.secret()] {
+        let hits = files_containing(&pg.data_dir(), needle.as_bytes());
+        assert!(hits.is_empty(), "{needle} found in {hits:?}");
+        assert!(!again.logs().contains(needle) && !server.logs().contains(needle));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_database_accept_one_setup() {
+    let pg = PgCluster::start();
+    let url = pg.database("shared");
+    let a = Server::postgres(&url);
+    let b = Server::postgres(&url);
+    // Each printed a token; only the last one stored is valid, and only one setup can win.
+    let ta = a.setup_token.clone().unwrap();
+    let tb = b.setup_token.clone().unwrap();
+    let (ra, rb) = tokio::join!(
+        ductape::setup(&a.url, &ta, "a"),
+        ductape::setup(&b.url, &tb, "b")
+    );
+    assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
+}
