@@ -27,6 +27,9 @@ pub struct ServerArgs {
     /// A PostgreSQL database (`postgres://user:password@host:port/db`) instead of SQLite.
     #[arg(long, env = "DUCTAPE_DATABASE_URL", hide_env_values = true, conflicts_with_all = ["dev", "data_dir"])]
     database: Option<String>,
+    /// Limit each access key to this many requests per second (429 with Retry-After beyond).
+    #[arg(long, env = "DUCTAPE_RATE_LIMIT")]
+    rate_limit: Option<std::num::NonZeroU32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -67,7 +70,11 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         tracing::info!(path = %path.display(), "opening the database");
         Arc::new(SqliteStorage::open(&path).map_err(fail)?)
     };
-    let state = Arc::new(AppState::new(storage));
+    let mut state = AppState::new(storage);
+    if let Some(n) = args.rate_limit {
+        state = state.with_rate_limit(n);
+    }
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.addr)))?;

@@ -72,6 +72,19 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
             _ => return Err(unauthenticated("invalid access key")),
         };
+        if let Some(limiter) = &state.rate_limit {
+            if let Err(not_until) = limiter.check_key(&key.id) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                let mut e = ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many requests for this access key: slow down",
+                );
+                e.retry_after_secs = Some(wait.as_secs() + 1);
+                return Err(e);
+            }
+        }
         let workspace = state
             .workspace()
             .await?

@@ -7,9 +7,14 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::storage::{Storage, Workspace};
 
+/// Requests per second allowed to one access key (GCRA: bursts up to the same number).
+pub type RateLimiter = governor::DefaultKeyedRateLimiter<String>;
+
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub metrics: Metrics,
+    /// Off unless the server was started with a rate limit.
+    pub rate_limit: Option<RateLimiter>,
     /// The workspace never changes once set up, so it is read from storage once.
     workspace: RwLock<Option<Workspace>>,
 }
@@ -19,8 +24,17 @@ impl AppState {
         AppState {
             storage,
             metrics: Metrics::default(),
+            rate_limit: None,
             workspace: RwLock::new(None),
         }
+    }
+
+    /// Limits each access key to `per_second` requests per second (bursts of as many).
+    pub fn with_rate_limit(mut self, per_second: std::num::NonZeroU32) -> Self {
+        self.rate_limit = Some(governor::RateLimiter::keyed(governor::Quota::per_second(
+            per_second,
+        )));
+        self
     }
 
     pub async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {

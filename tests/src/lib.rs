@@ -46,6 +46,13 @@ impl Server {
         Server::start(&["--dev"], None)
     }
 
+    /// `ductape server --dev` with more flags.
+    pub fn dev_with(flags: &[&str]) -> Server {
+        let mut args = vec!["--dev"];
+        args.extend_from_slice(flags);
+        Server::start(&args, None)
+    }
+
     /// A persistent server on `data_dir` (fresh or existing).
     pub fn persistent(data_dir: &Path) -> Server {
         let dir = data_dir.to_str().expect("utf-8 path").to_owned();
