@@ -76,3 +76,21 @@ test('a bound key reads only its app and environment; reads are audited', async 
   assert.equal(usage[0].app, 'payment_app');
   assert.equal(usage[0].reads, 1);
 });
+
+test('100 references resolve in one request', async () => {
+  const batches = async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    return text.split('\n')
+      .filter((l) => l.startsWith('ductape_http_requests_total{method="POST",route="/v1/secrets/batch-get"'))
+      .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+  };
+  const config = {};
+  for (let i = 0; i < 100; i++) {
+    await ductape.secrets.create({ key: `MANY_${i}`, value: `v${i}` });
+    config[`f${i}`] = `x-$Token{MANY_${i}}`;
+  }
+  const before = await batches();
+  const out = await ductape.secrets.resolve(config, { app: 'web', env: 'prd' });
+  assert.equal((await batches()) - before, 1);
+  for (let i = 0; i < 100; i++) assert.equal(out[`f${i}`], `x-v${i}`);
+});

@@ -23,9 +23,9 @@ def ductape_bin() -> str:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, *flags: str) -> None:
         self.proc = subprocess.Popen(
-            [ductape_bin(), "server", "--dev", "--addr", "127.0.0.1:0"],
+            [ductape_bin(), "server", "--dev", "--addr", "127.0.0.1:0", *flags],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -16,10 +16,12 @@ from ductape import (
     Ductape,
     DuctapeConnectionError,
     DuctapeError,
+    DuctapeTimeoutError,
     NotFoundError,
     NotInitializedError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitError,
     SecretExpiredError,
     ValidationError,
 )
@@ -152,3 +154,35 @@ def test_an_unreachable_server_is_a_connection_error() -> None:
 def test_every_exported_error_is_a_ductape_error() -> None:
     for name in ductape.errors.__all__:
         assert issubclass(getattr(ductape, name), DuctapeError)
+
+
+def test_rate_limits_are_rate_limit_errors_with_retry_after() -> None:
+    limited = Server("--rate-limit", "2")
+    try:
+        d = Ductape(access_key=limited.access_key, url=limited.url, max_retries=0)
+        d.init()
+        with pytest.raises(RateLimitError) as e:
+            for _ in range(20):
+                d.secrets.fetch_all()
+        assert e.value.status == 429 and e.value.code == "rate_limited"
+        assert e.value.retry_after is not None and 1 <= e.value.retry_after <= 2
+        # With retries (the default) the client waits it out instead.
+        patient = Ductape(access_key=limited.access_key, url=limited.url)
+        patient.init()
+        for _ in range(6):
+            patient.secrets.fetch_all()
+    finally:
+        limited.stop()
+
+
+def test_a_slow_server_is_a_timeout_error(server: Server) -> None:
+    from conftest import SlowProxy
+
+    proxy = SlowProxy(server.url, 3)
+    try:
+        d = Ductape(access_key=server.access_key, url=proxy.url, timeout=0.3, max_retries=0)
+        with pytest.raises(DuctapeTimeoutError) as e:
+            d.init()
+        assert e.value.code == "timeout" and isinstance(e.value, TimeoutError)
+    finally:
+        proxy.close()

@@ -108,3 +108,21 @@ def test_audit_and_usage(admin: Ductape) -> None:
     usage = {(u.app, u.env): u for u in admin.secrets.usage("STRIPE_KEY")}
     assert usage[("intruder", "prd")].denied == 1
     assert usage[("stripe_app", "prd")].reads >= 1
+
+
+def _batch_requests(server: Server) -> int:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
+    prefix = 'ductape_http_requests_total{method="POST",route="/v1/secrets/batch-get"'
+    return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_a_hundred_references_resolve_in_one_request(server: Server, admin: Ductape) -> None:
+    for i in range(100):
+        admin.secrets.create(key=f"MANY_{i}", value=f"v{i}")
+    config = {f"f{i}": f"x-$Token{{MANY_{i}}}" for i in range(100)}
+    before = _batch_requests(server)
+    out = admin.secrets.resolve(config, app="web", env="prd")
+    assert _batch_requests(server) - before == 1
+    assert out == {f"f{i}": f"x-v{i}" for i in range(100)}
