@@ -63,8 +63,11 @@ impl Transport {
         loop {
             match self.send_once(method.clone(), path, body).await {
                 Ok(v) => return Ok(v),
-                Err(e) => {
-                    if attempt >= self.config.max_retries || !may_retry(&e, idem) {
+                Err(Failed {
+                    error: e,
+                    reached_server,
+                }) => {
+                    if attempt >= self.config.max_retries || !may_retry(&e, reached_server, idem) {
                         return Err(e);
                     }
                     let delay = e.retry_after().unwrap_or_else(|| self.backoff(attempt));
@@ -87,7 +90,7 @@ impl Transport {
         if let Some(b) = body {
             req = req.json(b);
         }
-        decode(req.send().await.map_err(network_error)?).await
+        decode(req.send().await.map_err(|e| network_error(e).error)?).await
     }
 
     async fn send_once<T: DeserializeOwned>(
@@ -95,7 +98,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, Failed> {
         let url = format!("{}{}", self.config.url, path);
         let mut req = self
             .http
@@ -105,7 +108,10 @@ impl Transport {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(network_error)?;
-        decode(resp).await
+        decode(resp).await.map_err(|error| Failed {
+            error,
+            reached_server: true,
+        })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -121,33 +127,40 @@ impl Transport {
     }
 }
 
-fn may_retry(e: &Error, idem: Idempotency) -> bool {
+/// A failed attempt, and whether the request may have reached the server.
+struct Failed {
+    error: Error,
+    reached_server: bool,
+}
+
+fn may_retry(e: &Error, reached_server: bool, idem: Idempotency) -> bool {
     match idem {
         Idempotency::Idempotent => e.is_retryable(),
-        // Refused connections never reached the server; 429/503 are answered before acting.
-        Idempotency::NotIdempotent => {
-            e.code() == ErrorCode::Connection && e.message().starts_with(CONNECT_PREFIX)
-                || matches!(e.status(), Some(429 | 503))
-        }
+        // A connection never made cannot have acted; 429/503 are answered before acting.
+        Idempotency::NotIdempotent => !reached_server || matches!(e.status(), Some(429 | 503)),
     }
 }
 
-const CONNECT_PREFIX: &str = "cannot connect";
-
-fn network_error(e: reqwest::Error) -> Error {
+fn network_error(e: reqwest::Error) -> Failed {
     // reqwest's Display includes the URL (no credentials: they travel in a header).
-    if e.is_timeout() {
-        Error::new(ErrorCode::Timeout, format!("request timed out: {e}"))
+    let (code, message, reached_server) = if e.is_timeout() {
+        (ErrorCode::Timeout, format!("request timed out: {e}"), true)
     } else if e.is_connect() {
-        Error::new(
+        (
             ErrorCode::Connection,
-            format!("{CONNECT_PREFIX} to the Ductape server: {e}"),
+            format!("cannot connect to the Ductape server: {e}"),
+            false,
         )
     } else {
-        Error::new(
+        (
             ErrorCode::Connection,
             format!("connection to the Ductape server failed: {e}"),
+            true,
         )
+    };
+    Failed {
+        error: Error::new(code, message),
+        reached_server,
     }
 }
 
@@ -159,7 +172,7 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.min(60)));
-    let bytes = resp.bytes().await.map_err(network_error)?;
+    let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(

@@ -360,7 +360,18 @@ async fn read_checked(
         // The claimed context first (so the message names what the caller asked for), then
         // what the access key is bound to, whatever the caller claimed.
         let verdict = access::check(key.as_str(), record.as_ref(), claimed, now)
-            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now));
+            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
+            .and_then(|()| match (record, row) {
+                (Some(record), Some(row)) => Ok(SecretWithCiphertext {
+                    record,
+                    ciphertext: row.ciphertext.clone(),
+                }),
+                // check() reports a missing secret first, so this is unreachable.
+                _ => Err(ductape::Error::new(
+                    ErrorCode::SecretNotFound,
+                    format!("Secret '{key}' not found"),
+                )),
+            });
         events.push(AuditEvent {
             at_ms,
             workspace_id: caller.workspace.id.clone(),
@@ -372,10 +383,7 @@ async fn read_checked(
             allowed: verdict.is_ok(),
             reason: verdict.as_ref().err().map(|e| e.message().to_owned()),
         });
-        out.push(verdict.map(|()| SecretWithCiphertext {
-            record: record.expect("checked to exist"),
-            ciphertext: row.expect("checked to exist").ciphertext.clone(),
-        }));
+        out.push(verdict);
     }
     st.storage.append_audit(events).await?;
     Ok(out)
