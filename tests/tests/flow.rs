@@ -288,3 +288,27 @@ fn the_blocking_client_runs_the_same_flow() {
     assert!(d.secrets().revoke("B").unwrap());
     assert!(d.secrets().delete("B").unwrap());
 }
+
+#[tokio::test]
+async fn the_server_speaks_http2_as_well_as_http1() {
+    let server = Server::dev();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .get(format!("{}/v1/secrets", server.url))
+        .bearer_auth(server.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let resp = h1
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+}
