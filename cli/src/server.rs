@@ -30,6 +30,12 @@ pub struct ServerArgs {
     /// Limit each access key to this many requests per second (429 with Retry-After beyond).
     #[arg(long, env = "DUCTAPE_RATE_LIMIT")]
     rate_limit: Option<std::num::NonZeroU32>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "DUCTAPE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DUCTAPE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -82,7 +88,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
 
     // These lines are the interface for people and scripts: `KEY=value`, on stdout, flushed.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "DUCTAPE_URL=http://{local}");
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(out, "DUCTAPE_URL={scheme}://{local}");
     if args.dev {
         let key = ductape_server::dev_bootstrap(&state)
             .await
@@ -96,15 +107,20 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         .map_err(|e| fail(e.message))?
     {
         let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
-        eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url http://{local} --token <DUCTAPE_SETUP_TOKEN>");
+        eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url {scheme}://{local} --token <DUCTAPE_SETUP_TOKEN>");
     }
     let _ = out.flush();
     drop(out);
 
-    tracing::info!(addr = %local, dev = args.dev, "serving");
-    ductape_server::serve(listener, state, shutdown_signal())
-        .await
-        .map_err(|e| fail(format!("server failed: {e}")))?;
+    tracing::info!(addr = %local, dev = args.dev, tls = args.tls_cert.is_some(), "serving");
+    let served = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let std_listener = listener.into_std().map_err(|e| fail(e.to_string()))?;
+            ductape_server::serve_tls(std_listener, state, cert, key, shutdown_signal()).await
+        }
+        _ => ductape_server::serve(listener, state, shutdown_signal()).await,
+    };
+    served.map_err(|e| fail(format!("server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -59,6 +59,28 @@ pub async fn serve(
         .await
 }
 
+/// Serves HTTPS (TLS 1.2/1.3 via rustls) with the PEM certificate chain and private key at
+/// the given paths, until `shutdown` resolves; then finishes in-flight requests (10 s at most).
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_pem, key_pem).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(app(state).into_make_service())
+        .await
+}
+
 /// For a server without a workspace: makes a new one-time setup token, stores its hash and
 /// returns it (to print once). `None` when the server is already set up.
 pub async fn issue_setup_token(state: &AppState) -> Result<Option<String>, ApiError> {

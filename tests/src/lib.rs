@@ -53,6 +53,14 @@ impl Server {
         Server::start(&args, None)
     }
 
+    /// A persistent server with more flags.
+    pub fn persistent_with(data_dir: &Path, flags: &[&str]) -> Server {
+        let dir = data_dir.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--data-dir", dir.as_str()];
+        args.extend_from_slice(flags);
+        Server::start(&args, Some(data_dir.to_path_buf()))
+    }
+
     /// A persistent server on `data_dir` (fresh or existing).
     pub fn persistent(data_dir: &Path) -> Server {
         let dir = data_dir.to_str().expect("utf-8 path").to_owned();
@@ -220,7 +228,12 @@ impl Drop for Server {
 mod probe {
     pub fn get_ok(url: &str) -> bool {
         // A raw HTTP/1.1 GET over std: the harness must not need a runtime to poll health.
+        // An HTTPS server is probed by connecting only.
         use std::io::{Read, Write};
+        if let Some(rest) = url.strip_prefix("https://") {
+            let host = rest.split('/').next().unwrap_or(rest);
+            return std::net::TcpStream::connect(host).is_ok();
+        }
         let Some(rest) = url.strip_prefix("http://") else {
             return false;
         };

@@ -28,6 +28,8 @@ pub struct Config {
     pub(crate) max_retries: u32,
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_max: Duration,
+    /// Extra trusted root certificates (PEM), for servers with a private CA.
+    pub(crate) ca_pem: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -40,6 +42,7 @@ impl Config {
             max_retries: 3,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            ca_pem: None,
         }
     }
 
@@ -64,7 +67,16 @@ impl Config {
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned());
         check_url(&url)?;
-        Ok(Config::new(url, access_key))
+        let mut config = Config::new(url, access_key);
+        config.ca_pem = ca_from_env()?;
+        Ok(config)
+    }
+
+    /// Trusts the PEM root certificate(s) of a private CA, besides the public roots
+    /// (also from a file named by `DUCTAPE_CA_CERT`).
+    pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
     }
 
     /// Per-request timeout (default 30 s).
@@ -109,6 +121,19 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .finish_non_exhaustive()
+    }
+}
+
+/// The PEM file named by `DUCTAPE_CA_CERT`, if set.
+pub(crate) fn ca_from_env() -> Result<Option<Vec<u8>>, Error> {
+    match std::env::var_os("DUCTAPE_CA_CERT").filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(path) => std::fs::read(&path).map(Some).map_err(|e| {
+            Error::new(
+                ErrorCode::Config,
+                format!("cannot read DUCTAPE_CA_CERT: {e}"),
+            )
+        }),
     }
 }
 

@@ -219,10 +219,7 @@ pub async fn setup(
 ) -> Result<(AccessKey, WorkspaceInfo), Error> {
     check_url(url)?;
     let (ak, body) = crate::bootstrap::setup_body(setup_token, workspace_name);
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| Error::new(ErrorCode::Config, e.to_string()))?;
+    let http = anonymous_client()?;
     let url = format!("{}/v1/setup", url.trim_end_matches('/'));
     let info: WorkspaceInfo =
         Transport::call_anonymous(&http, &url, Method::POST, Some(&body)).await?;
@@ -233,5 +230,11 @@ pub async fn setup(
 pub async fn health(url: &str) -> Result<Health, Error> {
     check_url(url)?;
     let url = format!("{}/healthz", url.trim_end_matches('/'));
-    Transport::call_anonymous(&reqwest::Client::new(), &url, Method::GET, None).await
+    Transport::call_anonymous(&anonymous_client()?, &url, Method::GET, None).await
+}
+
+/// A client for calls without an access key, trusting `DUCTAPE_CA_CERT` like the others.
+fn anonymous_client() -> Result<reqwest::Client, Error> {
+    let t = std::time::Duration::from_secs(30);
+    transport::http_client(config::ca_from_env()?.as_deref(), t, t)
 }

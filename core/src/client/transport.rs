@@ -28,17 +28,11 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: Config) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("ductape-rust/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::Config,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })?;
+        let http = http_client(
+            config.ca_pem.as_deref(),
+            config.timeout,
+            config.connect_timeout,
+        )?;
         let bearer = config.access_key.bearer();
         Ok(Transport {
             http,
@@ -125,6 +119,31 @@ impl Transport {
         let frac = u16::from_le_bytes(r) as f64 / u16::MAX as f64;
         exp.mul_f64(0.5 + 0.5 * frac)
     }
+}
+
+/// The HTTP client: timeouts, user agent, and the extra trusted roots of a private CA.
+pub(crate) fn http_client(
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("ductape-rust/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::new(ErrorCode::Config, format!("invalid CA certificate: {e}")))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| {
+        Error::new(
+            ErrorCode::Config,
+            format!("cannot build the HTTP client: {e}"),
+        )
+    })
 }
 
 /// A failed attempt, and whether the request may have reached the server.
