@@ -302,3 +302,33 @@ async fn a_server_answering_garbage_is_a_protocol_error_not_a_panic() {
         ErrorCode::NotInitialized
     );
 }
+
+#[tokio::test]
+async fn a_delete_whose_answer_was_lost_is_reported_done() {
+    let fake = Fake::start(vec![
+        ("/v1/secrets/K", reply(500, &error_body(500, "internal"))),
+        (
+            "/v1/secrets/K",
+            reply(404, &error_body(404, "secret_not_found")),
+        ),
+    ])
+    .await;
+    let d = client(&fake.url, AccessKey::generate());
+    assert!(d.secrets().delete("K").await.unwrap());
+    assert_eq!(fake.requests().len(), 2);
+
+    // A 503 means the server did not act: the later 404 is the truth.
+    let fake = Fake::start(vec![
+        ("/v1/secrets/K", reply(503, &error_body(503, "unavailable"))),
+        (
+            "/v1/secrets/K",
+            reply(404, &error_body(404, "secret_not_found")),
+        ),
+    ])
+    .await;
+    let d = client(&fake.url, AccessKey::generate());
+    assert_eq!(
+        d.secrets().delete("K").await.unwrap_err().status(),
+        Some(404)
+    );
+}

@@ -298,20 +298,25 @@ impl<'a> Secrets<'a> {
             .await
     }
 
-    /// Deletes the secret for good. Resolves `true`.
+    /// Deletes the secret for good. Resolves `true`. When an attempt failed in a way that
+    /// may have carried it out and the retry finds the secret gone, that is success too.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let key = SecretKey::parse(key)?;
-        let resp: DeletedResponse = self
+        let (result, maybe_done) = self
             .client
             .transport()
-            .call(
+            .call_tracked::<DeletedResponse>(
                 Method::DELETE,
                 &secret_path(&key, ""),
                 None,
                 Idempotency::Idempotent,
             )
-            .await?;
-        Ok(resp.deleted)
+            .await;
+        match result {
+            Ok(resp) => Ok(resp.deleted),
+            Err(e) if maybe_done && e.code() == ErrorCode::SecretNotFound => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`.

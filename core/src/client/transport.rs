@@ -53,17 +53,34 @@ impl Transport {
         body: Option<&Value>,
         idem: Idempotency,
     ) -> Result<T, Error> {
+        self.call_tracked(method, path, body, idem).await.0
+    }
+
+    /// Like [`Transport::call`], also telling whether an earlier attempt failed after it may
+    /// have been carried out (a timeout, a dropped connection, a 500): then a later "not
+    /// found" can mean that the earlier attempt already did the work.
+    pub(crate) async fn call_tracked<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+    ) -> (Result<T, Error>, bool) {
         let mut attempt = 0u32;
+        let mut maybe_done = false;
         loop {
             match self.send_once(method.clone(), path, body).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => return (Ok(v), maybe_done),
                 Err(Failed {
                     error: e,
                     reached_server,
                 }) => {
                     if attempt >= self.config.max_retries || !may_retry(&e, reached_server, idem) {
-                        return Err(e);
+                        return (Err(e), maybe_done);
                     }
+                    // 429 and 503 are answered before acting; anything else that reached
+                    // the server may have been carried out.
+                    maybe_done |= reached_server && !matches!(e.status(), Some(429 | 503));
                     let delay = e.retry_after().unwrap_or_else(|| self.backoff(attempt));
                     tracing::debug!(attempt, code = e.code_str(), ?delay, "retrying");
                     tokio::time::sleep(delay).await;
