@@ -36,6 +36,9 @@ pub struct ServerArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "DUCTAPE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Delete audit events older than this many days (checked hourly). Default: keep all.
+    #[arg(long, env = "DUCTAPE_AUDIT_RETENTION_DAYS")]
+    audit_retention_days: Option<std::num::NonZeroU32>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -81,6 +84,10 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         state = state.with_rate_limit(n);
     }
     let state = Arc::new(state);
+    if let Some(days) = args.audit_retention_days {
+        let secs = u64::from(days.get()) * 86_400;
+        ductape_server::spawn_audit_pruner(state.clone(), std::time::Duration::from_secs(secs));
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.addr)))?;

@@ -81,6 +81,23 @@ pub async fn serve_tls(
         .await
 }
 
+/// Keeps the audit trail to `retention`: prunes older events now and then every hour.
+pub fn spawn_audit_pruner(state: Arc<AppState>, retention: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let cutoff =
+                ductape::ids::now_millis() - retention.as_millis().min(i64::MAX as u128) as i64;
+            match state.storage.prune_audit(cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "audit events past retention deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.message, "audit pruning failed; will retry"),
+            }
+        }
+    });
+}
+
 /// For a server without a workspace: makes a new one-time setup token, stores its hash and
 /// returns it (to print once). `None` when the server is already set up.
 pub async fn issue_setup_token(state: &AppState) -> Result<Option<String>, ApiError> {

@@ -165,6 +165,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError>;
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
+    /// Deletes audit events older than `before_ms`; returns how many.
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError>;
     /// Newest first; `before` is an exclusive cursor (the id of the last event seen); at most
     /// `limit` (default [`AuditQuery::DEFAULT_LIMIT`]).
     async fn list_audit(

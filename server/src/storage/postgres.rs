@@ -422,6 +422,13 @@ impl Storage for PostgresStorage {
         tx.commit().await.map_err(db)
     }
 
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
+        let c = self.conn().await?;
+        c.execute("DELETE FROM audit WHERE at_ms < $1", &[&before_ms])
+            .await
+            .map_err(db)
+    }
+
     async fn list_audit(
         &self,
         workspace_id: &str,

@@ -422,6 +422,15 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
+        self.with(move |c| {
+            c.execute("DELETE FROM audit WHERE at_ms < ?1", params![before_ms])
+                .map(|n| n as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn list_audit(
         &self,
         workspace_id: &str,
