@@ -39,6 +39,9 @@ pub struct ServerArgs {
     /// Delete audit events older than this many days (checked hourly). Default: keep all.
     #[arg(long, env = "DUCTAPE_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<std::num::NonZeroU32>,
+    /// A PEM CA certificate to trust for the PostgreSQL server's TLS (see `sslmode` in the URL).
+    #[arg(long, env = "DUCTAPE_DATABASE_CA_CERT", requires = "database")]
+    database_ca_cert: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -69,7 +72,17 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
             ));
         }
         tracing::info!("connecting to PostgreSQL");
-        Arc::new(PostgresStorage::connect(url).await.map_err(fail)?)
+        let ca = match &args.database_ca_cert {
+            Some(p) => Some(
+                std::fs::read(p).map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        Arc::new(
+            PostgresStorage::connect(url, ca.as_deref())
+                .await
+                .map_err(fail)?,
+        )
     } else {
         let dir = args.data_dir.unwrap_or_else(default_data_dir);
         std::fs::create_dir_all(&dir)

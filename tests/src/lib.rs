@@ -309,7 +309,14 @@ pub fn assert_error_shape(status: u16, body: &serde_json::Value) -> String {
 impl Server {
     /// A server on a PostgreSQL database.
     pub fn postgres(url: &str) -> Server {
-        Server::start(&["--database", url], None)
+        Server::postgres_with(url, &[])
+    }
+
+    /// A server on a PostgreSQL database, with more flags.
+    pub fn postgres_with(url: &str, flags: &[&str]) -> Server {
+        let mut args = vec!["--database", url];
+        args.extend_from_slice(flags);
+        Server::start(&args, None)
     }
 }
 
@@ -341,6 +348,15 @@ fn is_root() -> bool {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// A cluster that also accepts TLS with this PEM certificate and key.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
+        PgCluster::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> PgCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let as_postgres = is_root();
         if as_postgres {
@@ -372,10 +388,30 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on",
             cluster.dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            let cert_path = cluster.dir.path().join("server.crt");
+            let key_path = cluster.dir.path().join("server.key");
+            std::fs::write(&cert_path, cert).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if as_postgres {
+                let _ = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cert_path)
+                    .arg(&key_path)
+                    .status();
+            }
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_path.display(),
+                key_path.display()
+            ));
+        }
         cluster.run(
             pg_tool("pg_ctl"),
             &[
@@ -425,6 +461,33 @@ impl PgCluster {
             ],
         );
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs SQL with psql and returns its unaligned output.
+    pub fn sql(&self, db: &str, query: &str) -> String {
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-Atc",
+            query,
+        ];
+        let out = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_tool("psql"))
+                .args(args)
+                .output()
+        } else {
+            Command::new(pg_tool("psql")).args(args).output()
+        }
+        .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// Forces everything to the data files (for searching them).

@@ -171,3 +171,40 @@ async fn two_servers_on_one_database_accept_one_setup() {
     );
     assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
 }
+
+#[tokio::test]
+async fn the_database_connection_can_require_verified_tls() {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let pg = PgCluster::start_with_tls(&ck.cert.pem(), &ck.signing_key.serialize_pem());
+    let url = format!("{}?sslmode=require", pg.database("tls"));
+    let ca = pg.dir.path().join("ca.pem");
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
+
+    // With the CA: the server runs, and its connections are encrypted.
+    let mut server =
+        ductape_e2e::Server::postgres_with(&url, &["--database-ca-cert", ca.to_str().unwrap()]);
+    server.setup().await;
+    let d = server.client().await;
+    d.secrets()
+        .create(CreateSecret::new("OVER_TLS", "v"))
+        .await
+        .unwrap();
+    let encrypted = pg.sql("postgres", "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'tls' AND s.ssl");
+    assert!(
+        encrypted.parse::<u32>().unwrap() >= 1,
+        "no TLS connection from the server: {encrypted}"
+    );
+    drop(d);
+    assert!(server.stop().success());
+
+    // Without it, an untrusted certificate stops the server at start with a clear error.
+    let out = std::process::Command::new(ductape_e2e::ductape_bin())
+        .args(["server", "--addr", "127.0.0.1:0", "--database", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PostgreSQL"), "{err}");
+}

@@ -2,13 +2,14 @@
 //! for read-modify-write, and migrations serialised by an advisory lock so that several
 //! servers can start against one database at once.
 //!
-//! The connection is plain TCP (`NoTls`): reach the database over loopback, a Unix socket
-//! or a private network.
+//! TLS follows the URL's `sslmode` (`disable`, `prefer` (the default), `require`) with rustls:
+//! the server's certificate is verified against the public roots plus an optional private CA.
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{AuditEvent, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
 use crate::error::ApiError;
@@ -33,15 +34,16 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 }
 
 impl PostgresStorage {
-    /// Connects (`postgres://user:password@host:port/db`) and runs pending migrations.
-    pub async fn connect(url: &str) -> Result<Self, String> {
+    /// Connects (`postgres://user:password@host:port/db?sslmode=require`) and runs pending
+    /// migrations. `ca_pem`: extra trusted root certificates for the database's TLS.
+    pub async fn connect(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, String> {
         // Never echo the URL: it may hold a password.
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls_connector(ca_pem)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -102,6 +104,27 @@ impl PostgresStorage {
             ApiError::new(ErrorCode::Unavailable, format!("database unavailable: {e}"))
         })
     }
+}
+
+/// rustls with the public roots and the optional private CA.
+fn tls_connector(ca_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| format!("invalid database CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("invalid database CA certificate: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms";
