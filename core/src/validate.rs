@@ -331,6 +331,23 @@ fn patch_field<T>(
     }
 }
 
+/// An optional single tag (an app tag or environment slug): absent or null is `None`.
+pub fn optional_tag(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(check_tags(field, vec![s.clone()])?.pop()),
+        Some(_) => Err(type_error(field, "a string or null")),
+    }
+}
+
+/// An optional list of tags: absent or null is the empty list.
+pub fn optional_tags(obj: &Map<String, Value>, field: &str) -> Result<Vec<String>, Error> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => tags_field(field, v),
+    }
+}
+
 fn tags_field(field: &str, v: &Value) -> Result<Vec<String>, Error> {
     let arr = v
         .as_array()

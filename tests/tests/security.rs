@@ -3,22 +3,8 @@
 
 use ductape::wire::Permission;
 use ductape::{AccessKeyOptions, CreateSecret, ErrorCode, UpdateSecret};
-use ductape_e2e::{raw, Server};
+use ductape_e2e::{files_containing, raw, Server};
 use reqwest::Method;
-
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 #[tokio::test]
 async fn a_canary_value_never_reaches_the_database_the_logs_or_any_answer() {

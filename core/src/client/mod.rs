@@ -137,27 +137,13 @@ impl Ductape {
 
     /// The audit trail (admin permission), newest first, filtered and paged.
     pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, Error> {
-        let mut params = Vec::new();
-        for (name, v) in [
-            ("secret_key", &query.secret_key),
-            ("access_key_id", &query.access_key_id),
-            ("app", &query.app),
-            ("env", &query.env),
-        ] {
-            if let Some(v) = v {
-                params.push(format!("{name}={}", percent_encode(v)));
-            }
-        }
-        if let Some(b) = query.before {
-            params.push(format!("before={b}"));
-        }
-        if let Some(l) = query.limit {
-            params.push(format!("limit={l}"));
-        }
+        // The same serde shape the server's Query extractor reads (absent filters left out).
+        let params = serde_urlencoded::to_string(query)
+            .map_err(|e| Error::invalid_field(format!("invalid audit filter: {e}")))?;
         let path = if params.is_empty() {
             "/v1/audit".to_owned()
         } else {
-            format!("/v1/audit?{}", params.join("&"))
+            format!("/v1/audit?{params}")
         };
         self.transport()
             .call(Method::GET, &path, None, Idempotency::Idempotent)
@@ -196,17 +182,6 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Bootstraps a fresh server: makes the workspace key and the first admin access key here,

@@ -80,23 +80,8 @@ fn parse_new_key(
         .map(|p| p.as_str().and_then(Permission::parse))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| invalid("field 'permissions' must be a non-empty array of: list, read, write, revoke, admin"))?;
-    let app = match obj.get("app") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(a)) => validate::check_tags("app", vec![a.clone()])?.pop(),
-        Some(_) => return Err(invalid("field 'app' must be a string or null")),
-    };
-    let envs = match obj.get("envs") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => {
-            let tags = a
-                .iter()
-                .map(|t| t.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| invalid("field 'envs' must be an array of strings"))?;
-            validate::check_tags("envs", tags)?
-        }
-        Some(_) => return Err(invalid("field 'envs' must be an array of strings")),
-    };
+    let app = validate::optional_tag(obj, "app")?;
+    let envs = validate::optional_tags(obj, "envs")?;
     let mut permissions = Vec::new();
     for p in perms {
         if !permissions.contains(&p) {

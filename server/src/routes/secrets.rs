@@ -296,8 +296,8 @@ pub async fn batch_get(
                 .and_then(SecretKey::parse)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let app = optional_tag(&body, "app")?;
-    let env = optional_tag(&body, "env")?;
+    let app = validate::optional_tag(&body, "app")?;
+    let env = validate::optional_tag(&body, "env")?;
     let envs: Vec<String> = env.iter().cloned().collect();
     let claimed = Context {
         app: app.as_deref(),
@@ -387,19 +387,6 @@ async fn read_checked(
     }
     st.storage.append_audit(events).await?;
     Ok(out)
-}
-
-fn optional_tag(
-    body: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(validate::check_tags(field, vec![s.clone()])?.pop()),
-        Some(_) => {
-            Err(ductape::Error::invalid_field(format!("field '{field}' must be a string")).into())
-        }
-    }
 }
 
 /// A body carrying `value` came from something other than a Ductape client: the server
