@@ -62,6 +62,7 @@ async fn main() {
     tokio::spawn(ductape_server::serve(
         listener,
         state,
+        Default::default(),
         std::future::pending(),
     ));
 

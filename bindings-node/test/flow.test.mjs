@@ -112,7 +112,9 @@ test('a wrong access key is 401, an expired secret 410, a big value 413', async 
   const parts = server.accessKey.split('.');
   const wrong = new Ductape({ accessKey: [parts[0], 'A'.repeat(43), parts[2]].join('.'), url: server.url });
   await assert.rejects(wrong.init(), { status: 401, code: 'unauthenticated' });
-  await ductape.secrets.create({ key: 'OLD_KEY', value: 'old', expires_at: 1000 });
+  await assert.rejects(ductape.secrets.create({ key: 'OLD_KEY', value: 'old', expires_at: 1000 }), { status: 422 });
+  await ductape.secrets.create({ key: 'OLD_KEY', value: 'old' });
+  await ductape.secrets.update('OLD_KEY', { expires_at: 1000 });
   await assert.rejects(ductape.secrets.fetch('OLD_KEY'), { status: 410, code: 'secret_expired', message: "Secret 'OLD_KEY' has expired" });
   await assert.rejects(ductape.secrets.create({ key: 'BIG', value: 'x'.repeat(65537) }), { status: 413 });
 });

@@ -20,6 +20,8 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCode::InvalidField => "ValidationError",
         ErrorCode::PayloadTooLarge => "PayloadTooLargeError",
         ErrorCode::MalformedBody
+        | ErrorCode::InvalidQuery
+        | ErrorCode::RequestTimeout
         | ErrorCode::UnsupportedMediaType
         | ErrorCode::MethodNotAllowed => "BadRequestError",
         ErrorCode::RateLimited => "RateLimitError",

@@ -78,7 +78,10 @@ def test_a_key_without_permission_gets_permission_denied(server: Server, client:
 
 
 def test_an_expired_secret_is_gone(client: Ductape, unique_key: str) -> None:
-    client.secrets.create(key=unique_key, value="old", expires_at=int(time.time()) - 10)
+    with pytest.raises(ValidationError):  # created already expired: refused
+        client.secrets.create(key=unique_key, value="old", expires_at=int(time.time()) - 10)
+    client.secrets.create(key=unique_key, value="old")
+    client.secrets.update(unique_key, expires_at=int(time.time()) - 10)
     assert next(m for m in client.secrets.fetch_all() if m.key == unique_key).status == "expired"
     with pytest.raises(SecretExpiredError) as e:
         client.secrets.fetch(unique_key)

@@ -23,7 +23,8 @@ def admin(server: Server) -> Ductape:
     d.init()
     d.secrets.create(key="STRIPE_KEY", value="sk_live_stripe", scope=["stripe_app"])
     d.secrets.create(key="PROD_KEY", value="prod-only", envs=["prd"])
-    d.secrets.create(key="OLD_KEY", value="old", expires_at=1000)
+    d.secrets.create(key="OLD_KEY", value="old")
+    d.secrets.update("OLD_KEY", expires_at=1000)  # a create with a past expiry is refused
     d.secrets.create(key="X", value="x")
     d.secrets.revoke("X")
     d.secrets.create(key="SOON", value="soon", expires_at=int(time.time()) + 2 * 86400)

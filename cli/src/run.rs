@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::{Map, Value};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,7 +45,10 @@ pub struct CheckArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
     #[arg(long)]
     secret: Option<String>,
     #[arg(long)]
@@ -57,10 +60,17 @@ pub struct AuditArgs {
     /// Only events older than this id (a previous page's next_before).
     #[arg(long)]
     before: Option<i64>,
-    #[arg(long, default_value_t = 100)]
-    limit: u32,
+    /// Most events to show (default: one page of 100; with --json, every matching event).
+    #[arg(long)]
+    limit: Option<u32>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit trail's hash chain; exit 1 and name the first broken event if any.
+    Verify,
 }
 
 /// Resolves the environment's references (and injected secrets), then replaces this process
@@ -177,39 +187,118 @@ pub async fn check(args: CheckArgs) -> Result<ExitCode, Error> {
 }
 
 pub async fn audit(args: AuditArgs) -> Result<ExitCode, Error> {
+    if let Some(AuditCommand::Verify) = args.command {
+        return verify_audit(args.client).await;
+    }
     let d = crate::commands::client(&args.client).await?;
-    let page = d
-        .audit(&AuditQuery {
-            secret_key: args.secret,
-            access_key_id: args.access_key_id,
-            app: args.app,
-            env: args.env,
-            before: args.before,
-            limit: Some(args.limit),
-        })
-        .await?;
+    let mut query = AuditQuery {
+        secret_key: args.secret,
+        access_key_id: args.access_key_id,
+        app: args.app,
+        env: args.env,
+        before: args.before,
+        limit: None,
+    };
     if args.client.json {
-        output::json(&page);
-    } else {
-        for e in &page.events {
-            println!(
-                "{}\t{}\t{}\t{}\tapp={}\tenv={}\t{}",
-                e.at,
-                e.access_key_id,
-                e.action,
-                e.secret_key,
-                e.app.as_deref().unwrap_or("-"),
-                e.env.as_deref().unwrap_or("-"),
-                if e.allowed {
-                    "allowed".to_owned()
-                } else {
-                    format!("denied: {}", e.reason.as_deref().unwrap_or(""))
+        // JSON lines, newest first, page after page: for shipping to a SIEM.
+        let mut left = args.limit.map(u64::from).unwrap_or(u64::MAX);
+        let mut out = std::io::stdout().lock();
+        while left > 0 {
+            query.limit = Some(left.min(u64::from(AuditQuery::MAX_LIMIT)) as u32);
+            let page = d.audit(&query).await?;
+            for e in &page.events {
+                let line = serde_json::to_string(e)
+                    .map_err(|e| Error::new(ErrorCode::Protocol, e.to_string()))?;
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(ExitCode::SUCCESS); // the reader went away (e.g. `| head`)
                 }
-            );
+            }
+            left = left.saturating_sub(page.events.len() as u64);
+            match page.next_before {
+                Some(b) => query.before = Some(b),
+                None => break,
+            }
         }
-        if let Some(b) = page.next_before {
-            eprintln!("more: --before {b}");
-        }
+        let _ = out.flush();
+        return Ok(ExitCode::SUCCESS);
+    }
+    query.limit = Some(args.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT));
+    let page = d.audit(&query).await?;
+    for e in &page.events {
+        let claimed = match (&e.claimed_app, &e.claimed_env) {
+            (None, None) => String::new(),
+            (a, v) => format!(
+                "\tclaimed app={} env={}",
+                a.as_deref().unwrap_or("-"),
+                v.as_deref().unwrap_or("-")
+            ),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\tapp={}\tenv={}{claimed}\t{}{}",
+            e.at,
+            e.access_key_id,
+            e.action,
+            e.secret_key,
+            e.app.as_deref().unwrap_or("-"),
+            e.env.as_deref().unwrap_or("-"),
+            if e.allowed {
+                "allowed".to_owned()
+            } else {
+                format!("denied: {}", e.reason.as_deref().unwrap_or(""))
+            },
+            e.detail
+                .as_deref()
+                .map(|d| format!("\t{d}"))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(b) = page.next_before {
+        eprintln!("more: --before {b}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_audit(client: ClientArgs) -> Result<ExitCode, Error> {
+    let d = crate::commands::client(&client).await?;
+    match d.verify_audit().await? {
+        Ok(v) => {
+            if client.json {
+                output::json(&serde_json::json!({
+                    "ok": true, "events": v.events, "unchained": v.unchained,
+                    "from_genesis": v.from_genesis, "head": v.head,
+                }));
+            } else {
+                println!(
+                    "audit chain intact: {} events, head {}",
+                    v.events,
+                    v.head.as_deref().unwrap_or("-")
+                );
+                if !v.from_genesis {
+                    println!(
+                        "(older events were pruned by retention: checked from the oldest kept)"
+                    );
+                }
+                if v.unchained > 0 {
+                    println!(
+                        "({} older events predate the chain and are not covered)",
+                        v.unchained
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            if client.json {
+                output::json(&serde_json::json!({
+                    "ok": false, "broken_at": broken.id, "reason": broken.reason,
+                }));
+            } else {
+                println!(
+                    "audit chain BROKEN at event {}: {}",
+                    broken.id, broken.reason
+                );
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

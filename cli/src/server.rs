@@ -10,7 +10,7 @@ use ductape::{Error, ErrorCode};
 use ductape_server::storage::postgres::PostgresStorage;
 use ductape_server::storage::sqlite::SqliteStorage;
 use ductape_server::storage::Storage;
-use ductape_server::AppState;
+use ductape_server::{AppState, SetupToken};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -42,9 +42,37 @@ pub struct ServerArgs {
     /// A PEM CA certificate to trust for the PostgreSQL server's TLS (see `sslmode` in the URL).
     #[arg(long, env = "DUCTAPE_DATABASE_CA_CERT", requires = "database")]
     database_ca_cert: Option<PathBuf>,
-    /// Log as JSON lines.
+    /// Most connections open at once (default: the descriptor limit, raised to its hard
+    /// maximum, less 256). When full, the oldest connection with no request in flight is
+    /// closed to make room.
+    #[arg(long, env = "DUCTAPE_MAX_CONNECTIONS")]
+    max_connections: Option<std::num::NonZeroUsize>,
+    /// Seconds a client has to send a request's headers (and a new connection its first
+    /// request, a TLS handshake its messages); an HTTP/1.1 keep-alive connection waiting
+    /// longer for its next request is closed.
+    #[arg(long, env = "DUCTAPE_HEADER_TIMEOUT", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, env = "DUCTAPE_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds an HTTP/2 connection may sit with no request in flight.
+    #[arg(long, env = "DUCTAPE_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Issue a new setup token even if one is pending (the pending one stops working).
     #[arg(long)]
+    new_setup_token: bool,
+    /// Log format: `text`, or `json` (one JSON object per line, for log shippers).
+    #[arg(long, env = "DUCTAPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Same as --log-format json.
+    #[arg(long, hide = true)]
     log_json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -62,7 +90,23 @@ fn fail(msg: String) -> Error {
 }
 
 pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
-    init_logging(args.log_json);
+    init_logging(args.log_json || args.log_format == LogFormat::Json);
+    let secs = |n: u64, flag: &str| {
+        if n == 0 {
+            Err(fail(format!("{flag} must be at least 1 second")))
+        } else {
+            Ok(std::time::Duration::from_secs(n))
+        }
+    };
+    let mut limits = ductape_server::listen::Limits {
+        header_timeout: secs(args.header_timeout, "--header-timeout")?,
+        body_timeout: secs(args.body_timeout, "--body-timeout")?,
+        idle_timeout: secs(args.idle_timeout, "--idle-timeout")?,
+        ..Default::default()
+    };
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n.get();
+    }
     let storage: Arc<dyn Storage> = if args.dev {
         Arc::new(SqliteStorage::in_memory().map_err(fail)?)
     } else if let Some(url) = &args.database {
@@ -92,7 +136,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         tracing::info!(path = %path.display(), "opening the database");
         Arc::new(SqliteStorage::open(&path).map_err(fail)?)
     };
-    let mut state = AppState::new(storage);
+    let mut state = AppState::new(storage).with_limits(limits.clone());
     if let Some(n) = args.rate_limit {
         state = state.with_rate_limit(n);
     }
@@ -122,23 +166,30 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         eprintln!(
             "Development server: in-memory, nothing is kept. Do not use it for real secrets."
         );
-    } else if let Some(token) = ductape_server::issue_setup_token(&state)
-        .await
-        .map_err(|e| fail(e.message))?
-    {
-        let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
-        eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url {scheme}://{local} --token <DUCTAPE_SETUP_TOKEN>");
+    } else {
+        match ductape_server::issue_setup_token(&state, args.new_setup_token)
+            .await
+            .map_err(|e| fail(e.message))?
+        {
+            SetupToken::Issued(token) => {
+                let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
+                eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url {scheme}://{local} --token <DUCTAPE_SETUP_TOKEN>");
+            }
+            SetupToken::Pending => eprintln!(
+                "This server has no workspace yet, and a setup token issued earlier (by a previous run, or by another server on this database) is still pending. Use it, or restart with --new-setup-token to issue a new one (the old one stops working)."
+            ),
+            SetupToken::NotNeeded => {}
+        }
     }
     let _ = out.flush();
     drop(out);
 
-    tracing::info!(addr = %local, dev = args.dev, tls = args.tls_cert.is_some(), "serving");
+    tracing::info!(addr = %local, dev = args.dev, tls = args.tls_cert.is_some(), max_connections = limits.max_connections, "serving");
     let served = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let std_listener = listener.into_std().map_err(|e| fail(e.to_string()))?;
-            ductape_server::serve_tls(std_listener, state, cert, key, shutdown_signal()).await
+            ductape_server::serve_tls(listener, state, limits, cert, key, shutdown_signal()).await
         }
-        _ => ductape_server::serve(listener, state, shutdown_signal()).await,
+        _ => ductape_server::serve(listener, state, limits, shutdown_signal()).await,
     };
     served.map_err(|e| fail(format!("server failed: {e}")))?;
     tracing::info!("stopped");
@@ -166,7 +217,9 @@ async fn shutdown_signal() {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=debug"));
+        // INFO: start, stop, writes and warnings; no line per request (RUST_LOG=debug adds
+        // per-request spans, with paths but never query strings).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

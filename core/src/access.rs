@@ -81,6 +81,88 @@ pub fn check_scope(
     Ok(())
 }
 
+/// What an access key is bound to: an app tag and environments (either may be open).
+///
+/// Reads use [`check_scope`] with the binding (a key sees what its app and environments
+/// may read, shared secrets included). Writes are stricter, see [`check_write_within`].
+pub type Binding<'a> = Context<'a>;
+
+impl Context<'_> {
+    /// Whether this context constrains anything (a key bound to an app or environments).
+    pub fn is_bound(&self) -> bool {
+        self.app.is_some() || !self.envs.is_empty()
+    }
+
+    /// Whether a secret with this scope and these environments is visible at all.
+    pub fn can_see(&self, scope: &[String], envs: &[String]) -> bool {
+        check_scope("", scope, envs, *self).is_ok()
+    }
+}
+
+/// A bound key's write must leave the secret inside its binding: readable by no app other
+/// than the key's and in no environment outside the key's. An empty `scope` (every app) or
+/// empty `envs` (every environment) is wider than any binding, so a bound key can neither
+/// make nor change such a secret; nor can it widen a secret's audience beyond itself.
+///
+/// ```
+/// use ductape::access::{check_write_within, Context};
+/// let prd = vec!["prd".to_string()];
+/// let bound = Context { app: Some("web"), envs: &prd };
+/// assert!(check_write_within("K", &["web".into()], &prd, bound).is_ok());
+/// assert!(check_write_within("K", &[], &prd, bound).is_err()); // every app could read it
+/// assert!(check_write_within("K", &["web".into(), "api".into()], &prd, bound).is_err());
+/// ```
+pub fn check_write_within(
+    key: &str,
+    scope: &[String],
+    envs: &[String],
+    binding: Binding<'_>,
+) -> Result<(), Error> {
+    if let Some(app) = binding.app {
+        if scope.is_empty() || scope.iter().any(|a| a != app) {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "Secret '{key}' must stay within app '{app}' (this access key is bound to it): its scope must be exactly ['{app}']"
+                ),
+            ));
+        }
+    }
+    if !binding.envs.is_empty()
+        && (envs.is_empty() || envs.iter().any(|e| !binding.envs.contains(e)))
+    {
+        return Err(Error::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "Secret '{key}' must stay within environments '{}' (this access key is bound to them): its envs must be a non-empty subset",
+                binding.envs.join(",")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a new access key (its app and environments) is no wider than `binding`: a bound
+/// key can only issue keys bound at least as narrowly as itself.
+///
+/// ```
+/// use ductape::access::{key_within, Context};
+/// let prd = vec!["prd".to_string()];
+/// let bound = Context { app: Some("web"), envs: &prd };
+/// assert!(key_within(Some("web"), &prd, bound));
+/// assert!(!key_within(None, &prd, bound)); // an unbound key would open every app
+/// assert!(!key_within(Some("web"), &[], bound));
+/// ```
+pub fn key_within(app: Option<&str>, envs: &[String], binding: Binding<'_>) -> bool {
+    let app_ok = match binding.app {
+        Some(b) => app == Some(b),
+        None => true,
+    };
+    let envs_ok = binding.envs.is_empty()
+        || (!envs.is_empty() && envs.iter().all(|e| binding.envs.contains(e)));
+    app_ok && envs_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +229,42 @@ mod tests {
         let rec = record(&["a"], &["prd"], SecretStatus::Revoked, Some(1));
         let e = check("K", Some(&rec), ctx(Some("b"), &["dev".to_string()]), 100).unwrap_err();
         assert_eq!(e.code(), ErrorCode::SecretRevoked);
+    }
+
+    #[test]
+    fn a_bound_write_must_stay_inside_the_binding() {
+        let prd = vec!["prd".to_string()];
+        let both = vec!["prd".to_string(), "dev".to_string()];
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let bound = ctx(Some("a"), &prd);
+        assert!(check_write_within("K", &s(&["a"]), &prd, bound).is_ok());
+        for (scope, envs) in [
+            (s(&[]), prd.clone()),
+            (s(&["b"]), prd.clone()),
+            (s(&["a", "b"]), prd.clone()),
+            (s(&["a"]), vec![]),
+            (s(&["a"]), both.clone()),
+        ] {
+            let e = check_write_within("K", &scope, &envs, bound).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::PermissionDenied, "{scope:?} {envs:?}");
+        }
+        // An unbound key writes anything; an app-only binding leaves envs open.
+        assert!(check_write_within("K", &[], &[], Context::default()).is_ok());
+        assert!(check_write_within("K", &s(&["a"]), &[], ctx(Some("a"), &[])).is_ok());
+    }
+
+    #[test]
+    fn a_bound_key_issues_keys_no_wider_than_itself() {
+        let prd = vec!["prd".to_string()];
+        let both = vec!["prd".to_string(), "dev".to_string()];
+        let bound = ctx(Some("a"), &prd);
+        assert!(key_within(Some("a"), &prd, bound));
+        assert!(!key_within(Some("b"), &prd, bound));
+        assert!(!key_within(None, &prd, bound));
+        assert!(!key_within(Some("a"), &both, bound));
+        assert!(!key_within(Some("a"), &[], bound));
+        assert!(key_within(None, &[], Context::default()));
+        assert!(key_within(Some("a"), &both, ctx(Some("a"), &[])));
     }
 
     #[test]

@@ -13,6 +13,10 @@ use std::time::Duration;
 pub enum ErrorCode {
     /// 400: the body is not valid JSON (or not a JSON object).
     MalformedBody,
+    /// 400: the query string has a parameter the route does not take, or cannot be read.
+    InvalidQuery,
+    /// 408: the request (headers or body) did not arrive in time.
+    RequestTimeout,
     /// 401: no access key, or an unknown or wrong one.
     Unauthenticated,
     /// 403: the access key lacks a permission, or the secret is out of its app/environment.
@@ -61,9 +65,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedBody,
+        ErrorCode::InvalidQuery,
+        ErrorCode::RequestTimeout,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::SecretNotFound,
@@ -91,6 +97,8 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedBody => "malformed_body",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::SecretNotFound => "secret_not_found",
@@ -124,7 +132,8 @@ impl ErrorCode {
     /// The HTTP status a server answers with for this code; `None` for client-side codes.
     pub fn status(self) -> Option<u16> {
         Some(match self {
-            ErrorCode::MalformedBody => 400,
+            ErrorCode::MalformedBody | ErrorCode::InvalidQuery => 400,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::SecretNotFound | ErrorCode::NotFound => 404,
@@ -154,6 +163,7 @@ impl ErrorCode {
             403 => ErrorCode::PermissionDenied,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
             409 => ErrorCode::Conflict,
             410 => ErrorCode::SecretRevoked,
             413 => ErrorCode::PayloadTooLarge,

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod access;
+pub mod audit;
 pub mod bootstrap;
 pub mod crypto;
 pub mod error;

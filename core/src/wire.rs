@@ -328,7 +328,9 @@ impl AuditQuery {
     pub const MAX_LIMIT: u32 = 1000;
 }
 
-/// One audit entry: who read which secret, for which app and environment, and the verdict.
+/// One audit entry: who read or changed what, for which app and environment, and the
+/// verdict. Never holds a value. Entries of one workspace form a hash chain (see
+/// [`crate::audit`]): each carries its predecessor's hash and its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct AuditEntry {
@@ -336,14 +338,40 @@ pub struct AuditEntry {
     /// ISO-8601 UTC with milliseconds.
     pub at: String,
     pub access_key_id: String,
+    /// The secret the event is about (for access-key events, the access key's id; for
+    /// setup, empty).
     pub secret_key: String,
-    /// `read`, `resolve` or `check`.
+    /// Reads: `read`, `resolve`, `check`. Changes: `create`, `update`, `delete`, `revoke`,
+    /// `restore`, `access_key.create`, `access_key.delete`, `setup`.
     pub action: String,
+    /// The app the access key is bound to, else the one the caller named.
     pub app: Option<String>,
+    /// The environment the access key is bound to (or the named one within its binding),
+    /// else the one the caller named.
     pub env: Option<String>,
+    /// What the caller claimed, when it differs from the binding recorded above.
+    #[serde(default)]
+    pub claimed_app: Option<String>,
+    #[serde(default)]
+    pub claimed_env: Option<String>,
     pub allowed: bool,
-    /// Why it was denied (the DESIGN.md §5 message), when it was.
+    /// Why it was refused, when it was.
     pub reason: Option<String>,
+    /// What a change touched (field names, never values), e.g. `value,scope`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// The previous entry's hash (64 zeros for the first), and this entry's.
+    #[serde(default)]
+    pub prev_hash: String,
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// Whether the event is a read of a value (`read`, `resolve`, `check`), not a change.
+    pub fn action_is_read(&self) -> bool {
+        matches!(self.action.as_str(), "read" | "resolve" | "check")
+    }
 }
 
 /// A page of audit entries, newest first.

@@ -20,6 +20,19 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// What the caller's key is bound to (open when unbound).
+    pub fn binding(&self) -> ductape::access::Binding<'_> {
+        bound_context(&self.key)
+    }
+
+    /// An owned copy of the binding, for checks that run inside a storage transaction.
+    pub fn owned_binding(&self) -> OwnedBinding {
+        OwnedBinding {
+            app: self.key.app.clone(),
+            envs: self.key.envs.clone(),
+        }
+    }
+
     /// 403 unless the key holds `p` (or admin).
     pub fn require(&self, p: Permission) -> Result<(), ApiError> {
         if p.granted_by(&self.key.permissions) {
@@ -91,6 +104,22 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .filter(|w| w.id == key.workspace_id)
             .ok_or_else(|| unauthenticated("invalid access key"))?;
         Ok(Caller { key, workspace })
+    }
+}
+
+/// A key's binding, owned (see [`Caller::owned_binding`]).
+#[derive(Clone, Debug)]
+pub struct OwnedBinding {
+    pub app: Option<String>,
+    pub envs: Vec<String>,
+}
+
+impl OwnedBinding {
+    pub fn get(&self) -> ductape::access::Binding<'_> {
+        ductape::access::Context {
+            app: self.app.as_deref(),
+            envs: &self.envs,
+        }
     }
 }
 

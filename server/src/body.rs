@@ -6,7 +6,10 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
+use crate::state::AppState;
 use ductape::ErrorCode;
 
 /// The largest request body accepted (a 64 KiB value sealed is about 88 KB).
@@ -14,10 +17,40 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 pub struct JsonObject(pub Map<String, Value>);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Answers 413 at once when `Content-Length` announces more than the limit, before reading
+/// any of the body (and so before `Expect: 100-continue` would invite it).
+pub async fn refuse_oversized(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let mut resp = axum::response::IntoResponse::into_response(too_large());
+        // The unread body makes the connection unusable for another request.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    next.run(req).await
+}
+
+impl FromRequest<Arc<AppState>> for JsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -30,19 +63,30 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 "the request body must be JSON with 'Content-Type: application/json'",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The whole body within the body deadline: a client that announces a body and
+        // then trickles (or stops) gets 408 instead of holding the request open.
+        let deadline = state.limits.body_timeout;
+        let bytes = tokio::time::timeout(deadline, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
                 ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"),
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        deadline.as_secs()
+                    ),
                 )
-            } else {
-                ApiError::new(
-                    ErrorCode::MalformedBody,
-                    "the request body could not be read",
-                )
-            }
-        })?;
+            })?
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::new(
+                        ErrorCode::MalformedBody,
+                        "the request body could not be read",
+                    )
+                }
+            })?;
         // serde_json's syntax errors give a position, never the input text.
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(

@@ -10,13 +10,15 @@
 //! let storage = SqliteStorage::open(std::path::Path::new("ductape.sqlite"))?;
 //! let state = Arc::new(AppState::new(Arc::new(storage)));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8200").await?;
-//! ductape_server::serve(listener, state, std::future::pending()).await?;
+//! ductape_server::serve(listener, state, Default::default(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
+pub mod audit_trail;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -35,50 +37,47 @@ use ductape::crypto::{hash_secret, AccessKey};
 use ductape::ids::random_bytes;
 use error::ApiError;
 
-/// The whole application: routes, body limit, metrics, panic guard, request logs.
+/// The whole application: routes, body limits, metrics, panic guard, request spans.
 pub fn app(state: Arc<AppState>) -> Router {
     routes::router(state.clone())
         .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::refuse_oversized))
         // A bug must never answer with a stack trace or drop the connection: one JSON 500.
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
-        // Logs method, path and status; never headers or bodies.
-        .layer(TraceLayer::new_for_http())
+        // Per-request spans at DEBUG, with the method and the path only: never the query
+        // string (a value pasted there must not reach a log), headers or bodies.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ))
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests (10 s at most).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: listen::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(listener, None, app(state), limits, shutdown).await
 }
 
 /// Serves HTTPS (TLS 1.2/1.3 via rustls) with the PEM certificate chain and private key at
 /// the given paths, until `shutdown` resolves; then finishes in-flight requests (10 s at most).
 pub async fn serve_tls(
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    limits: listen::Limits,
     cert_pem: &std::path::Path,
     key_pem: &std::path::Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_pem, key_pem).await?;
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(app(state).into_make_service())
-        .await
+    let tls = listen::tls_acceptor(cert_pem, key_pem)?;
+    listen::serve(listener, Some(tls), app(state), limits, shutdown).await
 }
 
 /// Keeps the audit trail to `retention`: prunes older events now and then every hour.
@@ -98,22 +97,42 @@ pub fn spawn_audit_pruner(state: Arc<AppState>, retention: std::time::Duration) 
     });
 }
 
-/// For a server without a workspace: makes a new one-time setup token, stores its hash and
-/// returns it (to print once). `None` when the server is already set up.
-pub async fn issue_setup_token(state: &AppState) -> Result<Option<String>, ApiError> {
+/// Whether a server without a workspace issued a setup token.
+#[derive(Debug)]
+pub enum SetupToken {
+    /// The server is set up already.
+    NotNeeded,
+    /// A new one-time token: print it once.
+    Issued(String),
+    /// A token issued earlier (by this server's last run, or by another server starting on
+    /// the same database) is still pending and still valid; `replace` issues a new one.
+    Pending,
+}
+
+/// For a server without a workspace: makes a new one-time setup token and stores its hash,
+/// unless one is pending (then only the server that issued it printed it, so that of two
+/// servers started together on one database, the token printed is the one that works).
+pub async fn issue_setup_token(state: &AppState, replace: bool) -> Result<SetupToken, ApiError> {
     if state.workspace().await?.is_some() {
-        return Ok(None);
+        return Ok(SetupToken::NotNeeded);
     }
     let token = format!("dtps_{}", hex::encode(random_bytes::<24>()));
-    state.storage.set_setup_token(&hash_secret(&token)).await?;
-    Ok(Some(token))
+    if state
+        .storage
+        .offer_setup_token(&hash_secret(&token), replace)
+        .await?
+    {
+        Ok(SetupToken::Issued(token))
+    } else {
+        Ok(SetupToken::Pending)
+    }
 }
 
 /// `--dev`: sets the server up in process and returns the admin access key.
 pub async fn dev_bootstrap(state: &AppState) -> Result<AccessKey, ApiError> {
-    let token = issue_setup_token(state)
-        .await?
-        .ok_or_else(|| ApiError::internal("dev server already set up"))?;
+    let SetupToken::Issued(token) = issue_setup_token(state, true).await? else {
+        return Err(ApiError::internal("dev server already set up"));
+    };
     let (key, body) = ductape::bootstrap::setup_body(&token, "dev");
     let obj = body.as_object().cloned().unwrap_or_default();
     routes::access_keys::apply_setup(state, &obj).await?;

@@ -15,6 +15,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Off unless the server was started with a rate limit.
     pub rate_limit: Option<RateLimiter>,
+    /// Connection and request bounds (the body deadline is applied by the body extractor).
+    pub limits: crate::listen::Limits,
     /// The workspace never changes once set up, so it is read from storage once.
     workspace: RwLock<Option<Workspace>>,
 }
@@ -25,6 +27,7 @@ impl AppState {
             storage,
             metrics: Metrics::default(),
             rate_limit: None,
+            limits: crate::listen::Limits::default(),
             workspace: RwLock::new(None),
         }
     }
@@ -35,6 +38,17 @@ impl AppState {
             per_second,
         )));
         self
+    }
+
+    /// Uses these connection and request bounds.
+    pub fn with_limits(mut self, limits: crate::listen::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether the server is known to be set up, without asking the database.
+    pub async fn workspace_if_known(&self) -> bool {
+        self.workspace.read().await.is_some()
     }
 
     pub async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {

@@ -224,8 +224,21 @@ async fn keys_are_case_sensitive_and_null_clears_metadata() {
 async fn an_expired_secret_is_listed_as_expired_and_its_value_is_gone() {
     let server = Server::dev();
     let d = server.client().await;
-    d.secrets()
+    // A create with a past expiry is refused (422: it would be expired at once)...
+    let e = d
+        .secrets()
         .create(CreateSecret::new("OLD_KEY", "old").expires_at(1_000))
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(422), ErrorCode::InvalidField));
+    assert!(e.message().contains("'expires_at'"), "{}", e.message());
+    // ...but an update may expire a secret at once.
+    d.secrets()
+        .create(CreateSecret::new("OLD_KEY", "old"))
+        .await
+        .unwrap();
+    d.secrets()
+        .update("OLD_KEY", UpdateSecret::new().expires_at(1_000))
         .await
         .unwrap();
     let all = d.secrets().fetch_all().await.unwrap();

@@ -108,7 +108,7 @@ async fn postgres_keeps_the_contract_and_never_sees_a_value() {
             .await
             .unwrap_err()
             .status(),
-        Some(403)
+        Some(404)
     );
     let page = d
         .audit(&ductape::AuditQuery {
@@ -160,14 +160,25 @@ async fn postgres_keeps_the_contract_and_never_sees_a_value() {
 async fn two_servers_on_one_database_accept_one_setup() {
     let pg = PgCluster::start();
     let url = pg.database("shared");
-    let a = Server::postgres(&url);
-    let b = Server::postgres(&url);
-    // Each printed a token; only the last one stored is valid, and only one setup can win.
-    let ta = a.setup_token.clone().unwrap();
-    let tb = b.setup_token.clone().unwrap();
+    let (a, b) = std::thread::scope(|t| {
+        let a = t.spawn(|| Server::postgres(&url));
+        let b = t.spawn(|| Server::postgres(&url));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // Exactly one of two servers started together issues (and prints) a token: the one
+    // printed is the one that works. The other says one is pending.
+    let tokens: Vec<(&Server, String)> = [&a, &b]
+        .into_iter()
+        .filter_map(|s| s.setup_token.clone().map(|t| (s, t)))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one token printed");
+    let quiet = if tokens[0].0.url == a.url { &b } else { &a };
+    assert!(quiet.logs().contains("still pending"), "{}", quiet.logs());
+    let (winner, token) = &tokens[0];
+    // Both servers accept that token, and only one setup can win.
     let (ra, rb) = tokio::join!(
-        ductape::setup(&a.url, &ta, "a"),
-        ductape::setup(&b.url, &tb, "b")
+        ductape::setup(&winner.url, token, "a"),
+        ductape::setup(&quiet.url, token, "b")
     );
     assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{ra:?} {rb:?}");
 }

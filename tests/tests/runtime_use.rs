@@ -20,7 +20,9 @@ async fn seeded(server: &Server) -> Ductape {
     s.create(CreateSecret::new("PROD_KEY", "prod-only").envs(["prd"]))
         .await
         .unwrap();
-    s.create(CreateSecret::new("OLD_KEY", "old").expires_at(1_000))
+    // Created live, then expired (a create with a past expiry is refused).
+    s.create(CreateSecret::new("OLD_KEY", "old")).await.unwrap();
+    s.update("OLD_KEY", ductape::UpdateSecret::new().expires_at(1_000))
         .await
         .unwrap();
     s.create(CreateSecret::new("X", "x")).await.unwrap();
@@ -240,7 +242,7 @@ async fn check_reports_every_reference_without_values_and_warns_on_expiry() {
 }
 
 #[tokio::test]
-async fn a_bound_runtime_key_gets_403_out_of_scope_even_with_raw_http() {
+async fn a_bound_runtime_key_finds_nothing_outside_its_binding_even_with_raw_http() {
     let server = Server::dev();
     let admin = seeded(&server).await;
     admin
@@ -272,11 +274,9 @@ async fn a_bound_runtime_key_gets_403_out_of_scope_even_with_raw_http() {
         None,
     )
     .await;
-    assert_eq!(status, 403);
-    assert_eq!(
-        body["error"]["message"],
-        "Secret 'OTHER_APP_KEY' is not accessible by app 'payment_app'"
-    );
+    // Outside its binding a secret does not exist for the key: the same 404 as a missing one.
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["message"], "Secret 'OTHER_APP_KEY' not found");
     assert!(
         !body.to_string().contains("dv1."),
         "no ciphertext out of scope"
@@ -305,7 +305,8 @@ async fn a_bound_runtime_key_gets_403_out_of_scope_even_with_raw_http() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(body["results"][0]["error"]["status"], 403);
+    assert_eq!(body["results"][0]["error"]["status"], 404);
+    // PROD_KEY is within the binding: the claimed environment is what refuses it.
     assert_eq!(body["results"][1]["error"]["status"], 403);
     assert!(body["results"][0]["secret"].is_null());
 
@@ -326,7 +327,7 @@ async fn a_bound_runtime_key_gets_403_out_of_scope_even_with_raw_http() {
         "pay"
     );
     let e = rt.secrets().fetch("STRIPE_KEY").await.unwrap_err();
-    assert_eq!(e.status(), Some(403));
+    assert_eq!(e.status(), Some(404));
 }
 
 #[tokio::test]
@@ -355,7 +356,10 @@ async fn every_read_and_denial_is_audited_without_values() {
         })
         .await
         .unwrap();
-    assert_eq!(page.events.len(), 2);
+    // Newest first: the two resolutions, then the create (changes are audited too).
+    assert_eq!(page.events.len(), 3);
+    assert_eq!(page.events[2].action, "create");
+    assert_eq!(page.events[2].detail.as_deref(), Some("scope,value"));
     let denied = &page.events[0];
     assert_eq!(
         (
@@ -392,7 +396,18 @@ async fn every_read_and_denial_is_audited_without_values() {
             None => break,
         }
     }
-    assert_eq!(seen, 3);
+    let everything = d
+        .audit(&AuditQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        everything.events.len() >= 9,
+        "seeding's changes and the reads"
+    );
+    assert_eq!(seen, everything.events.len());
 
     let usage = d.secrets().usage("STRIPE_KEY").await.unwrap();
     assert_eq!(usage.len(), 2);

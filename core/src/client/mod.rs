@@ -150,6 +150,39 @@ impl Ductape {
             .await
     }
 
+    /// Checks the workspace's whole audit trail (admin, unbound): every event matches its
+    /// hash and follows the one before it. The outer error is a failed request; the inner
+    /// one the first broken link.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: ductape::Ductape) -> Result<(), ductape::Error> {
+    /// match d.verify_audit().await? {
+    ///     Ok(v) => println!("{} events, head {:?}", v.events, v.head),
+    ///     Err(broken) => eprintln!("broken at event {}: {}", broken.id, broken.reason),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_audit(
+        &self,
+    ) -> Result<Result<crate::audit::Verified, crate::audit::Broken>, Error> {
+        let workspace = self.workspace()?;
+        let mut events = Vec::new();
+        let mut query = AuditQuery {
+            limit: Some(AuditQuery::MAX_LIMIT),
+            ..AuditQuery::default()
+        };
+        loop {
+            let page = self.audit(&query).await?;
+            events.extend(page.events);
+            match page.next_before {
+                Some(b) => query.before = Some(b),
+                None => break,
+            }
+        }
+        events.reverse();
+        Ok(crate::audit::verify(&workspace.workspace_id, &events))
+    }
+
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
     }

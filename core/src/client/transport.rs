@@ -147,6 +147,9 @@ pub(crate) fn http_client(
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(connect_timeout)
+        // Give idle pooled connections up before the server's keep-alive deadline (10 s by
+        // default) closes them, so a request is not sent on a connection being closed.
+        .pool_idle_timeout(Duration::from_secs(5))
         .user_agent(concat!("ductape-rust/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)

@@ -4,11 +4,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{Map, Value};
 
+use crate::audit_trail;
 use crate::auth::{Caller, Shared};
 use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
-use crate::storage::{StoredAccessKey, Workspace};
+use crate::storage::{no_such_access_key, AuditEvent, StoredAccessKey, Workspace};
 use axum::extract::State;
+use ductape::access;
 use ductape::crypto::{hash_secret, KeyId, WrappedKey};
 use ductape::ids::now_millis;
 use ductape::validate;
@@ -102,6 +104,8 @@ fn parse_new_key(
 }
 
 /// Register a new access key (admin). The client made it and wrapped the workspace key.
+/// A bound key can only issue keys no wider than itself: the same or fewer permissions,
+/// bound to its app and within its environments.
 #[utoipa::path(post, path = "/v1/access-keys", tag = "access-keys", request_body = CreateAccessKeyBody,
     responses((status = 201, body = AccessKeyInfo), (status = 403, body = ErrorBody)), security(("access_key" = [])))]
 pub async fn create(
@@ -109,14 +113,65 @@ pub async fn create(
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<AccessKeyInfo>), ApiError> {
-    caller.require(Permission::Admin)?;
-    let key = parse_new_key(&body, &caller.workspace.id, &caller.workspace.key_id)?;
-    st.storage.create_access_key(key.clone()).await?;
+    let mut event = audit_trail::event(&caller, "access_key.create", "", None, None);
+    let outcome = async {
+        caller.require(Permission::Admin)?;
+        let key = parse_new_key(&body, &caller.workspace.id, &caller.workspace.key_id)?;
+        event.secret_key = key.id.clone();
+        if let Some(p) = key
+            .permissions
+            .iter()
+            .find(|p| !p.granted_by(&caller.key.permissions))
+        {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "a key cannot issue a key with more permissions than its own ('{}')",
+                    p.as_str()
+                ),
+            ));
+        }
+        if !access::key_within(key.app.as_deref(), &key.envs, caller.binding()) {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "a bound key can only issue keys bound to its app and within its environments",
+            ));
+        }
+        event.detail = Some(describe_key(&key));
+        st.storage
+            .create_access_key(key.clone(), event.clone())
+            .await?;
+        Ok(key)
+    }
+    .await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    let key = outcome?;
     tracing::info!(id = %key.id, name = %key.name, by = %caller.key.id, "access key created");
     Ok((StatusCode::CREATED, Json(key.info())))
 }
 
-/// List access keys (admin). Never their secrets.
+/// What an access-key event records about the key: its permissions and binding.
+fn describe_key(k: &StoredAccessKey) -> String {
+    let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
+    format!(
+        "permissions={} app={} envs={}",
+        perms.join(","),
+        k.app.as_deref().unwrap_or("*"),
+        if k.envs.is_empty() {
+            "*".to_owned()
+        } else {
+            k.envs.join(",")
+        }
+    )
+}
+
+/// Whether a bound caller's binding covers `k` (only such keys are visible to it).
+fn within(caller: &Caller, k: &StoredAccessKey) -> bool {
+    access::key_within(k.app.as_deref(), &k.envs, caller.binding())
+}
+
+/// List access keys (admin). Never their secrets. A bound key sees the keys within its
+/// binding.
 #[utoipa::path(get, path = "/v1/access-keys", tag = "access-keys",
     responses((status = 200, body = Vec<AccessKeyInfo>)), security(("access_key" = [])))]
 pub async fn list(
@@ -125,11 +180,17 @@ pub async fn list(
 ) -> Result<Json<Vec<AccessKeyInfo>>, ApiError> {
     caller.require(Permission::Admin)?;
     let keys = st.storage.list_access_keys(&caller.workspace.id).await?;
-    Ok(Json(keys.iter().map(StoredAccessKey::info).collect()))
+    Ok(Json(
+        keys.iter()
+            .filter(|k| within(&caller, k))
+            .map(StoredAccessKey::info)
+            .collect(),
+    ))
 }
 
 /// Delete an access key and its wrapped workspace key (admin). The last admin key cannot
-/// be deleted: without it nobody could issue keys again.
+/// be deleted: without it nobody could issue keys again. A bound key can delete only keys
+/// within its binding (others do not exist for it).
 #[utoipa::path(delete, path = "/v1/access-keys/{id}", tag = "access-keys", params(("id" = String, Path)),
     responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("access_key" = [])))]
@@ -138,32 +199,34 @@ pub async fn delete(
     caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(Permission::Admin)?;
-    let keys = st.storage.list_access_keys(&caller.workspace.id).await?;
-    let target = keys
-        .iter()
-        .find(|k| k.id == id)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no access key with that id"))?;
-    let admins = keys
-        .iter()
-        .filter(|k| k.permissions.contains(&Permission::Admin))
-        .count();
-    if target.permissions.contains(&Permission::Admin) && admins <= 1 {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "cannot delete the last admin access key",
-        ));
+    // Only a well-formed id is recorded (the path is the caller's text).
+    let well_formed = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let target = if well_formed { id.as_str() } else { "" };
+    let event = audit_trail::event(&caller, "access_key.delete", target, None, None);
+    let outcome = async {
+        caller.require(Permission::Admin)?;
+        if !well_formed {
+            return Err(no_such_access_key());
+        }
+        let binding = caller.owned_binding();
+        st.storage
+            .delete_access_key(
+                &caller.workspace.id,
+                &id,
+                Box::new(move |k| {
+                    if access::key_within(k.app.as_deref(), &k.envs, binding.get()) {
+                        Ok(())
+                    } else {
+                        Err(no_such_access_key())
+                    }
+                }),
+                event.clone(),
+            )
+            .await
     }
-    if !st
-        .storage
-        .delete_access_key(&caller.workspace.id, &id)
-        .await?
-    {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no access key with that id",
-        ));
-    }
+    .await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    outcome?;
     tracing::info!(id = %id, by = %caller.key.id, "access key deleted");
     Ok(Json(DeletedResponse {
         deleted: true,
@@ -252,8 +315,17 @@ pub async fn apply_setup(
         key_id: key_id.to_string(),
         created_ms: now_millis(),
     };
+    let event = AuditEvent {
+        at_ms: now_millis(),
+        workspace_id: ws.id.clone(),
+        access_key_id: key.id.clone(),
+        action: "setup".into(),
+        allowed: true,
+        detail: Some(describe_key(&key)),
+        ..AuditEvent::default()
+    };
     st.storage
-        .setup(&hash_secret(token), ws.clone(), key)
+        .setup(&hash_secret(token), ws.clone(), key, event)
         .await?;
     tracing::info!(workspace = %ws.id, "workspace set up");
     Ok(ws.info())

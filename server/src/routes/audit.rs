@@ -9,7 +9,6 @@ use crate::auth::{Caller, Shared};
 use crate::body::PathParam;
 use crate::error::ApiError;
 use axum::extract::State;
-use ductape::ids::iso_millis;
 use ductape::wire::{AuditEntry, AuditPage, AuditQuery, ErrorBody, Permission, UsageEntry};
 use ductape::SecretKey;
 
@@ -33,28 +32,32 @@ pub async fn list(
     }
     let rows = st.storage.list_audit(&caller.workspace.id, &q).await?;
     let next_before = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| r.0))
+        .then(|| rows.last().map(|r| r.id))
         .flatten();
+    // A bound admin key sees the events recorded within its binding only.
+    let binding = caller.binding();
     Ok(Json(AuditPage {
         events: rows
             .into_iter()
-            .map(|(id, e)| AuditEntry {
-                id,
-                at: iso_millis(e.at_ms),
-                access_key_id: e.access_key_id,
-                secret_key: e.secret_key,
-                action: e.action,
-                app: e.app,
-                env: e.env,
-                allowed: e.allowed,
-                reason: e.reason,
-            })
+            .filter(|e| !binding.is_bound() || recorded_within(e, binding))
             .collect(),
         next_before,
     }))
 }
 
-/// Usage of one secret (list permission), from the audit trail.
+/// Whether an event was recorded within `binding`: its app is the bound app and its
+/// environment one of the bound environments.
+fn recorded_within(e: &AuditEntry, binding: ductape::access::Binding<'_>) -> bool {
+    let app_ok = binding.app.is_none_or(|a| e.app.as_deref() == Some(a));
+    let env_ok = binding.envs.is_empty()
+        || e.env
+            .as_ref()
+            .is_some_and(|env| env.split(',').all(|x| binding.envs.iter().any(|b| b == x)));
+    app_ok && env_ok
+}
+
+/// Usage of one secret (list permission), from the audit trail's reads. A bound key sees
+/// the usage within its binding, of secrets it can see.
 #[utoipa::path(get, path = "/v1/secrets/{key}/usage", tag = "audit", params(("key" = String, Path)),
     responses((status = 200, body = Vec<UsageEntry>)), security(("access_key" = [])))]
 pub async fn usage(
@@ -64,6 +67,17 @@ pub async fn usage(
 ) -> Result<Json<Vec<UsageEntry>>, ApiError> {
     caller.require(Permission::List)?;
     let key = SecretKey::parse(&key)?;
+    // As on reads: for a bound key, a secret outside its binding does not exist.
+    let binding = caller.binding();
+    if binding.is_bound() {
+        let found = st
+            .storage
+            .get_secrets(&caller.workspace.id, &[key.to_string()])
+            .await?;
+        if !found.iter().any(|s| binding.can_see(&s.scope, &s.envs)) {
+            return Err(ApiError::not_found(key.as_str()));
+        }
+    }
     let mut by: BTreeMap<(Option<String>, Option<String>), UsageEntry> = BTreeMap::new();
     let mut before = None;
     loop {
@@ -74,13 +88,16 @@ pub async fn usage(
             ..Default::default()
         };
         let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
-        for (_, e) in &rows {
+        for e in rows
+            .iter()
+            .filter(|e| e.action_is_read() && (!binding.is_bound() || recorded_within(e, binding)))
+        {
             let entry = by
                 .entry((e.app.clone(), e.env.clone()))
                 .or_insert_with(|| UsageEntry {
                     app: e.app.clone(),
                     env: e.env.clone(),
-                    last_access: iso_millis(e.at_ms),
+                    last_access: e.at.clone(),
                     reads: 0,
                     denied: 0,
                 });
@@ -93,7 +110,7 @@ pub async fn usage(
         if rows.len() < AuditQuery::MAX_LIMIT as usize {
             break;
         }
-        before = rows.last().map(|r| r.0);
+        before = rows.last().map(|r| r.id);
     }
     Ok(Json(by.into_values().collect()))
 }

@@ -21,7 +21,7 @@ use crate::state::AppState;
         access_keys::create, access_keys::list, access_keys::delete,
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
-        system::healthz,
+        system::healthz, system::readyz,
     ),
     modifiers(&BearerAuth),
 )]
@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/setup", post(access_keys::setup))
         .route("/v1/audit", get(audit::list))
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .fallback(system::not_found)

@@ -1,17 +1,23 @@
 //! `/v1/secrets`: create, list, get, update, delete, revoke, restore, batch get.
 //!
-//! Handlers parse, check permission and scope, call storage, and record value reads in the
-//! audit trail before the ciphertext leaves.
+//! Handlers parse, check permission and binding, call storage, and record value reads in the
+//! audit trail before the ciphertext leaves, and changes (or their refusals) with the change.
+//!
+//! A key bound to an app or environments sees the secrets its binding may read; to it, a
+//! secret outside them does not exist (404, the not-found message). Its writes must leave
+//! a secret inside the binding, before and after (see `ductape::access::check_write_within`).
 
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
-use crate::auth::{bound_context, Caller, Shared};
+use crate::audit_trail;
+use crate::auth::{Caller, OwnedBinding, Shared};
 use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::{AuditEvent, StoredSecret};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use ductape::access::{self, Context};
 use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
@@ -38,15 +44,35 @@ pub async fn create(
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<SecretRecord>), ApiError> {
+    // The event names the key when there is a valid one (never an invalid name: it may be
+    // a value pasted in the wrong place).
+    let target = body
+        .get("key")
+        .and_then(Value::as_str)
+        .and_then(|k| SecretKey::parse(k).ok())
+        .map(|k| k.to_string())
+        .unwrap_or_default();
+    let event = audit_trail::event(&caller, "create", &target, None, None);
+    let outcome = create_secret(&st, &caller, &body, event.clone()).await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    outcome.map(|r| (StatusCode::CREATED, Json(r)))
+}
+
+async fn create_secret(
+    st: &AppState,
+    caller: &Caller,
+    body: &serde_json::Map<String, Value>,
+    mut event: AuditEvent,
+) -> Result<SecretRecord, ApiError> {
     caller.require(Permission::Write)?;
-    refuse_plaintext(&body)?;
+    refuse_plaintext(body)?;
     validate::reject_unknown_fields(
-        &body,
+        body,
         &[&CREATE_FIELDS[..], &validate::METADATA_FIELDS].concat(),
     )?;
-    let key = SecretKey::parse(validate::required_string(&body, "key")?)?;
-    let ciphertext = check_ciphertext(&caller, validate::required_string(&body, "ciphertext")?)?;
-    let meta = MetadataInput::from_object(&body)?;
+    let key = SecretKey::parse(validate::required_string(body, "key")?)?;
+    let ciphertext = check_ciphertext(caller, validate::required_string(body, "ciphertext")?)?;
+    let meta = MetadataInput::from_object(body)?;
     let now = now_millis();
     let secret = StoredSecret {
         id: new_object_id(),
@@ -63,25 +89,69 @@ pub async fn create(
         created_ms: now,
         updated_ms: now,
     };
-    st.storage.create_secret(secret.clone()).await?;
+    if secret.expires_at.is_some_and(|t| t <= now_secs()) {
+        return Err(ductape::Error::invalid_field(
+            "field 'expires_at' is not in the future: the secret would be expired at once",
+        )
+        .into());
+    }
+    access::check_write_within(&secret.key, &secret.scope, &secret.envs, caller.binding())?;
+    event.detail = Some(changed_fields(body));
+    match st.storage.create_secret(secret.clone(), event).await {
+        Ok(()) => {}
+        Err(e) if e.code == ErrorCode::SecretExists && caller.binding().is_bound() => {
+            return Err(hidden_name_taken(st, caller, &key).await?.unwrap_or(e))
+        }
+        Err(e) => return Err(e),
+    }
     tracing::info!(key = %secret.key, access_key = %caller.key.id, "secret created");
-    Ok((StatusCode::CREATED, Json(secret.record(now_secs()))))
+    Ok(secret.record(now_secs()))
+}
+
+/// For a bound key whose create hit a taken name: when the existing secret is outside the
+/// key's binding, a refusal that does not confirm it exists (the same words whether the
+/// name is taken or was never available to this key).
+async fn hidden_name_taken(
+    st: &AppState,
+    caller: &Caller,
+    key: &SecretKey,
+) -> Result<Option<ApiError>, ApiError> {
+    let found = st
+        .storage
+        .get_secrets(&caller.workspace.id, &[key.to_string()])
+        .await?;
+    let visible = found
+        .iter()
+        .any(|s| caller.binding().can_see(&s.scope, &s.envs));
+    Ok((!visible).then(|| {
+        ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("Secret '{key}' cannot be created with this access key: the name is not available within its binding"),
+        )
+    }))
 }
 
 /// List secrets' metadata (never values or ciphertext).
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
-    responses((status = 200, body = Vec<SecretRecord>)), security(("access_key" = [])))]
+    responses((status = 200, body = Vec<SecretRecord>), (status = 400, body = ErrorBody)), security(("access_key" = [])))]
 pub async fn list(
     State(st): State<Shared>,
     caller: Caller,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Vec<SecretRecord>>, ApiError> {
     caller.require(Permission::List)?;
+    if query.is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "GET /v1/secrets takes no query parameters",
+        ));
+    }
     let now = now_secs();
-    let ctx = bound_context(&caller.key);
+    let binding = caller.binding();
     let all = st.storage.list_secrets(&caller.workspace.id).await?;
     Ok(Json(
         all.iter()
-            .filter(|s| access::check_scope(&s.key, &s.scope, &s.envs, ctx).is_ok())
+            .filter(|s| binding.can_see(&s.scope, &s.envs))
             .map(|s| s.record(now))
             .collect(),
     ))
@@ -121,36 +191,50 @@ pub async fn update(
     PathParam(key): PathParam,
     JsonObject(body): JsonObject,
 ) -> Result<Json<SecretRecord>, ApiError> {
-    caller.require(Permission::Write)?;
     let key = SecretKey::parse(&key)?;
-    refuse_plaintext(&body)?;
+    let mut event = audit_trail::event(&caller, "update", key.as_str(), None, None);
+    event.detail = Some(changed_fields(&body));
+    let outcome = update_secret(&st, &caller, &key, &body, event.clone()).await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    outcome.map(Json)
+}
+
+async fn update_secret(
+    st: &AppState,
+    caller: &Caller,
+    key: &SecretKey,
+    body: &serde_json::Map<String, Value>,
+    event: AuditEvent,
+) -> Result<SecretRecord, ApiError> {
+    caller.require(Permission::Write)?;
+    refuse_plaintext(body)?;
     validate::reject_unknown_fields(
-        &body,
+        body,
         &[&UPDATE_FIELDS[..], &validate::METADATA_FIELDS].concat(),
     )?;
     let ciphertext = match body.get("ciphertext") {
         None => None,
         Some(_) => Some(check_ciphertext(
-            &caller,
-            validate::required_string(&body, "ciphertext")?,
+            caller,
+            validate::required_string(body, "ciphertext")?,
         )?),
     };
-    let expected_version = validate::expected_version(&body)?;
-    let meta = MetadataInput::from_object(&body)?;
+    let expected_version = validate::expected_version(body)?;
+    let meta = MetadataInput::from_object(body)?;
     if ciphertext.is_none() && meta.is_empty() {
         return Err(ductape::Error::invalid_field(
             "nothing to update: give a value or at least one metadata field",
         )
         .into());
     }
-    let bound = caller.key.clone();
+    let binding = caller.owned_binding();
     let updated = st
         .storage
         .modify_secret(
             &caller.workspace.id,
             key.as_str(),
             Box::new(move |s| {
-                access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&bound))?;
+                writable(s, &binding)?;
                 if let Some(v) = expected_version.filter(|v| *v != s.version) {
                     return Err(ApiError::new(
                         ErrorCode::VersionConflict,
@@ -165,13 +249,16 @@ pub async fn update(
                 s.scope = meta.scope.apply_list(std::mem::take(&mut s.scope));
                 s.envs = meta.envs.apply_list(std::mem::take(&mut s.envs));
                 s.expires_at = meta.expires_at.apply(s.expires_at);
+                // The change itself must not carry the secret out of the binding either.
+                access::check_write_within(&s.key, &s.scope, &s.envs, binding.get())?;
                 s.touch(now_millis());
                 Ok(())
             }),
+            event,
         )
         .await?;
     tracing::info!(key = %updated.key, version = updated.version, access_key = %caller.key.id, "secret updated");
-    Ok(Json(updated.record(now_secs())))
+    Ok(updated.record(now_secs()))
 }
 
 /// Delete a secret for good.
@@ -182,23 +269,23 @@ pub async fn delete(
     caller: Caller,
     PathParam(key): PathParam,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(Permission::Write)?;
     let key = SecretKey::parse(&key)?;
-    let found = st
-        .storage
-        .get_secrets(&caller.workspace.id, &[key.to_string()])
-        .await?;
-    let s = found
-        .first()
-        .ok_or_else(|| ApiError::not_found(key.as_str()))?;
-    access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&caller.key))?;
-    if !st
-        .storage
-        .delete_secret(&caller.workspace.id, key.as_str())
-        .await?
-    {
-        return Err(ApiError::not_found(key.as_str()));
+    let event = audit_trail::event(&caller, "delete", key.as_str(), None, None);
+    let outcome = async {
+        caller.require(Permission::Write)?;
+        let binding = caller.owned_binding();
+        st.storage
+            .delete_secret(
+                &caller.workspace.id,
+                key.as_str(),
+                Box::new(move |s| writable(s, &binding)),
+                event.clone(),
+            )
+            .await
     }
+    .await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    outcome?;
     tracing::info!(key = %key, access_key = %caller.key.id, "secret deleted");
     Ok(Json(DeletedResponse {
         deleted: true,
@@ -229,32 +316,68 @@ pub async fn restore(
 }
 
 async fn set_revoked(
-    st: std::sync::Arc<crate::state::AppState>,
+    st: Shared,
     caller: Caller,
     key: String,
     revoked: bool,
 ) -> Result<Json<SecretRecord>, ApiError> {
-    caller.require(Permission::Revoke)?;
     let key = SecretKey::parse(&key)?;
-    let bound = caller.key.clone();
-    let s = st
-        .storage
-        .modify_secret(
-            &caller.workspace.id,
-            key.as_str(),
-            Box::new(move |s| {
-                access::check_scope(&s.key, &s.scope, &s.envs, bound_context(&bound))?;
-                // Revoking a revoked secret (or restoring an active one) changes nothing.
-                if s.revoked != revoked {
-                    s.revoked = revoked;
-                    s.touch(now_millis());
-                }
-                Ok(())
-            }),
-        )
-        .await?;
+    let action = if revoked { "revoke" } else { "restore" };
+    let event = audit_trail::event(&caller, action, key.as_str(), None, None);
+    let outcome = async {
+        caller.require(Permission::Revoke)?;
+        let binding = caller.owned_binding();
+        st.storage
+            .modify_secret(
+                &caller.workspace.id,
+                key.as_str(),
+                Box::new(move |s| {
+                    writable(s, &binding)?;
+                    // Revoking a revoked secret (or restoring an active one) changes nothing.
+                    if s.revoked != revoked {
+                        s.revoked = revoked;
+                        s.touch(now_millis());
+                    }
+                    Ok(())
+                }),
+                event.clone(),
+            )
+            .await
+    }
+    .await;
+    audit_trail::record_refusal(&st, event, &outcome).await;
+    let s = outcome?;
     tracing::info!(key = %key, revoked, access_key = %caller.key.id, "secret revocation changed");
     Ok(Json(s.record(now_secs())))
+}
+
+/// Whether a key with `binding` may change `s`: a secret it cannot see does not exist for
+/// it (404); one it can see but that reaches beyond its binding is refused (403).
+fn writable(s: &StoredSecret, binding: &OwnedBinding) -> Result<(), ApiError> {
+    let b = binding.get();
+    if !b.can_see(&s.scope, &s.envs) {
+        return Err(ApiError::not_found(&s.key));
+    }
+    access::check_write_within(&s.key, &s.scope, &s.envs, b)?;
+    Ok(())
+}
+
+/// The names of the fields a create or update sets (never their values): `ciphertext` is
+/// reported as `value`.
+fn changed_fields(body: &serde_json::Map<String, Value>) -> String {
+    let mut names: Vec<&str> = body
+        .keys()
+        .filter(|k| validate::METADATA_FIELDS.contains(&k.as_str()) || k.as_str() == "ciphertext")
+        .map(|k| {
+            if k == "ciphertext" {
+                "value"
+            } else {
+                k.as_str()
+            }
+        })
+        .collect();
+    names.sort_unstable();
+    names.join(",")
 }
 
 /// Read many secrets in one request for an app and environment; each result is the
@@ -341,8 +464,11 @@ pub async fn batch_get(
 
 /// Applies the access rules to each requested key, records every read in the audit trail
 /// (durably, before any ciphertext leaves), and returns each secret or its denial.
+///
+/// For a bound key, a secret outside its binding is reported exactly as a missing one; the
+/// audit trail keeps the real reason.
 async fn read_checked(
-    st: &crate::state::AppState,
+    st: &AppState,
     caller: &Caller,
     action: &str,
     keys: &[SecretKey],
@@ -350,39 +476,55 @@ async fn read_checked(
     claimed: Context<'_>,
 ) -> Result<Vec<Result<SecretWithCiphertext, ductape::Error>>, ApiError> {
     let now = now_secs();
-    let at_ms = now_millis();
-    let bound = bound_context(&caller.key);
+    let bound = caller.binding();
     let mut events = Vec::with_capacity(keys.len());
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let row = found.iter().find(|s| s.key == key.as_str());
         let record = row.map(|s| s.record(now));
+        let hidden = row.is_some_and(|s| !bound.can_see(&s.scope, &s.envs));
         // The claimed context first (so the message names what the caller asked for), then
         // what the access key is bound to, whatever the caller claimed.
-        let verdict = access::check(key.as_str(), record.as_ref(), claimed, now)
-            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
-            .and_then(|()| match (record, row) {
-                (Some(record), Some(row)) => Ok(SecretWithCiphertext {
-                    record,
-                    ciphertext: row.ciphertext.clone(),
-                }),
-                // check() reports a missing secret first, so this is unreachable.
-                _ => Err(ductape::Error::new(
-                    ErrorCode::SecretNotFound,
-                    format!("Secret '{key}' not found"),
-                )),
-            });
-        events.push(AuditEvent {
-            at_ms,
-            workspace_id: caller.workspace.id.clone(),
-            access_key_id: caller.key.id.clone(),
-            secret_key: key.to_string(),
-            action: action.to_owned(),
-            app: claimed.app.or(bound.app).map(str::to_owned),
-            env: claimed.envs.first().or(bound.envs.first()).cloned(),
-            allowed: verdict.is_ok(),
-            reason: verdict.as_ref().err().map(|e| e.message().to_owned()),
-        });
+        let verdict = if hidden {
+            Err(ductape::Error::new(
+                ErrorCode::SecretNotFound,
+                format!("Secret '{key}' not found"),
+            ))
+        } else {
+            access::check(key.as_str(), record.as_ref(), claimed, now)
+                .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
+                .and_then(|()| match (record, row) {
+                    (Some(record), Some(row)) => Ok(SecretWithCiphertext {
+                        record,
+                        ciphertext: row.ciphertext.clone(),
+                    }),
+                    // check() reports a missing secret first, so this is unreachable.
+                    _ => Err(ductape::Error::new(
+                        ErrorCode::SecretNotFound,
+                        format!("Secret '{key}' not found"),
+                    )),
+                })
+        };
+        let mut event = audit_trail::event(
+            caller,
+            action,
+            key.as_str(),
+            claimed.app,
+            claimed.envs.first().map(String::as_str),
+        );
+        event.allowed = verdict.is_ok();
+        event.reason = match (&verdict, hidden, row) {
+            (Err(_), true, Some(s)) => Some(format!(
+                "outside the access key's binding: {}",
+                access::check_scope(&s.key, &s.scope, &s.envs, bound)
+                    .err()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_default()
+            )),
+            (Err(e), _, _) => Some(e.message().to_owned()),
+            (Ok(_), _, _) => None,
+        };
+        events.push(event);
         out.push(verdict);
     }
     st.storage.append_audit(events).await?;

@@ -10,7 +10,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use ductape::ids::iso_millis;
 use ductape::wire::{
-    AccessKeyInfo, AuditQuery, Permission, SecretRecord, SecretStatus, WorkspaceInfo,
+    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus, WorkspaceInfo,
 };
 use ductape::TokenType;
 
@@ -108,8 +108,8 @@ impl StoredSecret {
     }
 }
 
-/// One entry of the audit trail. Never holds a value.
-#[derive(Clone, Debug)]
+/// One entry of the audit trail, before it is chained. Never holds a value.
+#[derive(Clone, Debug, Default)]
 pub struct AuditEvent {
     pub at_ms: i64,
     pub workspace_id: String,
@@ -118,15 +118,55 @@ pub struct AuditEvent {
     pub action: String,
     pub app: Option<String>,
     pub env: Option<String>,
+    pub claimed_app: Option<String>,
+    pub claimed_env: Option<String>,
     pub allowed: bool,
     pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// The wire form, with its place in the chain.
+    pub fn entry(&self, id: i64, prev_hash: String, hash: String) -> AuditEntry {
+        AuditEntry {
+            id,
+            at: iso_millis(self.at_ms),
+            access_key_id: self.access_key_id.clone(),
+            secret_key: self.secret_key.clone(),
+            action: self.action.clone(),
+            app: self.app.clone(),
+            env: self.env.clone(),
+            claimed_app: self.claimed_app.clone(),
+            claimed_env: self.claimed_env.clone(),
+            allowed: self.allowed,
+            reason: self.reason.clone(),
+            detail: self.detail.clone(),
+            prev_hash,
+            hash,
+        }
+    }
+
+    /// This event's hash when it follows `prev_hash` (both backends chain with this).
+    pub fn chain_hash(&self, prev_hash: &str) -> String {
+        ductape::audit::chain_hash(
+            prev_hash,
+            &self.workspace_id,
+            &self.entry(0, String::new(), String::new()),
+        )
+    }
 }
 
 /// A change applied inside one transaction; returning an error rolls it back.
 pub type Modify = Box<dyn FnOnce(&mut StoredSecret) -> Result<(), ApiError> + Send>;
+/// A check on a row inside the transaction that changes it; an error rolls back.
+pub type Check<T> = Box<dyn FnOnce(&T) -> Result<(), ApiError> + Send>;
 
+/// Every change is written in one transaction together with its audit event, so the trail
+/// holds every change that happened and nothing that did not.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
+    /// Touches the database (readiness): an error when it cannot answer.
+    async fn ping(&self) -> Result<(), ApiError>;
     /// The workspace, once set up.
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError>;
     /// Creates the workspace and its first access key, consuming the setup token, in one
@@ -136,18 +176,33 @@ pub trait Storage: Send + Sync + 'static {
         token_hash: &str,
         ws: Workspace,
         key: StoredAccessKey,
+        event: AuditEvent,
     ) -> Result<(), ApiError>;
-    /// Replaces the pending setup token's hash.
-    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError>;
+    /// Stores a setup token's hash unless one is pending (then `false`, and the pending one
+    /// stays valid) or `replace` is set. Atomic, so that of several servers starting on one
+    /// database exactly one issues the token.
+    async fn offer_setup_token(&self, token_hash: &str, replace: bool) -> Result<bool, ApiError>;
 
     async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError>;
-    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError>;
+    async fn create_access_key(
+        &self,
+        key: StoredAccessKey,
+        event: AuditEvent,
+    ) -> Result<(), ApiError>;
     async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError>;
-    /// Deletes the key and its wrapped workspace key. `false` if there was none.
-    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError>;
+    /// Deletes the key and its wrapped workspace key after `check` passes on it, unless it
+    /// is the workspace's last admin key (409). Serialised with other deletions, so that
+    /// concurrent deletions cannot leave the workspace without an admin key. 404 if none.
+    async fn delete_access_key(
+        &self,
+        workspace_id: &str,
+        id: &str,
+        check: Check<StoredAccessKey>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError>;
 
     /// 409 `secret_exists` if the key is taken.
-    async fn create_secret(&self, secret: StoredSecret) -> Result<(), ApiError>;
+    async fn create_secret(&self, secret: StoredSecret, event: AuditEvent) -> Result<(), ApiError>;
     async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError>;
     async fn get_secrets(
         &self,
@@ -160,10 +215,18 @@ pub trait Storage: Send + Sync + 'static {
         workspace_id: &str,
         key: &str,
         change: Modify,
+        event: AuditEvent,
     ) -> Result<StoredSecret, ApiError>;
-    /// `false` if there was none.
-    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError>;
+    /// Deletes the secret after `check` passes on it, in one transaction. 404 if missing.
+    async fn delete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        check: Check<StoredSecret>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError>;
 
+    /// Appends events to the chain (reads, and refused changes).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
     /// Deletes audit events older than `before_ms`; returns how many.
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError>;
@@ -173,5 +236,28 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         workspace_id: &str,
         filter: &AuditQuery,
-    ) -> Result<Vec<(i64, AuditEvent)>, ApiError>;
+    ) -> Result<Vec<AuditEntry>, ApiError>;
+}
+
+/// The error for a key that is not there (or that the caller may not know is there).
+pub fn no_such_access_key() -> ApiError {
+    ApiError::new(ductape::ErrorCode::NotFound, "no access key with that id")
+}
+
+/// The refusal to delete the last admin key.
+pub fn last_admin_key() -> ApiError {
+    ApiError::new(
+        ductape::ErrorCode::Conflict,
+        "cannot delete the last admin access key",
+    )
+}
+
+/// Whether deleting `target` from `keys` would leave no admin key.
+pub fn is_last_admin(keys: &[StoredAccessKey], target: &StoredAccessKey) -> bool {
+    target.permissions.contains(&Permission::Admin)
+        && keys
+            .iter()
+            .filter(|k| k.permissions.contains(&Permission::Admin))
+            .count()
+            <= 1
 }

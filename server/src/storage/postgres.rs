@@ -11,14 +11,26 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{AuditEvent, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
+use super::{
+    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Modify, Storage,
+    StoredAccessKey, StoredSecret, Workspace,
+};
 use crate::error::ApiError;
-use ductape::wire::{AuditQuery, Permission};
+use ductape::audit::GENESIS;
+use ductape::wire::{AuditEntry, AuditQuery, Permission};
 use ductape::{ErrorCode, TokenType};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_audit_chain.sql"),
+];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
+/// Arbitrary constant naming the lock that serialises appends to the audit chain.
+const AUDIT_LOCK: i64 = 0x0064_7563_7461_7066;
+/// How long any database step may take before the request gets 503 `unavailable`; a hung
+/// or unreachable database must never hang a request.
+pub const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct PostgresStorage {
@@ -26,7 +38,22 @@ pub struct PostgresStorage {
 }
 
 fn db(e: tokio_postgres::Error) -> ApiError {
+    // A statement the database cancelled (statement_timeout) or a lost connection is the
+    // database being unavailable, not a bug: 503 with Retry-After.
+    if e.is_closed() || e.code() == Some(&SqlState::QUERY_CANCELED) {
+        tracing::warn!(error = %e, "database unavailable");
+        return unavailable();
+    }
     ApiError::internal(format!("database error: {e}"))
+}
+
+fn unavailable() -> ApiError {
+    let mut e = ApiError::new(
+        ErrorCode::Unavailable,
+        "the database is unavailable: try again shortly",
+    );
+    e.retry_after_secs = Some(2);
+    e
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -38,9 +65,19 @@ impl PostgresStorage {
     /// migrations. `ca_pem`: extra trusted root certificates for the database's TLS.
     pub async fn connect(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, String> {
         // Never echo the URL: it may hold a password.
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DB_TIMEOUT);
+        }
+        // The database ends a slow statement itself; a hung one is caught by `timed`.
+        let options = config.get_options().unwrap_or("").to_owned();
+        config.options(format!(
+            "{options} -c statement_timeout={}",
+            DB_TIMEOUT.as_millis()
+        ));
+        config.keepalives(true);
         let manager = Manager::from_config(
             config,
             tls_connector(ca_pem)?,
@@ -50,6 +87,10 @@ impl PostgresStorage {
         );
         let pool = Pool::builder(manager)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(DB_TIMEOUT))
+            .create_timeout(Some(DB_TIMEOUT))
+            .recycle_timeout(Some(DB_TIMEOUT))
             .build()
             .map_err(|e| format!("cannot create the PostgreSQL pool: {e}"))?;
         let storage = PostgresStorage { pool };
@@ -101,8 +142,22 @@ impl PostgresStorage {
 
     async fn conn(&self) -> Result<Object, ApiError> {
         self.pool.get().await.map_err(|e| {
-            ApiError::new(ErrorCode::Unavailable, format!("database unavailable: {e}"))
+            tracing::warn!(error = %e, "no database connection");
+            unavailable()
         })
+    }
+
+    /// Runs one storage step with the [`DB_TIMEOUT`].
+    async fn timed<T>(
+        &self,
+        step: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(DB_TIMEOUT, step)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("the database did not answer in time");
+                Err(unavailable())
+            })
     }
 }
 
@@ -195,23 +250,106 @@ async fn insert_key(
     .await
 }
 
+const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash";
+
+/// Appends events to their workspace's chain. The advisory lock (held to the end of the
+/// transaction) serialises appends across every server sharing the database.
+async fn append_chained(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[AuditEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+        .await?;
+    let mut prev: String = tx
+        .query_opt(
+            "SELECT hash FROM audit WHERE workspace_id = $1 AND hash <> '' ORDER BY id DESC LIMIT 1",
+            &[&first.workspace_id],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or_else(|| GENESIS.to_owned());
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO audit ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .await?;
+    for e in events {
+        let hash = e.chain_hash(&prev);
+        tx.execute(
+            &st,
+            &[
+                &e.at_ms,
+                &e.workspace_id,
+                &e.access_key_id,
+                &e.secret_key,
+                &e.action,
+                &e.app,
+                &e.env,
+                &e.claimed_app,
+                &e.claimed_env,
+                &e.allowed,
+                &e.reason,
+                &e.detail,
+                &prev,
+                &hash,
+            ],
+        )
+        .await?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+async fn select_secret_for_update(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ws: &str,
+    key: &str,
+) -> Result<StoredSecret, ApiError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = $2 FOR UPDATE"
+            ),
+            &[&ws, &key],
+        )
+        .await
+        .map_err(db)?
+        .ok_or_else(|| ApiError::not_found(key))?;
+    Ok(secret_row(&row))
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
+    async fn ping(&self) -> Result<(), ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            c.query_one("SELECT 1", &[]).await.map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
-        let c = self.conn().await?;
-        let row = c
-            .query_opt(
-                "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
-                &[],
-            )
-            .await
-            .map_err(db)?;
-        Ok(row.map(|r| Workspace {
-            id: r.get(0),
-            name: r.get(1),
-            key_id: r.get(2),
-            created_ms: r.get(3),
-        }))
+        self.timed(async {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt(
+                    "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            Ok(row.map(|r| Workspace {
+                id: r.get(0),
+                name: r.get(1),
+                key_id: r.get(2),
+                created_ms: r.get(3),
+            }))
+        })
+        .await
     }
 
     async fn setup(
@@ -219,137 +357,207 @@ impl Storage for PostgresStorage {
         token_hash: &str,
         ws: Workspace,
         key: StoredAccessKey,
+        event: AuditEvent,
     ) -> Result<(), ApiError> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(db)?;
-        // Two servers sharing a database must not both accept a setup.
-        tx.batch_execute("LOCK TABLE workspaces IN EXCLUSIVE MODE")
-            .await
-            .map_err(db)?;
-        let exists: i64 = tx
-            .query_one("SELECT COUNT(*) FROM workspaces", &[])
-            .await
-            .map_err(db)?
-            .get(0);
-        if exists > 0 {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this server is already set up",
-            ));
-        }
-        let stored: Option<String> = tx
-            .query_opt(
-                "SELECT value FROM settings WHERE name = 'setup_token_hash'",
-                &[],
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            // Two servers sharing a database must not both accept a setup.
+            tx.batch_execute("LOCK TABLE workspaces IN EXCLUSIVE MODE")
+                .await
+                .map_err(db)?;
+            let exists: i64 = tx
+                .query_one("SELECT COUNT(*) FROM workspaces", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            if exists > 0 {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "this server is already set up",
+                ));
+            }
+            let stored: Option<String> = tx
+                .query_opt(
+                    "SELECT value FROM settings WHERE name = 'setup_token_hash'",
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0));
+            if !stored.is_some_and(|s| ductape::crypto::hashes_equal(&s, token_hash)) {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "invalid setup token",
+                ));
+            }
+            tx.execute(
+                "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ($1, $2, $3, $4)",
+                &[&ws.id, &ws.name, &ws.key_id, &ws.created_ms],
             )
             .await
-            .map_err(db)?
-            .map(|r| r.get(0));
-        if !stored.is_some_and(|s| ductape::crypto::hashes_equal(&s, token_hash)) {
-            return Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "invalid setup token",
-            ));
-        }
-        tx.execute(
-            "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ($1, $2, $3, $4)",
-            &[&ws.id, &ws.name, &ws.key_id, &ws.created_ms],
-        )
-        .await
-        .map_err(db)?;
-        insert_key(&tx, &key).await.map_err(db)?;
-        tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", &[])
-            .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+            insert_key(&tx, &key).await.map_err(db)?;
+            tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", &[])
+                .await
+                .map_err(db)?;
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
     }
 
-    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError> {
-        let c = self.conn().await?;
-        c.execute(
+    async fn offer_setup_token(&self, token_hash: &str, replace: bool) -> Result<bool, ApiError> {
+        let sql = if replace {
             "INSERT INTO settings (name, value) VALUES ('setup_token_hash', $1)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            &[&token_hash],
-        )
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        } else {
+            "INSERT INTO settings (name, value) VALUES ('setup_token_hash', $1)
+             ON CONFLICT (name) DO NOTHING"
+        };
+        self.timed(async {
+            let c = self.conn().await?;
+            let n = c.execute(sql, &[&token_hash]).await.map_err(db)?;
+            Ok(n > 0)
+        })
         .await
-        .map(drop)
-        .map_err(db)
     }
 
     async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError> {
-        let c = self.conn().await?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {KEY_COLS} FROM access_keys WHERE id = $1"),
-                &[&id],
-            )
-            .await
-            .map_err(db)?;
-        Ok(row.as_ref().map(key_row))
+        self.timed(async {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt(
+                    &format!("SELECT {KEY_COLS} FROM access_keys WHERE id = $1"),
+                    &[&id],
+                )
+                .await
+                .map_err(db)?;
+            Ok(row.as_ref().map(key_row))
+        })
+        .await
     }
 
-    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError> {
-        let c = self.conn().await?;
-        match insert_key(&c, &key).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
-                ErrorCode::Conflict,
-                "an access key with that id already exists",
-            )),
-            Err(e) => Err(db(e)),
-        }
+    async fn create_access_key(
+        &self,
+        key: StoredAccessKey,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            match insert_key(&tx, &key).await {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "an access key with that id already exists",
+                    ))
+                }
+                Err(e) => return Err(db(e)),
+            }
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
     }
 
     async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError> {
-        let c = self.conn().await?;
-        let rows = c
-            .query(&format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id"), &[&workspace_id])
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(key_row).collect())
+        self.timed(async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(&format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id"), &[&workspace_id])
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(key_row).collect())
+        })
+        .await
     }
 
-    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError> {
-        let c = self.conn().await?;
-        let n = c
-            .execute(
+    async fn delete_access_key(
+        &self,
+        workspace_id: &str,
+        id: &str,
+        check: Check<StoredAccessKey>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            // Locking every key of the workspace serialises concurrent deletions (on any
+            // server): the second sees the first's result before counting admin keys.
+            let keys: Vec<StoredAccessKey> = tx
+                .query(
+                    &format!(
+                        "SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 FOR UPDATE"
+                    ),
+                    &[&workspace_id],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(key_row)
+                .collect();
+            let target = keys
+                .iter()
+                .find(|k| k.id == id)
+                .ok_or_else(no_such_access_key)?;
+            check(target)?;
+            if is_last_admin(&keys, target) {
+                return Err(last_admin_key());
+            }
+            tx.execute(
                 "DELETE FROM access_keys WHERE workspace_id = $1 AND id = $2",
                 &[&workspace_id, &id],
             )
             .await
             .map_err(db)?;
-        Ok(n > 0)
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
     }
 
-    async fn create_secret(&self, s: StoredSecret) -> Result<(), ApiError> {
-        let c = self.conn().await?;
-        let r = c
-            .execute(
-                &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
-                &[
-                    &s.id, &s.workspace_id, &s.key, &s.ciphertext, &s.description,
-                    &s.token_type.map(TokenType::as_str), &s.scope, &s.envs, &s.expires_at,
-                    &s.revoked, &s.version, &s.created_ms, &s.updated_ms,
-                ],
-            )
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
-                ErrorCode::SecretExists,
-                format!("Secret with key '{}' already exists", s.key),
-            )),
-            Err(e) => Err(db(e)),
-        }
+    async fn create_secret(&self, s: StoredSecret, event: AuditEvent) -> Result<(), ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let r = tx
+                .execute(
+                    &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+                    &[
+                        &s.id, &s.workspace_id, &s.key, &s.ciphertext, &s.description,
+                        &s.token_type.map(TokenType::as_str), &s.scope, &s.envs, &s.expires_at,
+                        &s.revoked, &s.version, &s.created_ms, &s.updated_ms,
+                    ],
+                )
+                .await;
+            match r {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ApiError::new(
+                        ErrorCode::SecretExists,
+                        format!("Secret with key '{}' already exists", s.key),
+                    ))
+                }
+                Err(e) => return Err(db(e)),
+            }
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
     }
 
     async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
-        let c = self.conn().await?;
-        let rows = c
-            .query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 ORDER BY key COLLATE \"C\""), &[&workspace_id])
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(secret_row).collect())
+        self.timed(async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 ORDER BY key COLLATE \"C\""), &[&workspace_id])
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(secret_row).collect())
+        })
+        .await
     }
 
     async fn get_secrets(
@@ -357,17 +565,20 @@ impl Storage for PostgresStorage {
         workspace_id: &str,
         keys: &[String],
     ) -> Result<Vec<StoredSecret>, ApiError> {
-        let c = self.conn().await?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = ANY($2)"
-                ),
-                &[&workspace_id, &keys],
-            )
-            .await
-            .map_err(db)?;
-        Ok(rows.iter().map(secret_row).collect())
+        self.timed(async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = ANY($2)"
+                    ),
+                    &[&workspace_id, &keys],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(secret_row).collect())
+        })
+        .await
     }
 
     async fn modify_secret(
@@ -375,107 +586,93 @@ impl Storage for PostgresStorage {
         workspace_id: &str,
         key: &str,
         change: Modify,
+        event: AuditEvent,
     ) -> Result<StoredSecret, ApiError> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(db)?;
-        let row = tx
-            .query_opt(
-                &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = $2 FOR UPDATE"),
-                &[&workspace_id, &key],
-            )
-            .await
-            .map_err(db)?
-            .ok_or_else(|| ApiError::not_found(key))?;
-        let mut s = secret_row(&row);
-        change(&mut s)?;
-        tx.execute(
-            "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
-             expires_at = $6, revoked = $7, version = $8, updated_ms = $9 WHERE id = $10",
-            &[
-                &s.ciphertext, &s.description, &s.token_type.map(TokenType::as_str), &s.scope, &s.envs,
-                &s.expires_at, &s.revoked, &s.version, &s.updated_ms, &s.id,
-            ],
-        )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(s)
-    }
-
-    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError> {
-        let c = self.conn().await?;
-        let n = c
-            .execute(
-                "DELETE FROM secrets WHERE workspace_id = $1 AND key = $2",
-                &[&workspace_id, &key],
-            )
-            .await
-            .map_err(db)?;
-        Ok(n > 0)
-    }
-
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(db)?;
-        let st = tx
-            .prepare(
-                "INSERT INTO audit (at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .await
-            .map_err(db)?;
-        for e in &events {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let mut s = select_secret_for_update(&tx, workspace_id, key).await?;
+            change(&mut s)?;
             tx.execute(
-                &st,
+                "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
+                 expires_at = $6, revoked = $7, version = $8, updated_ms = $9 WHERE id = $10",
                 &[
-                    &e.at_ms,
-                    &e.workspace_id,
-                    &e.access_key_id,
-                    &e.secret_key,
-                    &e.action,
-                    &e.app,
-                    &e.env,
-                    &e.allowed,
-                    &e.reason,
+                    &s.ciphertext, &s.description, &s.token_type.map(TokenType::as_str), &s.scope, &s.envs,
+                    &s.expires_at, &s.revoked, &s.version, &s.updated_ms, &s.id,
                 ],
             )
             .await
             .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn delete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        check: Check<StoredSecret>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let s = select_secret_for_update(&tx, workspace_id, key).await?;
+            check(&s)?;
+            tx.execute("DELETE FROM secrets WHERE id = $1", &[&s.id])
+                .await
+                .map_err(db)?;
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            append_chained(&tx, &events).await.map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+        .await
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
-        let c = self.conn().await?;
-        c.execute("DELETE FROM audit WHERE at_ms < $1", &[&before_ms])
-            .await
-            .map_err(db)
+        self.timed(async {
+            let c = self.conn().await?;
+            c.execute("DELETE FROM audit WHERE at_ms < $1", &[&before_ms])
+                .await
+                .map_err(db)
+        })
+        .await
     }
 
     async fn list_audit(
         &self,
         workspace_id: &str,
         f: &AuditQuery,
-    ) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
-        let c = self.conn().await?;
-        let limit = i64::from(f.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT));
-        let rows = c
-            .query(
-                "SELECT id, at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason
-                 FROM audit WHERE workspace_id = $1
-                   AND ($2::TEXT IS NULL OR secret_key = $2) AND ($3::TEXT IS NULL OR access_key_id = $3)
-                   AND ($4::TEXT IS NULL OR app = $4) AND ($5::TEXT IS NULL OR env = $5)
-                   AND ($6::BIGINT IS NULL OR id < $6)
-                 ORDER BY id DESC LIMIT $7",
-                &[&workspace_id, &f.secret_key, &f.access_key_id, &f.app, &f.env, &f.before, &limit],
-            )
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
+    ) -> Result<Vec<AuditEntry>, ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            let limit = i64::from(f.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT));
+            let rows = c
+                .query(
+                    &format!("SELECT id, {AUDIT_COLS} FROM audit WHERE workspace_id = $1
+                       AND ($2::TEXT IS NULL OR secret_key = $2) AND ($3::TEXT IS NULL OR access_key_id = $3)
+                       AND ($4::TEXT IS NULL OR app = $4) AND ($5::TEXT IS NULL OR env = $5)
+                       AND ($6::BIGINT IS NULL OR id < $6)
+                     ORDER BY id DESC LIMIT $7"),
+                    &[&workspace_id, &f.secret_key, &f.access_key_id, &f.app, &f.env, &f.before, &limit],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
                     AuditEvent {
                         at_ms: r.get(1),
                         workspace_id: r.get(2),
@@ -484,11 +681,16 @@ impl Storage for PostgresStorage {
                         action: r.get(5),
                         app: r.get(6),
                         env: r.get(7),
-                        allowed: r.get(8),
-                        reason: r.get(9),
-                    },
-                )
-            })
-            .collect())
+                        claimed_app: r.get(8),
+                        claimed_env: r.get(9),
+                        allowed: r.get(10),
+                        reason: r.get(11),
+                        detail: r.get(12),
+                    }
+                    .entry(r.get(0), r.get(13), r.get(14))
+                })
+                .collect())
+        })
+        .await
     }
 }

@@ -7,13 +7,20 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{AuditEvent, Modify, Storage, StoredAccessKey, StoredSecret, Workspace};
+use super::{
+    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Modify, Storage,
+    StoredAccessKey, StoredSecret, Workspace,
+};
 use crate::error::ApiError;
-use ductape::wire::{AuditQuery, Permission};
+use ductape::audit::GENESIS;
+use ductape::wire::{AuditEntry, AuditQuery, Permission};
 use ductape::{ErrorCode, TokenType};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
+];
 
 #[derive(Clone)]
 pub struct SqliteStorage {
@@ -154,8 +161,66 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash";
+
+/// Appends events to their workspace's chain. The caller holds the one connection (inside
+/// a transaction), so nothing else appends in between.
+fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    let mut prev: String = c
+        .query_row(
+            "SELECT hash FROM audit WHERE workspace_id = ?1 AND hash != '' ORDER BY id DESC LIMIT 1",
+            params![first.workspace_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_else(|| GENESIS.to_owned());
+    let mut st = c.prepare_cached(&format!(
+        "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?;
+    for e in events {
+        let hash = e.chain_hash(&prev);
+        st.execute(params![
+            e.at_ms,
+            e.workspace_id,
+            e.access_key_id,
+            e.secret_key,
+            e.action,
+            e.app,
+            e.env,
+            e.claimed_app,
+            e.claimed_env,
+            e.allowed as i64,
+            e.reason,
+            e.detail,
+            prev,
+            hash
+        ])?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+fn select_secret(c: &Connection, ws: &str, key: &str) -> Result<StoredSecret, ApiError> {
+    c.query_row(
+        &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"),
+        params![ws, key],
+        secret_row,
+    )
+    .optional()
+    .map_err(db)?
+    .ok_or_else(|| ApiError::not_found(key))
+}
+
 #[async_trait]
 impl Storage for SqliteStorage {
+    async fn ping(&self) -> Result<(), ApiError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+            .await
+    }
+
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
         self.with(|c| {
             c.query_row(
@@ -181,6 +246,7 @@ impl Storage for SqliteStorage {
         token_hash: &str,
         ws: Workspace,
         key: StoredAccessKey,
+        event: AuditEvent,
     ) -> Result<(), ApiError> {
         let token_hash = token_hash.to_owned();
         self.with(move |c| {
@@ -218,21 +284,25 @@ impl Storage for SqliteStorage {
             insert_key(&tx, &key).map_err(db)?;
             tx.execute("DELETE FROM settings WHERE name = 'setup_token_hash'", [])
                 .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
             tx.commit().map_err(db)
         })
         .await
     }
 
-    async fn set_setup_token(&self, token_hash: &str) -> Result<(), ApiError> {
+    async fn offer_setup_token(&self, token_hash: &str, replace: bool) -> Result<bool, ApiError> {
         let token_hash = token_hash.to_owned();
+        let sql = if replace {
+            "INSERT INTO settings (name, value) VALUES ('setup_token_hash', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        } else {
+            "INSERT INTO settings (name, value) VALUES ('setup_token_hash', ?1)
+             ON CONFLICT (name) DO NOTHING"
+        };
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO settings (name, value) VALUES ('setup_token_hash', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![token_hash],
-            )
-            .map(drop)
-            .map_err(db)
+            c.execute(sql, params![token_hash])
+                .map(|n| n > 0)
+                .map_err(db)
         })
         .await
     }
@@ -251,14 +321,25 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn create_access_key(&self, key: StoredAccessKey) -> Result<(), ApiError> {
-        self.with(move |c| match insert_key(c, &key) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(ApiError::new(
-                ErrorCode::Conflict,
-                "an access key with that id already exists",
-            )),
-            Err(e) => Err(db(e)),
+    async fn create_access_key(
+        &self,
+        key: StoredAccessKey,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            match insert_key(&tx, &key) {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "an access key with that id already exists",
+                    ))
+                }
+                Err(e) => return Err(db(e)),
+            }
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)
         })
         .await
     }
@@ -275,22 +356,51 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn delete_access_key(&self, workspace_id: &str, id: &str) -> Result<bool, ApiError> {
+    async fn delete_access_key(
+        &self,
+        workspace_id: &str,
+        id: &str,
+        check: Check<StoredAccessKey>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
         let (ws, id) = (workspace_id.to_owned(), id.to_owned());
         self.with(move |c| {
-            c.execute(
+            // IMMEDIATE: the count of admin keys and the delete are one serialised step.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let keys = {
+                let mut st = tx
+                    .prepare(&format!(
+                        "SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = ?1"
+                    ))
+                    .map_err(db)?;
+                let rows = st.query_map(params![ws], key_row).map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+            };
+            let target = keys
+                .iter()
+                .find(|k| k.id == id)
+                .ok_or_else(no_such_access_key)?;
+            check(target)?;
+            if is_last_admin(&keys, target) {
+                return Err(last_admin_key());
+            }
+            tx.execute(
                 "DELETE FROM access_keys WHERE workspace_id = ?1 AND id = ?2",
                 params![ws, id],
             )
-            .map(|n| n > 0)
-            .map_err(db)
+            .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)
         })
         .await
     }
 
-    async fn create_secret(&self, s: StoredSecret) -> Result<(), ApiError> {
+    async fn create_secret(&self, s: StoredSecret, event: AuditEvent) -> Result<(), ApiError> {
         self.with(move |c| {
-            let r = c.execute(
+            let tx = c.transaction().map_err(db)?;
+            let r = tx.execute(
                 &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                 params![
                     s.id, s.workspace_id, s.key, s.ciphertext, s.description,
@@ -299,13 +409,17 @@ impl Storage for SqliteStorage {
                 ],
             );
             match r {
-                Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(ApiError::new(
-                    ErrorCode::SecretExists,
-                    format!("Secret with key '{}' already exists", s.key),
-                )),
-                Err(e) => Err(db(e)),
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ApiError::new(
+                        ErrorCode::SecretExists,
+                        format!("Secret with key '{}' already exists", s.key),
+                    ))
+                }
+                Err(e) => return Err(db(e)),
             }
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)
         })
         .await
     }
@@ -357,19 +471,12 @@ impl Storage for SqliteStorage {
         workspace_id: &str,
         key: &str,
         change: Modify,
+        event: AuditEvent,
     ) -> Result<StoredSecret, ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-            let mut s = tx
-                .query_row(
-                    &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"),
-                    params![ws, key],
-                    secret_row,
-                )
-                .optional()
-                .map_err(db)?
-                .ok_or_else(|| ApiError::not_found(&key))?;
+            let mut s = select_secret(&tx, &ws, &key)?;
             change(&mut s)?;
             tx.execute(
                 "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
@@ -380,21 +487,31 @@ impl Storage for SqliteStorage {
                 ],
             )
             .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(s)
         })
         .await
     }
 
-    async fn delete_secret(&self, workspace_id: &str, key: &str) -> Result<bool, ApiError> {
+    async fn delete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        check: Check<StoredSecret>,
+        event: AuditEvent,
+    ) -> Result<(), ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
-            c.execute(
-                "DELETE FROM secrets WHERE workspace_id = ?1 AND key = ?2",
-                params![ws, key],
-            )
-            .map(|n| n > 0)
-            .map_err(db)
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let s = select_secret(&tx, &ws, &key)?;
+            check(&s)?;
+            tx.execute("DELETE FROM secrets WHERE id = ?1", params![s.id])
+                .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)
         })
         .await
     }
@@ -402,21 +519,7 @@ impl Storage for SqliteStorage {
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
-            {
-                let mut st = tx
-                    .prepare_cached(
-                        "INSERT INTO audit (at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )
-                    .map_err(db)?;
-                for e in &events {
-                    st.execute(params![
-                        e.at_ms, e.workspace_id, e.access_key_id, e.secret_key, e.action, e.app, e.env,
-                        e.allowed as i64, e.reason
-                    ])
-                    .map_err(db)?;
-                }
-            }
+            append_chained(&tx, &events).map_err(db)?;
             tx.commit().map_err(db)
         })
         .await
@@ -435,37 +538,37 @@ impl Storage for SqliteStorage {
         &self,
         workspace_id: &str,
         f: &AuditQuery,
-    ) -> Result<Vec<(i64, AuditEvent)>, ApiError> {
+    ) -> Result<Vec<AuditEntry>, ApiError> {
         let ws = workspace_id.to_owned();
         let f = f.clone();
         self.with(move |c| {
             let mut st = c
-                .prepare(
-                    "SELECT id, at_ms, workspace_id, access_key_id, secret_key, action, app, env, allowed, reason
-                     FROM audit WHERE workspace_id = ?1
+                .prepare_cached(&format!(
+                    "SELECT id, {AUDIT_COLS} FROM audit WHERE workspace_id = ?1
                        AND (?2 IS NULL OR secret_key = ?2) AND (?3 IS NULL OR access_key_id = ?3)
                        AND (?4 IS NULL OR app = ?4) AND (?5 IS NULL OR env = ?5) AND (?6 IS NULL OR id < ?6)
-                     ORDER BY id DESC LIMIT ?7",
-                )
+                     ORDER BY id DESC LIMIT ?7"
+                ))
                 .map_err(db)?;
             let rows = st
                 .query_map(
                     params![ws, f.secret_key, f.access_key_id, f.app, f.env, f.before, f.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT) as i64],
                     |r| {
-                        Ok((
-                            r.get(0)?,
-                            AuditEvent {
-                                at_ms: r.get(1)?,
-                                workspace_id: r.get(2)?,
-                                access_key_id: r.get(3)?,
-                                secret_key: r.get(4)?,
-                                action: r.get(5)?,
-                                app: r.get(6)?,
-                                env: r.get(7)?,
-                                allowed: r.get::<_, i64>(8)? != 0,
-                                reason: r.get(9)?,
-                            },
-                        ))
+                        let e = AuditEvent {
+                            at_ms: r.get(1)?,
+                            workspace_id: r.get(2)?,
+                            access_key_id: r.get(3)?,
+                            secret_key: r.get(4)?,
+                            action: r.get(5)?,
+                            app: r.get(6)?,
+                            env: r.get(7)?,
+                            claimed_app: r.get(8)?,
+                            claimed_env: r.get(9)?,
+                            allowed: r.get::<_, i64>(10)? != 0,
+                            reason: r.get(11)?,
+                            detail: r.get(12)?,
+                        };
+                        Ok(e.entry(r.get(0)?, r.get(13)?, r.get(14)?))
                     },
                 )
                 .map_err(db)?;
