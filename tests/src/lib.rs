@@ -67,14 +67,30 @@ impl Server {
         Server::start(&["--data-dir", &dir], Some(data_dir.to_path_buf()))
     }
 
+    /// `ductape server --dev` with more flags and `RUST_LOG` as given (`None`: unset, the
+    /// server's own default).
+    pub fn dev_logging(flags: &[&str], rust_log: Option<&str>) -> Server {
+        let mut args = vec!["--dev"];
+        args.extend_from_slice(flags);
+        Server::start_logging(&args, None, rust_log)
+    }
+
     fn start(extra: &[&str], data_dir: Option<PathBuf>) -> Server {
+        Server::start_logging(extra, data_dir, Some("debug"))
+    }
+
+    fn start_logging(extra: &[&str], data_dir: Option<PathBuf>, rust_log: Option<&str>) -> Server {
         let log_dir = tempfile::tempdir().expect("tempdir");
         let log_path = log_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(ductape_bin())
+        let mut cmd = Command::new(ductape_bin());
+        match rust_log {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let mut child = cmd
             .args(["server", "--addr", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "debug")
             .env_remove("DUCTAPE_ACCESS_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -510,10 +526,50 @@ impl PgCluster {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+
+    /// The postmaster and every process it started.
+    fn processes(&self) -> Vec<u32> {
+        let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let main: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![main];
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // The parent pid is the second field after the parenthesised command name.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if parent == Some(main) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn signal(&self, sig: &str) {
+        for pid in self.processes() {
+            let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+        }
+    }
+
+    /// Freezes the whole database (SIGSTOP): connections stay open and nothing answers,
+    /// like a hung host. Resumed by [`PgCluster::resume`] (or when dropped).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        self.resume();
         let data = self.data_dir();
         let _ = std::panic::catch_unwind(|| {
             self.run(
