@@ -116,7 +116,12 @@ export interface UsageEntry {
   denied: number;
 }
 
-/** One read of a secret value (allowed or denied). Never holds a value. */
+/**
+ * One read or change (allowed or refused). Never holds a value. `app`/`env` are the access
+ * key's binding (else what the caller named); `claimed_app`/`claimed_env` what the caller
+ * claimed when it differs; `detail` the fields a change touched; `prev_hash`/`hash` chain
+ * the events of a workspace.
+ */
 export interface AuditEntry {
   id: number;
   at: string;
@@ -125,8 +130,13 @@ export interface AuditEntry {
   action: string;
   app: string | null;
   env: string | null;
+  claimed_app: string | null;
+  claimed_env: string | null;
   allowed: boolean;
   reason: string | null;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
 }
 
 /** A page of the audit trail, newest first. */

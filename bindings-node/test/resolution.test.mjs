@@ -14,7 +14,8 @@ before(async () => {
   const s = ductape.secrets;
   await s.create({ key: 'STRIPE_KEY', value: 'sk_live_stripe', scope: ['stripe_app'] });
   await s.create({ key: 'PROD_KEY', value: 'prod-only', envs: ['prd'] });
-  await s.create({ key: 'OLD_KEY', value: 'old', expires_at: 1000 });
+  await s.create({ key: 'OLD_KEY', value: 'old' });
+  await s.update('OLD_KEY', { expires_at: 1000 }); // a create with a past expiry is refused
   await s.create({ key: 'X', value: 'x' });
   await s.revoke('X');
 });
@@ -68,7 +69,8 @@ test('a bound key reads only its app and environment; reads are audited', async 
   const rt = new Ductape({ accessKey: out.trim().replace('DUCTAPE_ACCESS_KEY=', ''), url: server.url });
   await rt.init();
   assert.equal(await rt.secrets.resolve('$Token{PAY_KEY}', { app: 'payment_app', env: 'prd' }), 'pay');
-  await assert.rejects(rt.secrets.fetch('STRIPE_KEY'), { status: 403, message: "Secret 'STRIPE_KEY' is not accessible by app 'payment_app'" });
+  // Outside its binding a secret does not exist for the key: the same 404 as a missing one.
+  await assert.rejects(rt.secrets.fetch('STRIPE_KEY'), { status: 404, message: "Secret 'STRIPE_KEY' not found" });
   const page = await ductape.audit({ secret_key: 'STRIPE_KEY', limit: 1 });
   assert.equal(page.events[0].allowed, false);
   assert.equal(page.events[0].app, 'payment_app');

@@ -311,6 +311,7 @@ pub struct Health {
 /// Filters of the audit listing (`GET /v1/audit` query); every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub secret_key: Option<String>,
@@ -320,6 +321,7 @@ pub struct AuditQuery {
     /// Only events older than this id (the previous page's `next_before`).
     pub before: Option<i64>,
     /// 1 to 1000 (default 100).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<u32>,
 }
 

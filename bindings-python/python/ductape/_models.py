@@ -119,7 +119,12 @@ class UsageEntry:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One read of a secret value (allowed or denied). Never holds a value."""
+    """One read or change (allowed or refused). Never holds a value.
+
+    ``app``/``env`` are the access key's binding (else what the caller named);
+    ``claimed_app``/``claimed_env`` what the caller claimed when it differs. ``detail`` names
+    the fields a change touched. ``prev_hash``/``hash`` chain the events of a workspace.
+    """
 
     id: int
     at: str
@@ -130,6 +135,17 @@ class AuditEntry:
     env: str | None
     allowed: bool
     reason: str | None
+    claimed_app: str | None = None
+    claimed_env: str | None = None
+    detail: str | None = None
+    prev_hash: str = ""
+    hash: str = ""
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> AuditEntry:
+        # Fields a newer server adds are ignored, as the wire contract says.
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -141,4 +157,7 @@ class AuditPage:
 
     @classmethod
     def _from_wire(cls, d: dict[str, Any]) -> AuditPage:
-        return cls(events=[AuditEntry(**e) for e in d["events"]], next_before=d.get("next_before"))
+        return cls(
+            events=[AuditEntry._from_wire(e) for e in d["events"]],
+            next_before=d.get("next_before"),
+        )

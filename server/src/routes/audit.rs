@@ -10,7 +10,7 @@ use crate::body::PathParam;
 use crate::error::ApiError;
 use axum::extract::State;
 use ductape::wire::{AuditEntry, AuditPage, AuditQuery, ErrorBody, Permission, UsageEntry};
-use ductape::SecretKey;
+use ductape::{ErrorCode, SecretKey};
 
 /// List audit events (admin), newest first, with filters and a cursor.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
@@ -22,13 +22,17 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Permission::Admin)?;
     let Query(q) = q.map_err(|_| {
-        ductape::Error::invalid_field(
+        ApiError::new(
+            ErrorCode::InvalidQuery,
             "invalid query: known filters are secret_key, access_key_id, app, env, before and limit (whole numbers)",
         )
     })?;
     let limit = q.limit.unwrap_or(AuditQuery::DEFAULT_LIMIT);
     if !(1..=AuditQuery::MAX_LIMIT).contains(&limit) {
-        return Err(ductape::Error::invalid_field("'limit' must be 1 to 1000").into());
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "'limit' must be 1 to 1000",
+        ));
     }
     let rows = st.storage.list_audit(&caller.workspace.id, &q).await?;
     let next_before = (rows.len() == limit as usize)

@@ -2,6 +2,7 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod openapi;
 pub mod secrets;
 pub mod system;
 

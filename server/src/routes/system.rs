@@ -3,7 +3,6 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
-use utoipa::OpenApi;
 
 use crate::auth::Shared;
 use crate::error::ApiError;
@@ -53,7 +52,7 @@ pub async fn readyz(State(st): State<Shared>) -> Result<Json<Health>, ApiError> 
 }
 
 pub async fn openapi() -> impl IntoResponse {
-    Json(super::ApiDoc::openapi())
+    Json(super::openapi::document())
 }
 
 pub async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
