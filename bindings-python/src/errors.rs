@@ -22,6 +22,8 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCode::MalformedBody
         | ErrorCode::InvalidQuery
         | ErrorCode::RequestTimeout
+        | ErrorCode::UriTooLong
+        | ErrorCode::HeadersTooLarge
         | ErrorCode::UnsupportedMediaType
         | ErrorCode::MethodNotAllowed => "BadRequestError",
         ErrorCode::RateLimited => "RateLimitError",

@@ -17,6 +17,10 @@ pub enum ErrorCode {
     InvalidQuery,
     /// 408: the request (headers or body) did not arrive in time.
     RequestTimeout,
+    /// 414: the request's path and query are too long.
+    UriTooLong,
+    /// 431: the request's headers are too large.
+    HeadersTooLarge,
     /// 401: no access key, or an unknown or wrong one.
     Unauthenticated,
     /// 403: the access key lacks a permission, or the secret is out of its app/environment.
@@ -65,11 +69,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedBody,
         ErrorCode::InvalidQuery,
         ErrorCode::RequestTimeout,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::SecretNotFound,
@@ -99,6 +105,8 @@ impl ErrorCode {
             ErrorCode::MalformedBody => "malformed_body",
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::SecretNotFound => "secret_not_found",
@@ -134,6 +142,8 @@ impl ErrorCode {
         Some(match self {
             ErrorCode::MalformedBody | ErrorCode::InvalidQuery => 400,
             ErrorCode::RequestTimeout => 408,
+            ErrorCode::UriTooLong => 414,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::SecretNotFound | ErrorCode::NotFound => 404,
@@ -164,6 +174,8 @@ impl ErrorCode {
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
             408 => ErrorCode::RequestTimeout,
+            414 => ErrorCode::UriTooLong,
+            431 => ErrorCode::HeadersTooLarge,
             409 => ErrorCode::Conflict,
             410 => ErrorCode::SecretRevoked,
             413 => ErrorCode::PayloadTooLarge,

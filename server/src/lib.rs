@@ -20,6 +20,7 @@ pub mod body;
 pub mod error;
 pub mod listen;
 pub mod metrics;
+pub mod protocol_errors;
 pub mod routes;
 pub mod state;
 pub mod storage;

@@ -288,6 +288,7 @@ async fn serve_conn<I>(
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(limits.header_timeout);
+    let io = crate::protocol_errors::JsonProtocolErrors::new(io);
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     tokio::select! {

@@ -75,15 +75,40 @@ impl Server {
         Server::start_logging(&args, None, rust_log)
     }
 
+    /// `ductape server --dev` with more flags, under a descriptor limit (soft and hard).
+    pub fn dev_with_fd_limit(flags: &[&str], limit: u32) -> Server {
+        let mut args = vec!["--dev"];
+        args.extend_from_slice(flags);
+        Server::start_full(&args, None, Some("debug"), Some(limit))
+    }
+
     fn start(extra: &[&str], data_dir: Option<PathBuf>) -> Server {
         Server::start_logging(extra, data_dir, Some("debug"))
     }
 
     fn start_logging(extra: &[&str], data_dir: Option<PathBuf>, rust_log: Option<&str>) -> Server {
+        Server::start_full(extra, data_dir, rust_log, None)
+    }
+
+    fn start_full(
+        extra: &[&str],
+        data_dir: Option<PathBuf>,
+        rust_log: Option<&str>,
+        fd_limit: Option<u32>,
+    ) -> Server {
         let log_dir = tempfile::tempdir().expect("tempdir");
         let log_path = log_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = Command::new(ductape_bin());
+        let mut cmd = match fd_limit {
+            None => Command::new(ductape_bin()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(ductape_bin());
+                c
+            }
+        };
         match rust_log {
             Some(level) => cmd.env("RUST_LOG", level),
             None => cmd.env_remove("RUST_LOG"),

@@ -195,6 +195,75 @@ async fn at_the_connection_cap_idle_connections_make_room_for_new_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_cap_keeps_the_server_accepting() {
+    // 300 descriptors in all: the default cap leaves headroom under them, so 600 silent
+    // connections never exhaust the server's descriptors and a good client still gets in.
+    let server = Server::dev_with_fd_limit(&["--header-timeout", "60"], 300);
+    let d = server.client().await;
+    d.secrets()
+        .create(CreateSecret::new("GOOD", "v"))
+        .await
+        .unwrap();
+    drop(d);
+    let silent: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(addr(&server)).ok())
+        .collect();
+    assert!(silent.len() >= 500);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let latencies = good_client_latencies(&server, 3).await;
+    let worst = latencies.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(1), "worst {worst:?}");
+    assert!(
+        !server.logs().contains("Too many open files"),
+        "{}",
+        server.logs()
+    );
+    drop(silent);
+}
+
+#[test]
+fn requests_hyper_cannot_parse_still_get_the_json_error_shape() {
+    let server = Server::dev();
+    let long_path = format!(
+        "GET /v1/secrets/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "A".repeat(100_000)
+    );
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1_000_000)
+    );
+    for (request, status, code) in [
+        (long_path.as_str(), 414, "uri_too_long"),
+        (huge_header.as_str(), 431, "headers_too_large"),
+        ("NONSENSE\r\n\r\n", 400, "malformed_body"),
+    ] {
+        let got = exchange(&server, request, b"", Duration::from_secs(5));
+        assert!(got.starts_with(&format!("HTTP/1.1 {status} ")), "{got}");
+        let body = got.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(ductape_e2e::assert_error_shape(status, &v), code);
+    }
+}
+
+#[tokio::test]
+async fn liveness_and_readiness_are_separate_probes() {
+    let server = Server::dev();
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let (code, body) = raw(
+            Method::GET,
+            &format!("{}{path}", server.url),
+            None,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{path}");
+        assert_eq!(body["status"], status);
+        assert_eq!(body["initialized"], true, "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_gives_503_with_retry_after_and_the_server_recovers() {
     let pg = PgCluster::start();
     let url = pg.database("hung");

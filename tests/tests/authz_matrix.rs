@@ -112,6 +112,7 @@ enum Req {
     KeyCreateInside,
     KeyDeleteUnbound,
     Session,
+    Workspace,
 }
 
 impl Req {
@@ -142,6 +143,7 @@ impl Req {
             Req::KeyCreateInside,
             Req::KeyDeleteUnbound,
             Req::Session,
+            Req::Workspace,
         ]);
         v
     }
@@ -165,7 +167,7 @@ impl Req {
             | Req::KeyCreateUnboundAdmin
             | Req::KeyCreateInside
             | Req::KeyDeleteUnbound => Admin,
-            Req::Session => return None,
+            Req::Session | Req::Workspace => return None,
         })
     }
 
@@ -179,6 +181,7 @@ impl Req {
                 | Req::Audit
                 | Req::KeysList
                 | Req::Session
+                | Req::Workspace
         )
     }
 }
@@ -290,7 +293,9 @@ fn expect(p: &Principal, r: Req) -> u16 {
                 200
             }
         }
-        Req::BatchGet | Req::List | Req::Audit | Req::KeysList | Req::Session => 200,
+        Req::BatchGet | Req::List | Req::Audit | Req::KeysList | Req::Session | Req::Workspace => {
+            200
+        }
     }
 }
 
@@ -492,6 +497,7 @@ impl Matrix {
                 )
             }
             Req::Session => (Method::GET, "/v1/session".into(), None),
+            Req::Workspace => (Method::GET, "/v1/workspace".into(), None),
         };
         let (status, got) = self.call(bearer, method, &path, body).await;
         (status, self.leaks(p, r, status, &got))

@@ -327,6 +327,8 @@ pub async fn apply_setup(
     st.storage
         .setup(&hash_secret(token), ws.clone(), key, event)
         .await?;
+    // Cache the new workspace (liveness reports `initialized` without the database).
+    st.workspace().await?;
     tracing::info!(workspace = %ws.id, "workspace set up");
     Ok(ws.info())
 }
