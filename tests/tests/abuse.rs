@@ -173,25 +173,36 @@ async fn two_thousand_slow_clients_do_not_starve_a_good_one() {
     assert!(*worst < Duration::from_secs(1), "worst {worst:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_cap_idle_connections_make_room_for_new_ones() {
-    // A cap of 50 and a long header deadline: only the eviction of idle connections can
-    // let the good client in while 200 silent connections are open.
-    let server = Server::dev_with(&["--max-connections", "50", "--header-timeout", "60"]);
+/// Opens `silent` connections that never send a byte, then checks that a well-behaved
+/// client's health checks and secret reads still take under a second each.
+async fn a_good_client_gets_in_beside(server: &Server, silent: usize) {
     let d = server.client().await;
     d.secrets()
         .create(CreateSecret::new("GOOD", "v"))
         .await
         .unwrap();
     drop(d);
-    let silent: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(addr(&server)).unwrap())
+    let held: Vec<TcpStream> = (0..silent)
+        .filter_map(|_| TcpStream::connect(addr(server)).ok())
         .collect();
+    assert!(
+        held.len() >= silent * 5 / 6,
+        "{} connections opened",
+        held.len()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let latencies = good_client_latencies(&server, 5).await;
+    let latencies = good_client_latencies(server, 3).await;
     let worst = latencies.iter().max().unwrap();
     assert!(*worst < Duration::from_secs(1), "worst {worst:?}");
-    drop(silent);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_idle_connections_make_room_for_new_ones() {
+    // A cap of 50 and a long header deadline: only the eviction of idle connections can
+    // let the good client in while 200 silent connections are open.
+    let server = Server::dev_with(&["--max-connections", "50", "--header-timeout", "60"]);
+    a_good_client_gets_in_beside(&server, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,26 +210,12 @@ async fn out_of_descriptors_the_cap_keeps_the_server_accepting() {
     // 300 descriptors in all: the default cap leaves headroom under them, so 600 silent
     // connections never exhaust the server's descriptors and a good client still gets in.
     let server = Server::dev_with_fd_limit(&["--header-timeout", "60"], 300);
-    let d = server.client().await;
-    d.secrets()
-        .create(CreateSecret::new("GOOD", "v"))
-        .await
-        .unwrap();
-    drop(d);
-    let silent: Vec<TcpStream> = (0..600)
-        .filter_map(|_| TcpStream::connect(addr(&server)).ok())
-        .collect();
-    assert!(silent.len() >= 500);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let latencies = good_client_latencies(&server, 3).await;
-    let worst = latencies.iter().max().unwrap();
-    assert!(*worst < Duration::from_secs(1), "worst {worst:?}");
+    a_good_client_gets_in_beside(&server, 600).await;
     assert!(
         !server.logs().contains("Too many open files"),
         "{}",
         server.logs()
     );
-    drop(silent);
 }
 
 #[test]

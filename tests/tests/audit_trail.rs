@@ -157,24 +157,8 @@ async fn the_audit_records_the_binding_and_the_claim_beside_it() {
         .await
         .parse()
         .unwrap();
-    let body = json!({"keys": ["A_SECRET"], "app": "appZ", "env": "qa"});
-    let (status, _) = raw(
-        Method::POST,
-        &format!("{}/v1/secrets/batch-get", server.url),
-        Some(&key.bearer()),
-        Some("application/json"),
-        Some(body.to_string().into_bytes()),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let e = &d
-        .audit(&AuditQuery {
-            access_key_id: Some(key.id().into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .events[0];
+    // Claiming another app and environment: the binding is recorded, the claim beside it.
+    let e = batch_get_as(&server, &d, &key, "appZ", "qa").await;
     assert_eq!(
         (
             e.app.as_deref(),
@@ -185,8 +169,24 @@ async fn the_audit_records_the_binding_and_the_claim_beside_it() {
         (Some("appA"), Some("prd"), Some("appZ"), Some("qa"))
     );
     // A claim within the binding is recorded as such, with nothing beside it.
-    let body = json!({"keys": ["A_SECRET"], "app": "appA", "env": "prd"});
-    raw(
+    let e = batch_get_as(&server, &d, &key, "appA", "prd").await;
+    assert!(e.allowed);
+    assert_eq!(
+        (e.claimed_app.as_ref(), e.claimed_env.as_ref()),
+        (None, None)
+    );
+}
+
+/// A batch get of `A_SECRET` by `key` claiming `app`/`env`; returns its audit event.
+async fn batch_get_as(
+    server: &Server,
+    admin: &Ductape,
+    key: &ductape::AccessKey,
+    app: &str,
+    env: &str,
+) -> AuditEntry {
+    let body = json!({"keys": ["A_SECRET"], "app": app, "env": env});
+    let (status, _) = raw(
         Method::POST,
         &format!("{}/v1/secrets/batch-get", server.url),
         Some(&key.bearer()),
@@ -194,19 +194,15 @@ async fn the_audit_records_the_binding_and_the_claim_beside_it() {
         Some(body.to_string().into_bytes()),
     )
     .await;
-    let e = &d
+    assert_eq!(status, 200);
+    let page = admin
         .audit(&AuditQuery {
             access_key_id: Some(key.id().into()),
             ..Default::default()
         })
         .await
-        .unwrap()
-        .events[0];
-    assert!(e.allowed);
-    assert_eq!(
-        (e.claimed_app.as_ref(), e.claimed_env.as_ref()),
-        (None, None)
-    );
+        .unwrap();
+    page.events.into_iter().next().unwrap()
 }
 
 #[tokio::test]
