@@ -260,6 +260,22 @@ async fn verify_finds_an_edited_or_removed_event_at_exactly_its_place() {
 }
 
 #[tokio::test]
+async fn verify_refuses_a_bound_admin_key_that_sees_only_part_of_the_trail() {
+    let server = Server::dev();
+    let d = server.client().await;
+    let bound = bound_key(&d, &[Permission::Admin], "appA", "prd").await;
+    let out = Command::new(ductape_bin())
+        .args(["audit", "verify"])
+        .env("DUCTAPE_URL", &server.url)
+        .env("DUCTAPE_ACCESS_KEY", &bound)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unbound admin"), "{err}");
+}
+
+#[tokio::test]
 async fn audit_json_streams_every_event_as_json_lines_across_pages() {
     let server = Server::dev();
     // 2,000 denied reads in two requests (missing keys), so the export spans pages.

@@ -166,6 +166,14 @@ impl Ductape {
         &self,
     ) -> Result<Result<crate::audit::Verified, crate::audit::Broken>, Error> {
         let workspace = self.workspace()?;
+        let me = self.access_key_info()?;
+        if me.app.is_some() || !me.envs.is_empty() {
+            // A bound key sees only the events within its binding: the chain has gaps.
+            return Err(Error::new(
+                crate::ErrorCode::PermissionDenied,
+                "verifying the audit trail needs an unbound admin access key (a bound key sees only part of it)",
+            ));
+        }
         let mut events = Vec::new();
         let mut query = AuditQuery {
             limit: Some(AuditQuery::MAX_LIMIT),
