@@ -43,7 +43,7 @@ pub struct ServerArgs {
     #[arg(long, env = "DUCTAPE_DATABASE_CA_CERT", requires = "database")]
     database_ca_cert: Option<PathBuf>,
     /// Most connections open at once (default: the descriptor limit, raised to its hard
-    /// maximum, less 256). When full, the oldest connection with no request in flight is
+    /// maximum, less 320). When full, the oldest connection with no request in flight is
     /// closed to make room.
     #[arg(long, env = "DUCTAPE_MAX_CONNECTIONS")]
     max_connections: Option<std::num::NonZeroUsize>,
@@ -145,8 +145,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         let secs = u64::from(days.get()) * 86_400;
         ductape_server::spawn_audit_pruner(state.clone(), std::time::Duration::from_secs(secs));
     }
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
+    let listener = ductape_server::listen::bind(args.addr)
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.addr)))?;
     let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
 

@@ -48,9 +48,12 @@ impl Default for Limits {
     }
 }
 
+/// Connections accepted above the cap while evicted ones finish closing.
+const EVICTION_SLACK: usize = 64;
+
 /// Descriptors kept free for everything else: database files and connections, the log,
 /// the blocking pool.
-const FD_HEADROOM: u64 = 256;
+const FD_HEADROOM: u64 = 256 + EVICTION_SLACK as u64;
 
 /// Raises the soft descriptor limit to the hard one and returns a connection cap with
 /// headroom under it.
@@ -94,6 +97,19 @@ fn raise_fd_limit() -> u64 {
     8192
 }
 
+/// Binds a listener with a deep accept backlog (4096, or the kernel's `somaxconn` if
+/// lower), so that a burst of connections is queued rather than dropped.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// One open connection, as the accept loop and its watchdog see it.
 struct Conn {
     in_flight: AtomicUsize,
@@ -101,6 +117,8 @@ struct Conn {
     last_active_ms: AtomicU64,
     /// Whether a request ever arrived (before that, the header deadline applies).
     served: AtomicU64,
+    /// Set once the connection was chosen to make room (it closes shortly).
+    evicted: std::sync::atomic::AtomicBool,
     evict: Notify,
 }
 
@@ -122,6 +140,7 @@ impl Registry {
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(self.now_ms()),
             served: AtomicU64::new(0),
+            evicted: std::sync::atomic::AtomicBool::new(false),
             evict: Notify::new(),
         });
         self.lock().insert(id, conn.clone());
@@ -132,20 +151,25 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the oldest connection with no request in flight (a slow or idle one);
-    /// `false` if every connection is busy.
+    /// Closes the oldest connection with no request in flight (a slow or idle one) that is
+    /// not already closing; `false` if every connection is busy.
     fn evict_oldest_idle(&self) -> bool {
         let conns = self.lock();
-        match conns
-            .values()
-            .find(|c| c.in_flight.load(Ordering::Acquire) == 0)
-        {
+        let victim = conns.values().find(|c| {
+            c.in_flight.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Acquire)
+        });
+        match victim {
             Some(c) => {
+                c.evicted.store(true, Ordering::Release);
                 c.evict.notify_one();
                 true
             }
             None => false,
         }
+    }
+
+    fn open(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -187,13 +211,16 @@ pub async fn serve(
         epoch: Instant::now(),
         next_id: AtomicU64::new(0),
         conns: Mutex::new(BTreeMap::new()),
-        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        // A little room above the cap, so that accepting never waits for an evicted
+        // connection to finish closing (a waiting accept lets the backlog overflow, and a
+        // dropped SYN costs a good client a second).
+        slots: Arc::new(Semaphore::new(limits.max_connections + EVICTION_SLACK)),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
     loop {
-        // A slot first: when all are taken, make room by closing the oldest idle
+        // A slot first: when even the slack is taken, make room by closing the oldest idle
         // connection (slowloris clients never get a request in flight), else wait.
         let permit = match registry.slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -221,6 +248,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // At the cap, the newcomer is served and the oldest idle connection makes room.
+        if registry.open() >= limits.max_connections {
+            registry.evict_oldest_idle();
+        }
         let (id, conn) = registry.register();
         let (registry, app, limits, tls, stop) = (
             registry.clone(),

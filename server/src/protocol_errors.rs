@@ -15,6 +15,10 @@ use ductape::ErrorCode;
 
 /// The JSON answer for a bodyless protocol-error head, if `head` is one.
 fn replacement(head: &[u8]) -> Option<Vec<u8>> {
+    // Cheap checks first: every answer passes through here.
+    if head.len() > 1024 || !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
     let text = std::str::from_utf8(head).ok()?;
     if !text.ends_with("\r\n\r\n")
         || !text
