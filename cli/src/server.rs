@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ductape::{Error, ErrorCode};
 use ductape_server::storage::postgres::PostgresStorage;
-use ductape_server::storage::sqlite::SqliteStorage;
+use ductape_server::storage::sqlite::{AuditSync, SqliteStorage};
 use ductape_server::storage::Storage;
 use ductape_server::{AppState, SetupToken};
 
@@ -58,6 +58,13 @@ pub struct ServerArgs {
     /// Seconds an HTTP/2 connection may sit with no request in flight.
     #[arg(long, env = "DUCTAPE_IDLE_TIMEOUT", default_value_t = 60)]
     idle_timeout: u64,
+    /// How read events reach the disk (SQLite): `grouped` commits each before the value
+    /// leaves and fsyncs within 10 ms, shared by the reads in that window (a power loss may
+    /// drop that window's newest read events; a crash of the server drops none);
+    /// `every-read` fsyncs each one before the value leaves. Changes to secrets and keys
+    /// are always fsynced before they are acknowledged.
+    #[arg(long, env = "DUCTAPE_AUDIT_SYNC", value_enum, default_value_t = AuditSyncArg::Grouped)]
+    audit_sync: AuditSyncArg,
     /// Issue a new setup token even if one is pending (the pending one stops working).
     #[arg(long)]
     new_setup_token: bool,
@@ -67,6 +74,12 @@ pub struct ServerArgs {
     /// Same as --log-format json.
     #[arg(long, hide = true)]
     log_json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditSyncArg {
+    Grouped,
+    EveryRead,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -134,7 +147,11 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         restrict_permissions(&dir);
         let path = dir.join("ductape.sqlite");
         tracing::info!(path = %path.display(), "opening the database");
-        Arc::new(SqliteStorage::open(&path).map_err(fail)?)
+        let sync = match args.audit_sync {
+            AuditSyncArg::Grouped => AuditSync::Grouped,
+            AuditSyncArg::EveryRead => AuditSync::EveryRead,
+        };
+        Arc::new(SqliteStorage::open_with(&path, sync).map_err(fail)?)
     };
     let mut state = AppState::new(storage).with_limits(limits.clone());
     if let Some(n) = args.rate_limit {

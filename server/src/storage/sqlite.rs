@@ -1,11 +1,20 @@
-//! SQLite backend: WAL, `synchronous=FULL` (an acknowledged write survives power loss),
-//! one connection behind a mutex (SQLite has one writer anyway), blocking work off the
-//! async threads.
+//! SQLite backend: WAL; one writer connection behind a mutex (SQLite has one writer
+//! anyway) and a pool of reader connections beside it (WAL readers never wait for the
+//! writer), all blocking work off the async threads.
+//!
+//! Durability: every change to secrets, keys or the workspace commits with
+//! `synchronous=FULL` (fsync before the answer: it survives power loss). Audit events of
+//! reads commit before the ciphertext leaves, so they survive a crash of the server process;
+//! with [`AuditSync::Grouped`] (the default) they commit without their own fsync and a
+//! background thread fsyncs the WAL within [`GROUP_WINDOW`], so many reads share one fsync
+//! and a power loss can drop at most that window's newest read events.
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::{
     is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Modify, Storage,
@@ -22,22 +31,86 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
 ];
 
+/// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
+pub const GROUP_WINDOW: Duration = Duration::from_millis(10);
+
+/// The most audit events the in-memory (`--dev`) database keeps; older ones are dropped.
+pub const DEV_AUDIT_MAX: i64 = 100_000;
+
+/// How read events reach the disk (`ductape server --audit-sync`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditSync {
+    /// Committed before the ciphertext leaves; fsynced within [`GROUP_WINDOW`], shared by
+    /// every read in that window.
+    #[default]
+    Grouped,
+    /// Committed and fsynced before the ciphertext leaves, one fsync per read.
+    EveryRead,
+}
+
+/// The writer connection and the `synchronous` level it is at.
+struct Writer {
+    conn: Connection,
+    full: bool,
+}
+
 #[derive(Clone)]
 pub struct SqliteStorage {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
+    /// WAL readers (file databases; an in-memory database reads through the writer).
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
+    audit_sync: AuditSync,
+    /// Set when read events were committed without an fsync; cleared by the WAL syncer.
+    unsynced: Arc<AtomicBool>,
+    /// The in-memory database keeps a bounded audit trail.
+    audit_cap: Option<i64>,
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let conn =
-            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Self::prepare(conn)
+        Self::open_with(path, AuditSync::default())
     }
 
-    /// A private in-memory database (the `--dev` server).
+    /// [`SqliteStorage::open`] with a choice of how read events reach the disk.
+    pub fn open_with(path: &Path, audit_sync: AuditSync) -> Result<Self, String> {
+        let conn =
+            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut storage = Self::prepare(conn)?;
+        storage.audit_sync = audit_sync;
+        let readers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8);
+        let mut pool = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let c = Connection::open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA query_only=1;")
+                .map_err(|e| format!("cannot configure SQLite: {e}"))?;
+            pool.push(Mutex::new(c));
+        }
+        storage.readers = Arc::new(pool);
+        if audit_sync == AuditSync::Grouped {
+            spawn_wal_syncer(
+                PathBuf::from(format!("{}-wal", path.display())),
+                Arc::downgrade(&storage.unsynced),
+            );
+        }
+        Ok(storage)
+    }
+
+    /// A private in-memory database (the `--dev` server), with a bounded audit trail.
     pub fn in_memory() -> Result<Self, String> {
-        Self::prepare(Connection::open_in_memory().map_err(|e| e.to_string())?)
+        Self::in_memory_keeping(DEV_AUDIT_MAX)
+    }
+
+    /// An in-memory database that keeps the newest `audit_events` audit events.
+    pub fn in_memory_keeping(audit_events: i64) -> Result<Self, String> {
+        let mut storage = Self::prepare(Connection::open_in_memory().map_err(|e| e.to_string())?)?;
+        storage.audit_cap = Some(audit_events);
+        Ok(storage)
     }
 
     fn prepare(mut conn: Connection) -> Result<Self, String> {
@@ -63,23 +136,100 @@ impl SqliteStorage {
             tx.commit().map_err(|e| e.to_string())?;
         }
         Ok(SqliteStorage {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(Writer { conn, full: true })),
+            readers: Arc::new(Vec::new()),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            audit_sync: AuditSync::EveryRead,
+            unsynced: Arc::new(AtomicBool::new(false)),
+            audit_cap: None,
         })
     }
 
-    /// Runs `f` on the connection on the blocking pool.
+    /// Runs a change on the writer, on the blocking pool, fully durable.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let conn = self.conn.clone();
+        self.write(true, f).await
+    }
+
+    /// Runs `f` on the writer; `durable` commits with an fsync, else (grouped read events)
+    /// without one, leaving it to the WAL syncer.
+    async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let writer = self.writer.clone();
+        let unsynced = self.unsynced.clone();
+        let full = durable || self.audit_sync == AuditSync::EveryRead;
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            if w.full != full {
+                let level = if full { "FULL" } else { "NORMAL" };
+                w.conn
+                    .pragma_update(None, "synchronous", level)
+                    .map_err(db)?;
+                w.full = full;
+            }
+            let out = f(&mut w.conn)?;
+            if !full {
+                unsynced.store(true, Ordering::Release);
+            }
+            Ok(out)
         })
         .await
         .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
     }
+
+    /// Runs a read on a reader connection (the writer when there are none).
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if self.readers.is_empty() {
+            return self.with(move |c| f(c)).await;
+        }
+        let readers = self.readers.clone();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            // A free reader if there is one, else wait for ours.
+            let guard = (0..n)
+                .find_map(|i| readers[(start + i) % n].try_lock().ok())
+                .unwrap_or_else(|| readers[start % n].lock().unwrap_or_else(|e| e.into_inner()));
+            f(&guard)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Fsyncs the WAL file within [`GROUP_WINDOW`] of any commit made without one, until the
+/// storage is dropped. fsync acts on the file, whichever descriptor it is called on.
+fn spawn_wal_syncer(wal: PathBuf, unsynced: Weak<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("ductape-wal-sync".into())
+        .spawn(move || {
+            let mut file: Option<std::fs::File> = None;
+            while let Some(flag) = unsynced.upgrade() {
+                if flag.swap(false, Ordering::AcqRel) {
+                    if file.is_none() {
+                        file = std::fs::File::open(&wal).ok();
+                    }
+                    let synced = file.as_ref().map(std::fs::File::sync_data);
+                    if !matches!(synced, Some(Ok(()))) {
+                        // Retry next round (and reopen: the WAL may have been recreated).
+                        flag.store(true, Ordering::Release);
+                        file = None;
+                    }
+                }
+                drop(flag);
+                std::thread::sleep(GROUP_WINDOW);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the WAL sync thread"));
 }
 
 fn db(e: rusqlite::Error) -> ApiError {
@@ -170,11 +320,10 @@ fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()>
         return Ok(());
     };
     let mut prev: String = c
-        .query_row(
+        .prepare_cached(
             "SELECT hash FROM audit WHERE workspace_id = ?1 AND hash != '' ORDER BY id DESC LIMIT 1",
-            params![first.workspace_id],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![first.workspace_id], |r| r.get(0))
         .optional()?
         .unwrap_or_else(|| GENESIS.to_owned());
     let mut st = c.prepare_cached(&format!(
@@ -217,12 +366,12 @@ fn select_secret(c: &Connection, ws: &str, key: &str) -> Result<StoredSecret, Ap
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn ping(&self) -> Result<(), ApiError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
             .await
     }
 
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
                 [],
@@ -309,14 +458,10 @@ impl Storage for SqliteStorage {
 
     async fn access_key(&self, id: &str) -> Result<Option<StoredAccessKey>, ApiError> {
         let id = id.to_owned();
-        self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {KEY_COLS} FROM access_keys WHERE id = ?1"),
-                params![id],
-                key_row,
-            )
-            .optional()
-            .map_err(db)
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {KEY_COLS} FROM access_keys WHERE id = ?1"))
+                .and_then(|mut st| st.query_row(params![id], key_row).optional())
+                .map_err(db)
         })
         .await
     }
@@ -346,7 +491,7 @@ impl Storage for SqliteStorage {
 
     async fn list_access_keys(&self, workspace_id: &str) -> Result<Vec<StoredAccessKey>, ApiError> {
         let ws = workspace_id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c
                 .prepare(&format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = ?1 ORDER BY created_ms, id"))
                 .map_err(db)?;
@@ -426,7 +571,7 @@ impl Storage for SqliteStorage {
 
     async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
         let ws = workspace_id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c
                 .prepare(&format!(
                     "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key"
@@ -445,7 +590,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<StoredSecret>, ApiError> {
         let ws = workspace_id.to_owned();
         let keys = keys.to_vec();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c
                 .prepare_cached(&format!(
                     "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"
@@ -517,9 +662,17 @@ impl Storage for SqliteStorage {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
-        self.with(move |c| {
+        let cap = self.audit_cap;
+        self.write(false, move |c| {
             let tx = c.transaction().map_err(db)?;
             append_chained(&tx, &events).map_err(db)?;
+            if let Some(cap) = cap {
+                // The in-memory trail keeps the newest events only (`verify` then checks
+                // from the oldest kept).
+                tx.prepare_cached("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1")
+                    .and_then(|mut st| st.execute(params![cap]))
+                    .map_err(db)?;
+            }
             tx.commit().map_err(db)
         })
         .await
@@ -541,7 +694,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<AuditEntry>, ApiError> {
         let ws = workspace_id.to_owned();
         let f = f.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c
                 .prepare_cached(&format!(
                     "SELECT id, {AUDIT_COLS} FROM audit WHERE workspace_id = ?1
@@ -575,5 +728,59 @@ impl Storage for SqliteStorage {
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent {
+            at_ms: i as i64,
+            workspace_id: "ws".into(),
+            access_key_id: "k".into(),
+            secret_key: format!("S{i}"),
+            action: "read".into(),
+            allowed: true,
+            ..AuditEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_trail_keeps_the_newest_events_and_still_verifies() {
+        let s = SqliteStorage::in_memory_keeping(100).unwrap();
+        for i in 0..250 {
+            s.append_audit(vec![event(i)]).await.unwrap();
+        }
+        let q = AuditQuery {
+            limit: Some(1000),
+            ..AuditQuery::default()
+        };
+        let mut kept = s.list_audit("ws", &q).await.unwrap();
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept[0].secret_key, "S249");
+        kept.reverse();
+        let v = ductape::audit::verify("ws", &kept).unwrap();
+        assert_eq!((v.events, v.from_genesis), (100, false));
+    }
+
+    #[tokio::test]
+    async fn readers_see_what_the_writer_committed_and_grouped_events_are_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStorage::open_with(&dir.path().join("t.sqlite"), AuditSync::Grouped).unwrap();
+        assert!(s.readers.len() >= 2);
+        s.append_audit(vec![event(1)]).await.unwrap();
+        // A reader connection sees the event at once; a second handle on the file too.
+        let q = AuditQuery::default();
+        assert_eq!(s.list_audit("ws", &q).await.unwrap().len(), 1);
+        let other = Connection::open(dir.path().join("t.sqlite")).unwrap();
+        let n: i64 = other
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        // The syncer catches up within its window.
+        std::thread::sleep(GROUP_WINDOW * 5);
+        assert!(!s.unsynced.load(Ordering::Acquire));
     }
 }
