@@ -80,9 +80,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             split_bearer(text.trim()).ok_or_else(|| unauthenticated("invalid access key"))?;
         // Hash even when the id is unknown, so timing does not tell which ids exist.
         let presented = hash_secret(secret);
-        let key = state.storage.access_key(id).await?;
+        let key = state.access_key(id).await?;
         let key = match key {
-            Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
+            Some(k) if hashes_equal(&k.secret_hash, &presented) => StoredAccessKey::clone(&k),
             _ => return Err(unauthenticated("invalid access key")),
         };
         if let Some(limiter) = &state.rate_limit {

@@ -5,7 +5,12 @@ use tokio::sync::RwLock;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::storage::{Storage, Workspace};
+use crate::storage::{Storage, StoredAccessKey, Workspace};
+
+/// How long an authenticated access key is trusted from memory: a key deleted through
+/// another server sharing the database is refused here within this time (one deleted
+/// through this server, at once).
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Requests per second allowed to one access key (GCRA: bursts up to the same number).
 pub type RateLimiter = governor::DefaultKeyedRateLimiter<String>;
@@ -19,6 +24,9 @@ pub struct AppState {
     pub limits: crate::listen::Limits,
     /// The workspace never changes once set up, so it is read from storage once.
     workspace: RwLock<Option<Workspace>>,
+    /// Access keys by id, for [`KEY_CACHE_TTL`] (a key's row never changes; it is only
+    /// deleted). Holds the secret's hash, never the secret.
+    keys: moka::sync::Cache<String, Arc<StoredAccessKey>>,
 }
 
 impl AppState {
@@ -29,7 +37,29 @@ impl AppState {
             rate_limit: None,
             limits: crate::listen::Limits::default(),
             workspace: RwLock::new(None),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
         }
+    }
+
+    /// The access key with this id, from memory when looked up in the last second.
+    /// Unknown ids are not remembered (they cost a lookup each, as before).
+    pub async fn access_key(&self, id: &str) -> Result<Option<Arc<StoredAccessKey>>, ApiError> {
+        if let Some(k) = self.keys.get(id) {
+            return Ok(Some(k));
+        }
+        let found = self.storage.access_key(id).await?.map(Arc::new);
+        if let Some(k) = &found {
+            self.keys.insert(id.to_owned(), k.clone());
+        }
+        Ok(found)
+    }
+
+    /// Stops trusting a deleted key at once on this server.
+    pub fn forget_access_key(&self, id: &str) {
+        self.keys.invalidate(id);
     }
 
     /// Limits each access key to `per_second` requests per second (bursts of as many).

@@ -219,3 +219,37 @@ async fn the_database_connection_can_require_verified_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PostgreSQL"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_is_refused_at_once_here_and_within_a_second_on_other_replicas() {
+    let pg = PgCluster::start();
+    let url = pg.database("keys");
+    let mut a = Server::postgres(&url);
+    a.setup().await;
+    let b = Server::postgres(&url);
+    let admin = a.client().await;
+    let made = admin
+        .access_keys()
+        .create(AccessKeyOptions::new("short-lived", [Permission::List]))
+        .await
+        .unwrap();
+    let bearer = made.key.bearer().to_string();
+    let list = |server: &Server| format!("{}/v1/secrets", server.url);
+    // Both replicas know (and remember) the key.
+    for s in [&a, &b] {
+        let (status, _) =
+            ductape_e2e::raw(reqwest::Method::GET, &list(s), Some(&bearer), None, None).await;
+        assert_eq!(status, 200);
+    }
+    admin.access_keys().delete(&made.info.id).await.unwrap();
+    let deleted_at = std::time::Instant::now();
+    let (status, _) =
+        ductape_e2e::raw(reqwest::Method::GET, &list(&a), Some(&bearer), None, None).await;
+    assert_eq!(status, 401, "the server that deleted it refuses it at once");
+    // The other replica stops trusting its memory of the key within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1050).saturating_sub(deleted_at.elapsed()))
+        .await;
+    let (status, _) =
+        ductape_e2e::raw(reqwest::Method::GET, &list(&b), Some(&bearer), None, None).await;
+    assert_eq!(status, 401, "refused by every replica within 1 s");
+}

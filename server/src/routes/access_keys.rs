@@ -227,6 +227,7 @@ pub async fn delete(
     .await;
     audit_trail::record_refusal(&st, event, &outcome).await;
     outcome?;
+    st.forget_access_key(&id);
     tracing::info!(id = %id, by = %caller.key.id, "access key deleted");
     Ok(Json(DeletedResponse {
         deleted: true,
