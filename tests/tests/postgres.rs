@@ -253,3 +253,40 @@ async fn a_deleted_key_is_refused_at_once_here_and_within_a_second_on_other_repl
         ductape_e2e::raw(reqwest::Method::GET, &list(&b), Some(&bearer), None, None).await;
     assert_eq!(status, 401, "refused by every replica within 1 s");
 }
+
+#[tokio::test]
+async fn postgres_pages_in_bytewise_key_order_with_a_cursor() {
+    let pg = PgCluster::start();
+    let url = pg.database("pages");
+    let mut server = Server::postgres(&url);
+    server.setup().await;
+    let d = server.client().await;
+    for k in ["b", "B", "a_1", "A", "a-2", "Z9"] {
+        d.secrets().create(CreateSecret::new(k, "v")).await.unwrap();
+    }
+    let mut q = ductape::wire::ListQuery {
+        limit: Some(2),
+        cursor: None,
+    };
+    let mut keys = Vec::new();
+    loop {
+        let page = d.secrets().page(&q).await.unwrap();
+        assert!(page.secrets.len() <= 2);
+        keys.extend(page.secrets.into_iter().map(|s| s.key));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    // The same order SQLite gives: bytes, uppercase before lowercase.
+    assert_eq!(keys, ["A", "B", "Z9", "a-2", "a_1", "b"]);
+    let all: Vec<String> = d
+        .secrets()
+        .fetch_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(all, keys);
+}

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// An empty page of `GET /v1/secrets?limit=...` (what `fetch_all` asks for).
+const EMPTY_PAGE: &str = r#"{"secrets": [], "next_cursor": null}"#;
+
 struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
@@ -72,7 +75,9 @@ impl Fake {
                     }
                     let head = String::from_utf8_lossy(&buf).to_string();
                     let first = head.lines().next().unwrap_or("").to_owned();
-                    let path = first.split(' ').nth(1).unwrap_or("").to_owned();
+                    // Scripts name paths without their query strings.
+                    let target = first.split(' ').nth(1).unwrap_or("");
+                    let path = target.split('?').next().unwrap_or("").to_owned();
                     log.lock().unwrap().push(format!(
                         "{} {}",
                         first.split(' ').next().unwrap_or(""),
@@ -135,7 +140,7 @@ async fn reads_are_retried_on_5xx_until_they_succeed() {
     let fake = Fake::start(vec![
         ("/v1/secrets", reply(503, &error_body(503, "unavailable"))),
         ("/v1/secrets", reply(502, "<html>bad gateway</html>")),
-        ("/v1/secrets", reply(200, "[]")),
+        ("/v1/secrets", reply(200, EMPTY_PAGE)),
     ])
     .await;
     let d = client(&fake.url, AccessKey::generate());
@@ -163,7 +168,7 @@ async fn a_429_is_retried_after_retry_after() {
     limited.headers.push(("retry-after", "1".into()));
     let fake = Fake::start(vec![
         ("/v1/secrets", limited),
-        ("/v1/secrets", reply(200, "[]")),
+        ("/v1/secrets", reply(200, EMPTY_PAGE)),
     ])
     .await;
     let d = client(&fake.url, AccessKey::generate());

@@ -204,7 +204,8 @@ async fn malformed_references_are_errors_and_escapes_are_literal() {
 async fn check_reports_every_reference_without_values_and_warns_on_expiry() {
     let server = Server::dev();
     let d = seeded(&server).await;
-    let soon = ductape::ids::now_secs() + 3 * 24 * 3600;
+    // Three days and an hour: still "3 days" however long the test takes to get there.
+    let soon = ductape::ids::now_secs() + 3 * 24 * 3600 + 3600;
     d.secrets()
         .create(CreateSecret::new("SOON", "soon-canary").expires_at(soon))
         .await

@@ -8,7 +8,8 @@ use crate::crypto::{Envelope, Plaintext};
 use crate::error::{Error, ErrorCode};
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
 use crate::wire::{
-    BatchGetResponse, BatchItem, DeletedResponse, SecretRecord, SecretWithCiphertext, UsageEntry,
+    BatchGetResponse, BatchItem, DeletedResponse, ListQuery, SecretPage, SecretRecord,
+    SecretWithCiphertext, UsageEntry,
 };
 
 /// Arguments of `secrets().create(...)`: the documented fields.
@@ -241,9 +242,46 @@ impl<'a> Secrets<'a> {
 
     /// Lists every secret's metadata (never values or ciphertext).
     pub async fn fetch_all(&self) -> Result<Vec<SecretRecord>, Error> {
+        let mut all = Vec::new();
+        let mut query = ListQuery {
+            limit: Some(ListQuery::MAX_LIMIT),
+            cursor: None,
+        };
+        loop {
+            let page = self.page(&query).await?;
+            all.extend(page.secrets);
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of metadata in key order; pass the page's `next_cursor` as `query.cursor`
+    /// for the next. For workspaces too big to hold at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: ductape::Ductape) -> Result<(), ductape::Error> {
+    /// use ductape::wire::ListQuery;
+    /// let mut q = ListQuery { limit: Some(500), cursor: None };
+    /// loop {
+    ///     let page = d.secrets().page(&q).await?;
+    ///     for s in &page.secrets { println!("{}", s.key); }
+    ///     match page.next_cursor { Some(c) => q.cursor = Some(c), None => break }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn page(&self, query: &ListQuery) -> Result<SecretPage, Error> {
+        let params = serde_urlencoded::to_string(query)
+            .map_err(|e| Error::invalid_field(format!("invalid listing query: {e}")))?;
         self.client
             .transport()
-            .call(Method::GET, "/v1/secrets", None, Idempotency::Idempotent)
+            .call(
+                Method::GET,
+                &format!("/v1/secrets?{params}"),
+                None,
+                Idempotency::Idempotent,
+            )
             .await
     }
 

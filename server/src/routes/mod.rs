@@ -24,6 +24,7 @@ use crate::state::AppState;
         audit::list, audit::usage,
         system::healthz, system::readyz,
     ),
+    components(schemas(ductape::wire::SecretPage)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

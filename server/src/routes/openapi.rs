@@ -187,8 +187,15 @@ fn refine_operation(path: &str, op: &mut Value) {
         .into_iter()
         .flatten()
     {
-        if param["in"] == "path" && param["name"] == "key" {
-            param["schema"] = key_schema();
+        let key_like = (param["in"] == "path" && param["name"] == "key")
+            || (param["in"] == "query" && param["name"] == "cursor");
+        if key_like {
+            let nullable_now = param["schema"]["type"].is_array();
+            param["schema"] = if nullable_now {
+                nullable(key_schema())
+            } else {
+                key_schema()
+            };
         }
     }
     let secured = op.get("security").is_some();
@@ -241,6 +248,15 @@ pub fn document() -> Value {
         .and_then(Value::as_object_mut)
     {
         refine_schemas(schemas);
+    }
+    // A listing is one array, or one page when `limit` or `cursor` is given.
+    if let Some(ok) =
+        doc.pointer_mut("/paths/~1v1~1secrets/get/responses/200/content/application~1json")
+    {
+        ok["schema"] = json!({"oneOf": [
+            {"type": "array", "items": {"$ref": "#/components/schemas/SecretRecord"}},
+            {"$ref": "#/components/schemas/SecretPage"},
+        ]});
     }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {

@@ -17,14 +17,16 @@ use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{AuditEvent, StoredSecret};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
 use ductape::access::{self, Context};
 use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
 use ductape::validate::{self, MetadataInput};
 use ductape::wire::{
     BatchGetBody, BatchGetResponse, BatchItem, CreateSecretBody, DeletedResponse, ErrorBody,
-    ErrorDetail, Permission, SecretRecord, SecretWithCiphertext, UpdateSecretBody,
+    ErrorDetail, ListQuery, Permission, SecretPage, SecretRecord, SecretWithCiphertext,
+    UpdateSecretBody,
 };
 use ductape::{Envelope, ErrorCode, SecretKey};
 
@@ -131,30 +133,117 @@ async fn hidden_name_taken(
     }))
 }
 
-/// List secrets' metadata (never values or ciphertext).
-#[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
+/// List secrets' metadata (never values or ciphertext), in key order. With `limit` or
+/// `cursor`: one page and the cursor of the next. With neither: every secret the key may see
+/// as one JSON array, streamed page by page, so the server's memory stays flat however many
+/// secrets there are.
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", params(ListQuery),
     responses((status = 200, body = Vec<SecretRecord>), (status = 400, body = ErrorBody)), security(("access_key" = [])))]
 pub async fn list(
     State(st): State<Shared>,
     caller: Caller,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Vec<SecretRecord>>, ApiError> {
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
     caller.require(Permission::List)?;
-    if query.is_some_and(|q| !q.is_empty()) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "GET /v1/secrets takes no query parameters",
-        ));
+    let bad = |msg: &str| ApiError::new(ErrorCode::InvalidQuery, msg);
+    let Query(q) = query.map_err(|_| {
+        bad("invalid query: GET /v1/secrets takes 'limit' (1 to 1000) and 'cursor' only")
+    })?;
+    let cursor = match &q.cursor {
+        Some(c) => Some(
+            SecretKey::parse(c)
+                .map_err(|_| bad("'cursor' must be a previous page's next_cursor"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    if q.limit.is_none() && cursor.is_none() {
+        return Ok(stream_all(st, caller).await?.into_response());
     }
+    let limit = q.limit.unwrap_or(ListQuery::DEFAULT_LIMIT);
+    if !(1..=ListQuery::MAX_LIMIT).contains(&limit) {
+        return Err(bad("'limit' must be 1 to 1000"));
+    }
+    let (secrets, next_cursor) = visible_page(&st, &caller, cursor, limit as usize).await?;
+    Ok(Json(SecretPage {
+        secrets,
+        next_cursor,
+    })
+    .into_response())
+}
+
+/// Up to `limit` secrets after `cursor`, keeping those the caller may see, and where the
+/// next page starts (none when storage had no more).
+async fn visible_page(
+    st: &AppState,
+    caller: &Caller,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<(Vec<SecretRecord>, Option<String>), ApiError> {
+    let rows = st
+        .storage
+        .list_secrets(&caller.workspace.id, cursor, limit)
+        .await?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|s| s.key.clone()))
+        .flatten();
     let now = now_secs();
     let binding = caller.binding();
-    let all = st.storage.list_secrets(&caller.workspace.id).await?;
-    Ok(Json(
-        all.iter()
-            .filter(|s| binding.can_see(&s.scope, &s.envs))
-            .map(|s| s.record(now))
-            .collect(),
-    ))
+    let visible = rows
+        .iter()
+        .filter(|s| binding.can_see(&s.scope, &s.envs))
+        .map(|s| s.record(now))
+        .collect();
+    Ok((visible, next))
+}
+
+/// Rows per storage read while streaming a whole listing.
+const STREAM_PAGE: usize = 500;
+
+/// Every visible secret as one JSON array, read and written a page at a time. The first
+/// page is read before answering, so that a failing database is a clean 503.
+async fn stream_all(st: Shared, caller: Caller) -> Result<axum::body::Body, ApiError> {
+    let first = visible_page(&st, &caller, None, STREAM_PAGE).await?;
+    let pages = futures_util::stream::unfold(
+        (Some(first), false, st, caller),
+        |(page, started, st, caller)| async move {
+            let (records, next) = page?;
+            let mut chunk = Vec::with_capacity(records.len() * 256 + 2);
+            if !started {
+                chunk.push(b'[');
+            }
+            for (i, r) in records.iter().enumerate() {
+                if started || i > 0 {
+                    chunk.push(b',');
+                }
+                // Serialising plain records cannot fail.
+                let _ = serde_json::to_writer(&mut chunk, r);
+            }
+            let started = started || !records.is_empty();
+            let following = match next {
+                None => {
+                    chunk.extend_from_slice(if started { b"]" } else { b"[]" });
+                    None
+                }
+                Some(after) => match visible_page(&st, &caller, Some(after), STREAM_PAGE).await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        // The answer has begun: end it broken rather than pretend it is whole.
+                        tracing::warn!(error = %e.message, "listing stopped part way");
+                        return Some((
+                            Err(std::io::Error::other("listing failed")),
+                            (None, started, st, caller),
+                        ));
+                    }
+                },
+            };
+            Some((
+                Ok(axum::body::Bytes::from(chunk)),
+                (following, started, st, caller),
+            ))
+        },
+    );
+    Ok(axum::body::Body::from_stream(pages))
 }
 
 /// Get one secret: metadata and ciphertext. 410 when revoked or expired.

@@ -203,7 +203,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// 409 `secret_exists` if the key is taken.
     async fn create_secret(&self, secret: StoredSecret, event: AuditEvent) -> Result<(), ApiError>;
-    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError>;
+    /// Up to `limit` secrets in key order (bytewise), after the key `after` if given.
+    async fn list_secrets(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, ApiError>;
     async fn get_secrets(
         &self,
         workspace_id: &str,

@@ -548,11 +548,24 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
+    async fn list_secrets(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, ApiError> {
         self.timed(async {
             let c = self.conn().await?;
+            let limit = limit as i64;
             let rows = c
-                .query(&format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 ORDER BY key COLLATE \"C\""), &[&workspace_id])
+                .query(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1
+                       AND ($2::TEXT IS NULL OR key COLLATE \"C\" > $2)
+                     ORDER BY key COLLATE \"C\" LIMIT $3"
+                    ),
+                    &[&workspace_id, &after, &limit],
+                )
                 .await
                 .map_err(db)?;
             Ok(rows.iter().map(secret_row).collect())

@@ -569,15 +569,23 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn list_secrets(&self, workspace_id: &str) -> Result<Vec<StoredSecret>, ApiError> {
+    async fn list_secrets(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, ApiError> {
         let ws = workspace_id.to_owned();
         self.read(move |c| {
             let mut st = c
-                .prepare(&format!(
-                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key"
+                .prepare_cached(&format!(
+                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND (?2 IS NULL OR key > ?2)
+                     ORDER BY key LIMIT ?3"
                 ))
                 .map_err(db)?;
-            let rows = st.query_map(params![ws], secret_row).map_err(db)?;
+            let rows = st
+                .query_map(params![ws, after, limit as i64], secret_row)
+                .map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
         .await
