@@ -626,3 +626,32 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     hits
 }
+
+/// The keys `fetch_all` returns, in order.
+pub async fn listed_keys(d: &Ductape) -> Vec<String> {
+    d.secrets()
+        .fetch_all()
+        .await
+        .expect("fetch_all")
+        .into_iter()
+        .map(|s| s.key)
+        .collect()
+}
+
+/// Pages through the listing `limit` at a time; returns each page's size and every key.
+pub async fn paged_keys(d: &Ductape, limit: u32) -> (Vec<usize>, Vec<String>) {
+    let mut q = ductape::wire::ListQuery {
+        limit: Some(limit),
+        cursor: None,
+    };
+    let (mut sizes, mut keys) = (Vec::new(), Vec::new());
+    loop {
+        let page = d.secrets().page(&q).await.expect("page");
+        sizes.push(page.secrets.len());
+        keys.extend(page.secrets.into_iter().map(|s| s.key));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return (sizes, keys),
+        }
+    }
+}

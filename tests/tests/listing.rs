@@ -2,9 +2,9 @@
 //! `fetch_all` paging through transparently, and bound keys seeing only their secrets on
 //! every page.
 
-use ductape::wire::{ListQuery, Permission};
+use ductape::wire::Permission;
 use ductape::{AccessKeyOptions, CreateSecret};
-use ductape_e2e::{raw, Server};
+use ductape_e2e::{listed_keys, paged_keys, raw, Server};
 use reqwest::Method;
 
 const N: usize = 2500;
@@ -28,32 +28,10 @@ async fn listings_page_with_a_cursor_and_stream_whole() {
     let expected: Vec<String> = (0..N).map(|i| format!("S{i:05}")).collect();
 
     // fetch_all pages through transparently.
-    let all: Vec<String> = d
-        .secrets()
-        .fetch_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
-    assert_eq!(all, expected);
+    assert_eq!(listed_keys(&d).await, expected);
 
     // Page by page: 1000, 1000, 500, then no cursor.
-    let mut q = ListQuery {
-        limit: Some(1000),
-        cursor: None,
-    };
-    let mut sizes = Vec::new();
-    let mut paged = Vec::new();
-    loop {
-        let page = d.secrets().page(&q).await.unwrap();
-        sizes.push(page.secrets.len());
-        paged.extend(page.secrets.into_iter().map(|s| s.key));
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => break,
-        }
-    }
+    let (sizes, paged) = paged_keys(&d, 1000).await;
     assert_eq!(sizes, [1000, 1000, 500]);
     assert_eq!(paged, expected);
 
@@ -111,15 +89,7 @@ async fn a_bound_key_sees_only_its_secrets_on_every_page_and_in_the_stream() {
         .filter(|i| i % 3 == 0)
         .map(|i| format!("S{i:05}"))
         .collect();
-    let all: Vec<String> = a
-        .secrets()
-        .fetch_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
-    assert_eq!(all, expected);
+    assert_eq!(listed_keys(&a).await, expected);
     let (status, body) = raw(
         Method::GET,
         &format!("{}/v1/secrets", server.url),

@@ -264,29 +264,9 @@ async fn postgres_pages_in_bytewise_key_order_with_a_cursor() {
     for k in ["b", "B", "a_1", "A", "a-2", "Z9"] {
         d.secrets().create(CreateSecret::new(k, "v")).await.unwrap();
     }
-    let mut q = ductape::wire::ListQuery {
-        limit: Some(2),
-        cursor: None,
-    };
-    let mut keys = Vec::new();
-    loop {
-        let page = d.secrets().page(&q).await.unwrap();
-        assert!(page.secrets.len() <= 2);
-        keys.extend(page.secrets.into_iter().map(|s| s.key));
-        match page.next_cursor {
-            Some(c) => q.cursor = Some(c),
-            None => break,
-        }
-    }
+    let (sizes, keys) = ductape_e2e::paged_keys(&d, 2).await;
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
     // The same order SQLite gives: bytes, uppercase before lowercase.
     assert_eq!(keys, ["A", "B", "Z9", "a-2", "a_1", "b"]);
-    let all: Vec<String> = d
-        .secrets()
-        .fetch_all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.key)
-        .collect();
-    assert_eq!(all, keys);
+    assert_eq!(ductape_e2e::listed_keys(&d).await, keys);
 }
