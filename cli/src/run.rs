@@ -201,24 +201,13 @@ pub async fn audit(args: AuditArgs) -> Result<ExitCode, Error> {
     };
     if args.client.json {
         // JSON lines, newest first, page after page: for shipping to a SIEM.
-        let mut left = args.limit.map(u64::from).unwrap_or(u64::MAX);
         let mut out = std::io::stdout().lock();
-        while left > 0 {
-            query.limit = Some(left.min(u64::from(AuditQuery::MAX_LIMIT)) as u32);
-            let page = d.audit(&query).await?;
-            for e in &page.events {
-                let line = serde_json::to_string(e)
-                    .map_err(|e| Error::new(ErrorCode::Protocol, e.to_string()))?;
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(ExitCode::SUCCESS); // the reader went away (e.g. `| head`)
-                }
-            }
-            left = left.saturating_sub(page.events.len() as u64);
-            match page.next_before {
-                Some(b) => query.before = Some(b),
-                None => break,
-            }
-        }
+        d.audit_each(query, args.limit.map(u64::from), |e| {
+            // Plain entries always serialise; a failed write means the reader went away
+            // (e.g. `| head`): stop quietly.
+            serde_json::to_string(&e).is_ok_and(|line| writeln!(out, "{line}").is_ok())
+        })
+        .await?;
         let _ = out.flush();
         return Ok(ExitCode::SUCCESS);
     }

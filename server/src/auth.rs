@@ -15,7 +15,8 @@ use ductape::ErrorCode;
 
 /// An authenticated caller.
 pub struct Caller {
-    pub key: StoredAccessKey,
+    /// Shared with the access-key cache (a key's row never changes).
+    pub key: Arc<StoredAccessKey>,
     pub workspace: Workspace,
 }
 
@@ -82,7 +83,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let presented = hash_secret(secret);
         let key = state.access_key(id).await?;
         let key = match key {
-            Some(k) if hashes_equal(&k.secret_hash, &presented) => StoredAccessKey::clone(&k),
+            Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
             _ => return Err(unauthenticated("invalid access key")),
         };
         if let Some(limiter) = &state.rate_limit {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,9 +116,9 @@ struct Conn {
     /// Milliseconds since `epoch` of the last request start or end.
     last_active_ms: AtomicU64,
     /// Whether a request ever arrived (before that, the header deadline applies).
-    served: AtomicU64,
+    served: AtomicBool,
     /// Set once the connection was chosen to make room (it closes shortly).
-    evicted: std::sync::atomic::AtomicBool,
+    evicted: AtomicBool,
     evict: Notify,
 }
 
@@ -139,8 +139,8 @@ impl Registry {
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(self.now_ms()),
-            served: AtomicU64::new(0),
-            evicted: std::sync::atomic::AtomicBool::new(false),
+            served: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
         self.lock().insert(id, conn.clone());
@@ -182,7 +182,7 @@ struct Busy {
 impl Busy {
     fn start(conn: Arc<Conn>, registry: Arc<Registry>) -> Busy {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        conn.served.store(1, Ordering::Release);
+        conn.served.store(true, Ordering::Release);
         conn.last_active_ms
             .store(registry.now_ms(), Ordering::Release);
         Busy { conn, registry }
@@ -337,10 +337,10 @@ async fn serve_conn<I>(
 /// deadline before its first request, the idle deadline after.
 async fn idle(conn: &Conn, registry: &Registry, limits: &Limits) {
     loop {
-        let allowed = if conn.served.load(Ordering::Acquire) == 0 {
-            limits.header_timeout
-        } else {
+        let allowed = if conn.served.load(Ordering::Acquire) {
             limits.idle_timeout
+        } else {
+            limits.header_timeout
         };
         let last = conn.last_active_ms.load(Ordering::Acquire);
         let idle_for = Duration::from_millis(registry.now_ms().saturating_sub(last));

@@ -150,6 +150,39 @@ impl Ductape {
             .await
     }
 
+    /// Walks the audit events matching `query` (its `limit` is ignored), newest first,
+    /// a page at a time, handing each to `each` until it returns `false`, `max` events were
+    /// handed over, or the trail ends.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: ductape::Ductape) -> Result<(), ductape::Error> {
+    /// d.audit_each(Default::default(), Some(10), |e| { println!("{}", e.action); true }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn audit_each(
+        &self,
+        mut query: AuditQuery,
+        max: Option<u64>,
+        mut each: impl FnMut(crate::wire::AuditEntry) -> bool,
+    ) -> Result<(), Error> {
+        let mut left = max.unwrap_or(u64::MAX);
+        while left > 0 {
+            query.limit = Some(left.min(u64::from(AuditQuery::MAX_LIMIT)) as u32);
+            let page = self.audit(&query).await?;
+            left = left.saturating_sub(page.events.len() as u64);
+            for e in page.events {
+                if !each(e) {
+                    return Ok(());
+                }
+            }
+            match page.next_before {
+                Some(b) => query.before = Some(b),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the workspace's whole audit trail (admin, unbound): every event matches its
     /// hash and follows the one before it. The outer error is a failed request; the inner
     /// one the first broken link.
@@ -175,18 +208,11 @@ impl Ductape {
             ));
         }
         let mut events = Vec::new();
-        let mut query = AuditQuery {
-            limit: Some(AuditQuery::MAX_LIMIT),
-            ..AuditQuery::default()
-        };
-        loop {
-            let page = self.audit(&query).await?;
-            events.extend(page.events);
-            match page.next_before {
-                Some(b) => query.before = Some(b),
-                None => break,
-            }
-        }
+        self.audit_each(AuditQuery::default(), None, |e| {
+            events.push(e);
+            true
+        })
+        .await?;
         events.reverse();
         Ok(crate::audit::verify(&workspace.workspace_id, &events))
     }

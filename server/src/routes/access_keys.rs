@@ -34,6 +34,14 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ductape::Error::invalid_field(msg).into()
 }
 
+/// Whether `id` has the form of an access key's id: 16 lowercase hex characters.
+fn is_access_key_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Reads a new access key made by a client: its id, its secret (kept only as a hash) and
 /// the workspace key wrapped for it.
 fn parse_new_key(
@@ -43,11 +51,7 @@ fn parse_new_key(
 ) -> Result<StoredAccessKey, ApiError> {
     validate::reject_unknown_fields(obj, KEY_FIELDS)?;
     let id = validate::required_string(obj, "id")?;
-    if id.len() != 16
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if !is_access_key_id(id) {
         return Err(invalid("field 'id' must be 16 lowercase hex characters"));
     }
     let secret = validate::required_string(obj, "secret")?;
@@ -165,9 +169,9 @@ fn describe_key(k: &StoredAccessKey) -> String {
     )
 }
 
-/// Whether a bound caller's binding covers `k` (only such keys are visible to it).
-fn within(caller: &Caller, k: &StoredAccessKey) -> bool {
-    access::key_within(k.app.as_deref(), &k.envs, caller.binding())
+/// Whether `binding` covers `k` (a bound key sees and deletes only such keys).
+fn within(binding: access::Binding<'_>, k: &StoredAccessKey) -> bool {
+    access::key_within(k.app.as_deref(), &k.envs, binding)
 }
 
 /// List access keys (admin). Never their secrets. A bound key sees the keys within its
@@ -182,7 +186,7 @@ pub async fn list(
     let keys = st.storage.list_access_keys(&caller.workspace.id).await?;
     Ok(Json(
         keys.iter()
-            .filter(|k| within(&caller, k))
+            .filter(|k| within(caller.binding(), k))
             .map(StoredAccessKey::info)
             .collect(),
     ))
@@ -200,7 +204,7 @@ pub async fn delete(
     PathParam(id): PathParam,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     // Only a well-formed id is recorded (the path is the caller's text).
-    let well_formed = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let well_formed = is_access_key_id(&id);
     let target = if well_formed { id.as_str() } else { "" };
     let event = audit_trail::event(&caller, "access_key.delete", target, None, None);
     let outcome = async {
@@ -214,7 +218,7 @@ pub async fn delete(
                 &caller.workspace.id,
                 &id,
                 Box::new(move |k| {
-                    if access::key_within(k.app.as_deref(), &k.envs, binding.get()) {
+                    if within(binding.get(), k) {
                         Ok(())
                     } else {
                         Err(no_such_access_key())

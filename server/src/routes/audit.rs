@@ -43,14 +43,14 @@ pub async fn list(
     Ok(Json(AuditPage {
         events: rows
             .into_iter()
-            .filter(|e| !binding.is_bound() || recorded_within(e, binding))
+            .filter(|e| recorded_within(e, binding))
             .collect(),
         next_before,
     }))
 }
 
 /// Whether an event was recorded within `binding`: its app is the bound app and its
-/// environment one of the bound environments.
+/// environment one of the bound environments (every event, for an unbound key).
 fn recorded_within(e: &AuditEntry, binding: ductape::access::Binding<'_>) -> bool {
     let app_ok = binding.app.is_none_or(|a| e.app.as_deref() == Some(a));
     let env_ok = binding.envs.is_empty()
@@ -94,7 +94,7 @@ pub async fn usage(
         let rows = st.storage.list_audit(&caller.workspace.id, &filter).await?;
         for e in rows
             .iter()
-            .filter(|e| e.action_is_read() && (!binding.is_bound() || recorded_within(e, binding)))
+            .filter(|e| e.action_is_read() && recorded_within(e, binding))
         {
             let entry = by
                 .entry((e.app.clone(), e.env.clone()))

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use ductape::crypto::MAX_ENVELOPE_LEN;
-use ductape::validate::{MAX_DESCRIPTION_LEN, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_LEN};
+use ductape::validate::{self, MAX_DESCRIPTION_LEN, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_LEN};
 
 use super::secrets::MAX_BATCH_KEYS;
 
@@ -38,7 +38,6 @@ fn tags_schema() -> Value {
 /// The secret fields a create or update may set, with their limits.
 /// `null` clears a field on update, and means "not set" on create.
 fn metadata_fields(props: &mut Map<String, Value>) {
-    let maybe = nullable;
     props.insert(
         "ciphertext".into(),
         json!({"type": "string", "format": "ductape-envelope", "maxLength": MAX_ENVELOPE_LEN,
@@ -46,13 +45,13 @@ fn metadata_fields(props: &mut Map<String, Value>) {
     );
     props.insert(
         "description".into(),
-        maybe(json!({"type": "string", "maxLength": MAX_DESCRIPTION_LEN})),
+        nullable(json!({"type": "string", "maxLength": MAX_DESCRIPTION_LEN})),
     );
-    props.insert("scope".into(), maybe(tags_schema()));
-    props.insert("envs".into(), maybe(tags_schema()));
+    props.insert("scope".into(), nullable(tags_schema()));
+    props.insert("envs".into(), nullable(tags_schema()));
     props.insert(
         "expires_at".into(),
-        maybe(json!({"type": "integer", "format": "int64", "minimum": 1,
+        nullable(json!({"type": "integer", "format": "int64", "minimum": 1,
                      "description": "Unix seconds; on create it must be in the future"})),
     );
 }
@@ -92,17 +91,10 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
     }
     if let Some(s) = schemas.get_mut("UpdateSecretBody") {
         // At least one thing to change (a version alone changes nothing).
-        let one_of_each: Vec<Value> = [
-            "ciphertext",
-            "description",
-            "token_type",
-            "scope",
-            "envs",
-            "expires_at",
-        ]
-        .iter()
-        .map(|f| json!({"required": [f]}))
-        .collect();
+        let one_of_each: Vec<Value> = std::iter::once("ciphertext")
+            .chain(validate::METADATA_FIELDS)
+            .map(|f| json!({"required": [f]}))
+            .collect();
         s["anyOf"] = Value::Array(one_of_each);
         s["additionalProperties"] = json!(false);
     }

@@ -569,31 +569,26 @@ async fn read_checked(
     let mut events = Vec::with_capacity(keys.len());
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        let row = found.iter().find(|s| s.key == key.as_str());
+        let stored = found.iter().find(|s| s.key == key.as_str());
+        // Outside the binding a secret is treated as absent, so the rules below report it
+        // exactly as a missing one.
+        let row = stored.filter(|s| bound.can_see(&s.scope, &s.envs));
         let record = row.map(|s| s.record(now));
-        let hidden = row.is_some_and(|s| !bound.can_see(&s.scope, &s.envs));
         // The claimed context first (so the message names what the caller asked for), then
         // what the access key is bound to, whatever the caller claimed.
-        let verdict = if hidden {
-            Err(ductape::Error::new(
-                ErrorCode::SecretNotFound,
-                format!("Secret '{key}' not found"),
-            ))
-        } else {
-            access::check(key.as_str(), record.as_ref(), claimed, now)
-                .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
-                .and_then(|()| match (record, row) {
-                    (Some(record), Some(row)) => Ok(SecretWithCiphertext {
-                        record,
-                        ciphertext: row.ciphertext.clone(),
-                    }),
-                    // check() reports a missing secret first, so this is unreachable.
-                    _ => Err(ductape::Error::new(
-                        ErrorCode::SecretNotFound,
-                        format!("Secret '{key}' not found"),
-                    )),
-                })
-        };
+        let verdict = access::check(key.as_str(), record.as_ref(), claimed, now)
+            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
+            .and_then(|()| match (record, row) {
+                (Some(record), Some(row)) => Ok(SecretWithCiphertext {
+                    record,
+                    ciphertext: row.ciphertext.clone(),
+                }),
+                // check() reports a missing secret first, so this is unreachable.
+                _ => Err(ductape::Error::new(
+                    ErrorCode::SecretNotFound,
+                    format!("Secret '{key}' not found"),
+                )),
+            });
         let mut event = audit_trail::event(
             caller,
             action,
@@ -602,8 +597,9 @@ async fn read_checked(
             claimed.envs.first().map(String::as_str),
         );
         event.allowed = verdict.is_ok();
-        event.reason = match (&verdict, hidden, row) {
-            (Err(_), true, Some(s)) => Some(format!(
+        // The audit keeps the real reason for a secret hidden by the binding.
+        event.reason = match (&verdict, stored, row) {
+            (Err(_), Some(s), None) => Some(format!(
                 "outside the access key's binding: {}",
                 access::check_scope(&s.key, &s.scope, &s.envs, bound)
                     .err()
