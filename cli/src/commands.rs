@@ -1,14 +1,14 @@
 //! Client commands: `init`, `secrets ...`, `access-keys ...`.
 
 use clap::{Args, Subcommand};
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::output;
 use crate::ClientArgs;
 use ductape::validate::{MetadataInput, Patch};
-use ductape::wire::Permission;
+use ductape::wire::{ListQuery, Permission};
 use ductape::{
     AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType,
     UpdateSecret,
@@ -86,7 +86,27 @@ pub enum SecretsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List secrets (metadata only).
+    /// Create every secret of a .env or JSON file that does not exist yet (re-runs skip
+    /// what is there), with a progress bar.
+    Import {
+        file: PathBuf,
+        /// The file's format (default: from its extension, .json or else env).
+        #[arg(long, value_enum)]
+        format: Option<crate::transfer::Format>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write every secret with its value, as .env lines or a JSON array that import reads.
+    Export {
+        #[arg(long, value_enum, default_value = "env")]
+        format: crate::transfer::Format,
+        /// A new file to write (created readable by you only); default stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List secrets (metadata only), streamed page by page.
     List {
         #[command(flatten)]
         client: ClientArgs,
@@ -257,16 +277,25 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
                 println!("created {} (version {})", rec.key, rec.version);
             }
         }
+        SecretsCommand::Import {
+            file,
+            format,
+            client: c,
+        } => {
+            let d = client(&c).await?;
+            return crate::transfer::import(&d, &file, format, c.json).await;
+        }
+        SecretsCommand::Export {
+            format,
+            output,
+            client: c,
+        } => {
+            let d = client(&c).await?;
+            return crate::transfer::export(&d, format, output.as_deref()).await;
+        }
         SecretsCommand::List { client: c } => {
             let d = client(&c).await?;
-            let all = d.secrets().fetch_all().await?;
-            if c.json {
-                output::json(&all);
-            } else {
-                for s in &all {
-                    println!("{}", output::secret_line(s));
-                }
-            }
+            list(&d, c.json).await?;
         }
         SecretsCommand::Get { key, client: c } => {
             let d = client(&c).await?;
@@ -340,6 +369,44 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the listing a page at a time (as one JSON array with `--json`), so the first
+/// lines come at once and memory stays flat however many secrets there are.
+async fn list(d: &Ductape, json: bool) -> Result<(), Error> {
+    let mut query = ListQuery {
+        limit: Some(ListQuery::MAX_LIMIT),
+        cursor: None,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut first = true;
+    let failed = |e: std::io::Error| Error::new(ErrorCode::Config, format!("cannot write: {e}"));
+    if json {
+        out.write_all(b"[").map_err(failed)?;
+    }
+    loop {
+        let page = d.secrets().page(&query).await?;
+        for s in &page.secrets {
+            let line = if json {
+                let sep = if first { "\n  " } else { ",\n  " };
+                format!("{sep}{}", serde_json::to_string(s).unwrap_or_default())
+            } else {
+                format!("{}\n", output::secret_line(s))
+            };
+            first = false;
+            out.write_all(line.as_bytes()).map_err(failed)?;
+        }
+        out.flush().map_err(failed)?;
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    if json {
+        out.write_all(if first { b"]\n" as &[u8] } else { b"\n]\n" })
+            .map_err(failed)?;
+    }
+    out.flush().map_err(failed)
 }
 
 fn done(c: &ClientArgs, what: &str, key: &str) {

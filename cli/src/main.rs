@@ -1,9 +1,11 @@
 //! `ductape`: run the server, bootstrap it, manage secrets and access keys.
 
 mod commands;
+mod dotenv;
 mod output;
 mod run;
 mod server;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

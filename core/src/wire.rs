@@ -182,6 +182,39 @@ pub struct BatchGetResponse {
     pub results: Vec<BatchItem>,
 }
 
+/// `POST /v1/secrets/batch-create`: up to [`BatchCreateBody::MAX_SECRETS`] creates in one
+/// request (bulk import). Each item is the body of a single create; the valid ones are
+/// written in one transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchCreateBody {
+    pub secrets: Vec<CreateSecretBody>,
+}
+
+impl BatchCreateBody {
+    /// Most secrets in one batch create.
+    pub const MAX_SECRETS: usize = 500;
+}
+
+/// One answer of a batch create: the new secret's metadata, or why it was not created
+/// (`secret_exists` for a key already taken: a re-run of an import skips it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchCreateItem {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<SecretRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The answer of a batch create, in the order of the request's secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BatchCreateResponse {
+    pub results: Vec<BatchCreateItem>,
+}
+
 /// `DELETE /v1/secrets/{key}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -50,7 +50,7 @@ pub fn event(
 
 /// Whether an error is a refusal worth recording: an authorization or state conflict, not
 /// a malformed request (those never got as far as a decision) nor a server fault.
-fn is_refusal(e: &ApiError) -> bool {
+pub fn is_refusal(e: &ApiError) -> bool {
     matches!(
         e.code,
         ErrorCode::PermissionDenied

@@ -37,6 +37,15 @@ impl ApiError {
         )
     }
 
+    /// The error as the JSON detail of DESIGN.md §3 (also an item of a batch answer).
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            status: self.status().as_u16(),
+            code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.code
             .status()
@@ -59,11 +68,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = ErrorBody {
-            error: ErrorDetail {
-                status: status.as_u16(),
-                code: self.code.as_str().to_owned(),
-                message: self.message,
-            },
+            error: self.detail(),
         };
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {

@@ -104,6 +104,7 @@ enum Req {
     CreateOpen,
     CreateForB,
     CreateTaken(usize),
+    BatchCreate,
     BatchGet,
     List,
     Audit,
@@ -135,6 +136,7 @@ impl Req {
             Req::CreateInside,
             Req::CreateOpen,
             Req::CreateForB,
+            Req::BatchCreate,
             Req::BatchGet,
             Req::List,
             Req::Audit,
@@ -160,6 +162,7 @@ impl Req {
             | Req::CreateInside
             | Req::CreateOpen
             | Req::CreateForB
+            | Req::BatchCreate
             | Req::CreateTaken(_) => Write,
             Req::Revoke(_) | Req::Restore(_) => Revoke,
             Req::Audit
@@ -293,9 +296,13 @@ fn expect(p: &Principal, r: Req) -> u16 {
                 200
             }
         }
-        Req::BatchGet | Req::List | Req::Audit | Req::KeysList | Req::Session | Req::Workspace => {
-            200
-        }
+        Req::BatchCreate
+        | Req::BatchGet
+        | Req::List
+        | Req::Audit
+        | Req::KeysList
+        | Req::Session
+        | Req::Workspace => 200,
     }
 }
 
@@ -465,6 +472,16 @@ impl Matrix {
                     json!({"key": secret(s), "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs}),
                 ),
             ),
+            Req::BatchCreate => (
+                Method::POST,
+                "/v1/secrets/batch-create".into(),
+                Some(json!({"secrets": [
+                    {"key": "NEW_IN", "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs},
+                    {"key": "NEW_OPEN", "ciphertext": self.ciphertext},
+                    {"key": "NEW_B", "ciphertext": self.ciphertext, "scope": ["appB"], "envs": p.envs},
+                    {"key": "B_ONLY", "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs},
+                ]})),
+            ),
             Req::BatchGet => (
                 Method::POST,
                 "/v1/secrets/batch-get".into(),
@@ -533,6 +550,43 @@ impl Matrix {
             }
             Req::CreateTaken(_) if status == 403 && text.contains("exist") => {
                 found.push(format!("the refusal confirms the name exists: {text}"));
+            }
+            Req::BatchCreate if status == 200 => {
+                let (_, b_scope, b_envs) = SECRETS[2];
+                let want = [
+                    "created",
+                    if p.contains(&[], &[]) {
+                        "created"
+                    } else {
+                        "permission_denied"
+                    },
+                    if p.contains(&["appB"], p.envs) {
+                        "created"
+                    } else {
+                        "permission_denied"
+                    },
+                    if p.sees(b_scope, b_envs) {
+                        "secret_exists"
+                    } else {
+                        "permission_denied"
+                    },
+                ];
+                let items = got["results"].as_array().cloned().unwrap_or_default();
+                let codes: Vec<&str> = items
+                    .iter()
+                    .map(|i| i["error"]["code"].as_str().unwrap_or("created"))
+                    .collect();
+                if codes != want {
+                    found.push(format!(
+                        "batch create items {codes:?}, the rules say {want:?}"
+                    ));
+                }
+                if want[3] == "permission_denied" && items[3].to_string().contains("exist") {
+                    found.push(format!(
+                        "a batch refusal confirms the name exists: {}",
+                        items[3]
+                    ));
+                }
             }
             Req::BatchGet if status == 200 => {
                 for item in got["results"].as_array().into_iter().flatten() {

@@ -4,12 +4,13 @@ use std::fmt;
 
 use super::transport::Idempotency;
 use super::Ductape;
+use super::Session;
 use crate::crypto::{Envelope, Plaintext};
 use crate::error::{Error, ErrorCode};
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
 use crate::wire::{
-    BatchGetResponse, BatchItem, DeletedResponse, ListQuery, SecretPage, SecretRecord,
-    SecretWithCiphertext, UsageEntry,
+    BatchCreateBody, BatchCreateResponse, BatchGetResponse, BatchItem, DeletedResponse, ListQuery,
+    SecretPage, SecretRecord, SecretWithCiphertext, UsageEntry,
 };
 
 /// Arguments of `secrets().create(...)`: the documented fields.
@@ -195,6 +196,40 @@ impl std::ops::Deref for FetchedSecret {
     }
 }
 
+/// The most bytes of sealed secrets [`Secrets::create_batch`] puts in one request (under
+/// the server's 256 KiB body limit, with room for the JSON around them).
+const BATCH_CREATE_BYTES: usize = 192 * 1024;
+
+/// Validates a create's arguments and seals its value: the body of a create request.
+fn sealed_create(session: &Session, args: CreateSecret) -> Result<Map<String, Value>, Error> {
+    let key = SecretKey::parse(&args.key)?;
+    validate::check_value(args.value.expose())?;
+    // Normalises and re-checks metadata built with the setters.
+    let mut body = Map::new();
+    args.metadata.write_to(&mut body);
+    let metadata = MetadataInput::from_object(&body)?;
+    let envelope = Envelope::seal(
+        &session.key,
+        &session.workspace.workspace_id,
+        &key,
+        &args.value,
+    );
+    let mut body = Map::new();
+    body.insert("key".into(), Value::String(key.to_string()));
+    body.insert("ciphertext".into(), Value::String(envelope.to_string()));
+    metadata.write_to(&mut body);
+    // Null on create means "not set": send only what is set.
+    body.retain(|_, v| !v.is_null());
+    Ok(body)
+}
+
+/// About how many bytes a body takes as JSON (strings dominate; escapes are rare).
+fn body_len(body: &Map<String, Value>) -> usize {
+    body.iter()
+        .map(|(k, v)| k.len() + 8 + v.as_str().map_or(64, str::len))
+        .sum()
+}
+
 /// One answer of a batch read: the key, and its decrypted secret or why it cannot be had.
 pub type BatchResult = (SecretKey, Result<FetchedSecret, Error>);
 
@@ -210,25 +245,8 @@ impl<'a> Secrets<'a> {
 
     /// Encrypts the value here and creates the secret. 409 `secret_exists` if the key is taken.
     pub async fn create(&self, args: CreateSecret) -> Result<SecretRecord, Error> {
-        let key = SecretKey::parse(&args.key)?;
-        validate::check_value(args.value.expose())?;
-        // Normalises and re-checks metadata built with the setters.
-        let mut body = Map::new();
-        args.metadata.write_to(&mut body);
-        let metadata = MetadataInput::from_object(&body)?;
         let session = self.client.session()?;
-        let envelope = Envelope::seal(
-            &session.key,
-            &session.workspace.workspace_id,
-            &key,
-            &args.value,
-        );
-        let mut body = Map::new();
-        body.insert("key".into(), Value::String(key.to_string()));
-        body.insert("ciphertext".into(), Value::String(envelope.to_string()));
-        metadata.write_to(&mut body);
-        // Null on create means "not set": send only what is set.
-        body.retain(|_, v| !v.is_null());
+        let body = sealed_create(&session, args)?;
         self.client
             .transport()
             .call(
@@ -238,6 +256,95 @@ impl<'a> Secrets<'a> {
                 Idempotency::NotIdempotent,
             )
             .await
+    }
+
+    /// Creates many secrets, each encrypted here, in as few requests as the server's limits
+    /// allow (up to [`BatchCreateBody::MAX_SECRETS`] secrets and about 192 KiB a request);
+    /// what bulk import uses. Each answer is the new secret's metadata or why it was not
+    /// created: a key already taken answers `secret_exists` and is left unchanged, so a
+    /// re-run creates only what is missing. The outer error means a request failed; the
+    /// requests before it were applied.
+    ///
+    /// ```no_run
+    /// # async fn demo(d: ductape::Ductape) -> Result<(), ductape::Error> {
+    /// use ductape::CreateSecret;
+    /// let answers = d.secrets().create_batch(vec![
+    ///     CreateSecret::new("A_KEY", "value-a"),
+    ///     CreateSecret::new("B_KEY", "value-b"),
+    /// ]).await?;
+    /// for (key, answer) in answers { println!("{key}: {}", answer.is_ok()); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_batch(
+        &self,
+        secrets: Vec<CreateSecret>,
+    ) -> Result<Vec<(String, Result<SecretRecord, Error>)>, Error> {
+        let session = self.client.session()?;
+        let mut answers: Vec<(String, Result<SecretRecord, Error>)> =
+            Vec::with_capacity(secrets.len());
+        // Sealed bodies waiting for a request, with the index of their answer.
+        let mut pending: Vec<(usize, Map<String, Value>)> = Vec::new();
+        let mut pending_bytes = 0;
+        for args in secrets {
+            let key = args.key.clone();
+            match sealed_create(&session, args) {
+                Ok(body) => {
+                    let bytes = body_len(&body);
+                    if !pending.is_empty()
+                        && (pending.len() == BatchCreateBody::MAX_SECRETS
+                            || pending_bytes + bytes > BATCH_CREATE_BYTES)
+                    {
+                        self.send_creates(std::mem::take(&mut pending), &mut answers)
+                            .await?;
+                        pending_bytes = 0;
+                    }
+                    pending_bytes += bytes;
+                    pending.push((answers.len(), body));
+                    answers.push((key, Err(mismatch())));
+                }
+                Err(e) => answers.push((key, Err(e))),
+            }
+        }
+        if !pending.is_empty() {
+            self.send_creates(pending, &mut answers).await?;
+        }
+        Ok(answers)
+    }
+
+    /// One `batch-create` request; fills in the answers at the given indexes.
+    async fn send_creates(
+        &self,
+        bodies: Vec<(usize, Map<String, Value>)>,
+        answers: &mut [(String, Result<SecretRecord, Error>)],
+    ) -> Result<(), Error> {
+        let (slots, bodies): (Vec<usize>, Vec<Value>) = bodies
+            .into_iter()
+            .map(|(i, b)| (i, Value::Object(b)))
+            .unzip();
+        let resp: BatchCreateResponse = self
+            .client
+            .transport()
+            .call(
+                Method::POST,
+                "/v1/secrets/batch-create",
+                Some(&serde_json::json!({ "secrets": bodies })),
+                // A repeat after a lost answer creates nothing twice: the keys it created
+                // the first time answer `secret_exists`.
+                Idempotency::Idempotent,
+            )
+            .await?;
+        if resp.results.len() != slots.len() {
+            return Err(mismatch());
+        }
+        for (slot, item) in slots.into_iter().zip(resp.results) {
+            let (key, answer) = &mut answers[slot];
+            *answer = match (item.record, item.error) {
+                (Some(r), _) if item.key == *key => Ok(r),
+                (_, Some(e)) => Err(Error::from_server(e.status, Some(e.code), e.message, None)),
+                _ => Err(mismatch()),
+            };
+        }
+        Ok(())
     }
 
     /// Lists every secret's metadata (never values or ciphertext).

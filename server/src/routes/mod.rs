@@ -18,7 +18,7 @@ use crate::state::AppState;
     info(title = "Ductape Secrets", description = "Zero-knowledge secrets server: values arrive and leave encrypted by the client."),
     paths(
         secrets::create, secrets::list, secrets::get, secrets::update, secrets::delete,
-        secrets::revoke, secrets::restore, secrets::batch_get,
+        secrets::revoke, secrets::restore, secrets::batch_get, secrets::batch_create,
         access_keys::create, access_keys::list, access_keys::delete,
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/secrets", post(secrets::create).get(secrets::list))
         .route("/v1/secrets/batch-get", post(secrets::batch_get))
+        .route("/v1/secrets/batch-create", post(secrets::batch_create))
         .route(
             "/v1/secrets/{key}",
             get(secrets::get)

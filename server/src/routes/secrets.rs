@@ -24,9 +24,9 @@ use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
 use ductape::validate::{self, MetadataInput};
 use ductape::wire::{
-    BatchGetBody, BatchGetResponse, BatchItem, CreateSecretBody, DeletedResponse, ErrorBody,
-    ErrorDetail, ListQuery, Permission, SecretPage, SecretRecord, SecretWithCiphertext,
-    UpdateSecretBody,
+    BatchCreateBody, BatchCreateItem, BatchCreateResponse, BatchGetBody, BatchGetResponse,
+    BatchItem, CreateSecretBody, DeletedResponse, ErrorBody, ErrorDetail, ListQuery, Permission,
+    SecretPage, SecretRecord, SecretWithCiphertext, UpdateSecretBody,
 };
 use ductape::{Envelope, ErrorCode, SecretKey};
 
@@ -67,6 +67,30 @@ async fn create_secret(
     mut event: AuditEvent,
 ) -> Result<SecretRecord, ApiError> {
     caller.require(Permission::Write)?;
+    let secret = new_secret(caller, body)?;
+    event.detail = Some(changed_fields(body));
+    match st.storage.create_secret(secret.clone(), event).await {
+        Ok(()) => {}
+        Err(e) if e.code == ErrorCode::SecretExists && caller.binding().is_bound() => {
+            let key = SecretKey::parse(&secret.key)?;
+            return Err(hidden_name_taken(st, caller, &[key])
+                .await?
+                .pop()
+                .flatten()
+                .unwrap_or(e));
+        }
+        Err(e) => return Err(e),
+    }
+    tracing::info!(key = %secret.key, access_key = %caller.key.id, "secret created");
+    Ok(secret.record(now_secs()))
+}
+
+/// The secret a create body describes, checked: fields, name, envelope, metadata, expiry,
+/// and (for a bound key) that it stays within the key's binding.
+fn new_secret(
+    caller: &Caller,
+    body: &serde_json::Map<String, Value>,
+) -> Result<StoredSecret, ApiError> {
     refuse_plaintext(body)?;
     validate::reject_unknown_fields(
         body,
@@ -98,39 +122,158 @@ async fn create_secret(
         .into());
     }
     access::check_write_within(&secret.key, &secret.scope, &secret.envs, caller.binding())?;
-    event.detail = Some(changed_fields(body));
-    match st.storage.create_secret(secret.clone(), event).await {
-        Ok(()) => {}
-        Err(e) if e.code == ErrorCode::SecretExists && caller.binding().is_bound() => {
-            return Err(hidden_name_taken(st, caller, &key).await?.unwrap_or(e))
-        }
-        Err(e) => return Err(e),
-    }
-    tracing::info!(key = %secret.key, access_key = %caller.key.id, "secret created");
-    Ok(secret.record(now_secs()))
+    Ok(secret)
 }
 
-/// For a bound key whose create hit a taken name: when the existing secret is outside the
-/// key's binding, a refusal that does not confirm it exists (the same words whether the
-/// name is taken or was never available to this key).
+/// Create many secrets in one request (bulk import): each item is checked as a single
+/// create would be and answered on its own; the valid ones are written in one transaction.
+/// A key already taken is answered `secret_exists` and left as it is, so an import can be
+/// re-run.
+#[utoipa::path(post, path = "/v1/secrets/batch-create", tag = "secrets", request_body = BatchCreateBody,
+    responses((status = 200, body = BatchCreateResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("access_key" = [])))]
+pub async fn batch_create(
+    State(st): State<Shared>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<Json<BatchCreateResponse>, ApiError> {
+    caller.require(Permission::Write)?;
+    validate::reject_unknown_fields(&body, &["secrets"])?;
+    let items = body
+        .get("secrets")
+        .and_then(Value::as_array)
+        .filter(|a| (1..=BatchCreateBody::MAX_SECRETS).contains(&a.len()))
+        .ok_or_else(|| {
+            ductape::Error::invalid_field(format!(
+                "field 'secrets' must be an array of 1 to {} secrets to create",
+                BatchCreateBody::MAX_SECRETS
+            ))
+        })?;
+    // Each item: its key (when valid), its event, and the checked secret or why not.
+    let mut answers: Vec<(String, Result<StoredSecret, ApiError>)> = Vec::new();
+    let mut events = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let fields = item.as_object();
+        let key = fields
+            .and_then(|f| f.get("key"))
+            .and_then(Value::as_str)
+            .and_then(|k| SecretKey::parse(k).ok())
+            .map(|k| k.to_string())
+            .unwrap_or_default();
+        let mut event = audit_trail::event(&caller, "create", &key, None, None);
+        let checked = match fields {
+            None => {
+                Err(ductape::Error::invalid_field(format!("secrets[{i}] must be an object")).into())
+            }
+            Some(f) => new_secret(&caller, f),
+        };
+        let checked = checked.and_then(|s| match seen.insert(s.key.clone()) {
+            true => Ok(s),
+            false => Err(ductape::Error::invalid_field(format!(
+                "secrets[{i}]: key '{}' appears more than once in the batch",
+                s.key
+            ))
+            .into()),
+        });
+        event.detail = fields.map(changed_fields);
+        answers.push((key, checked));
+        events.push(event);
+    }
+    let writes: Vec<(StoredSecret, AuditEvent)> = answers
+        .iter()
+        .zip(&events)
+        .filter_map(|((_, a), e)| a.as_ref().ok().map(|s| (s.clone(), e.clone())))
+        .collect();
+    let mut written = if writes.is_empty() {
+        Vec::new()
+    } else {
+        st.storage.create_secrets(writes).await?
+    }
+    .into_iter();
+    let mut taken = Vec::new();
+    for (key, answer) in answers.iter_mut() {
+        if answer.is_ok() {
+            if let Some(Err(e)) = written.next() {
+                taken.push(SecretKey::parse(key)?);
+                *answer = Err(e);
+            }
+        }
+    }
+    // Refusals go to the audit trail, with the real reason (malformed items do not:
+    // they never got as far as a decision).
+    let refusals: Vec<AuditEvent> = answers
+        .iter()
+        .zip(events)
+        .filter_map(|((_, a), mut event)| {
+            let e = a.as_ref().err().filter(|e| audit_trail::is_refusal(e))?;
+            event.allowed = false;
+            event.reason = Some(e.message.clone());
+            Some(event)
+        })
+        .collect();
+    // For a bound key, a taken name outside its binding gets the words that do not
+    // confirm it exists.
+    if caller.binding().is_bound() && !taken.is_empty() {
+        let hidden = hidden_name_taken(&st, &caller, &taken).await?;
+        for (k, refusal) in taken.iter().zip(hidden) {
+            let answer = answers.iter_mut().find(|(key, _)| key == k.as_str());
+            if let (Some(refusal), Some((_, answer))) = (refusal, answer) {
+                *answer = Err(refusal);
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        if let Err(failed) = st.storage.append_audit(refusals).await {
+            tracing::warn!(error = %failed.message, "could not record refused creates in the audit trail");
+        }
+    }
+    let now = now_secs();
+    let created = answers.iter().filter(|(_, a)| a.is_ok()).count();
+    tracing::info!(created, of = answers.len(), access_key = %caller.key.id, "secrets created in a batch");
+    Ok(Json(BatchCreateResponse {
+        results: answers
+            .into_iter()
+            .map(|(key, answer)| match answer {
+                Ok(secret) => BatchCreateItem {
+                    key,
+                    record: Some(secret.record(now)),
+                    error: None,
+                },
+                Err(e) => BatchCreateItem {
+                    key,
+                    record: None,
+                    error: Some(e.detail()),
+                },
+            })
+            .collect(),
+    }))
+}
+
+/// For a bound key whose creates hit taken names: for each name, when the existing secret
+/// is outside the key's binding, a refusal that does not confirm it exists (the same words
+/// whether the name is taken or was never available to this key); `None` when it is visible.
 async fn hidden_name_taken(
     st: &AppState,
     caller: &Caller,
-    key: &SecretKey,
-) -> Result<Option<ApiError>, ApiError> {
-    let found = st
-        .storage
-        .get_secrets(&caller.workspace.id, &[key.to_string()])
-        .await?;
-    let visible = found
+    keys: &[SecretKey],
+) -> Result<Vec<Option<ApiError>>, ApiError> {
+    let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    let found = st.storage.get_secrets(&caller.workspace.id, &names).await?;
+    Ok(keys
         .iter()
-        .any(|s| caller.binding().can_see(&s.scope, &s.envs));
-    Ok((!visible).then(|| {
-        ApiError::new(
-            ErrorCode::PermissionDenied,
-            format!("Secret '{key}' cannot be created with this access key: the name is not available within its binding"),
-        )
-    }))
+        .map(|key| {
+            let visible = found
+                .iter()
+                .any(|s| s.key == key.as_str() && caller.binding().can_see(&s.scope, &s.envs));
+            (!visible).then(|| {
+                ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("Secret '{key}' cannot be created with this access key: the name is not available within its binding"),
+                )
+            })
+        })
+        .collect())
 }
 
 /// List secrets' metadata (never values or ciphertext), in key order. With `limit` or

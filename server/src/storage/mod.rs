@@ -12,7 +12,7 @@ use ductape::ids::iso_millis;
 use ductape::wire::{
     AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus, WorkspaceInfo,
 };
-use ductape::TokenType;
+use ductape::{ErrorCode, TokenType};
 
 use crate::error::ApiError;
 
@@ -202,7 +202,19 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<(), ApiError>;
 
     /// 409 `secret_exists` if the key is taken.
-    async fn create_secret(&self, secret: StoredSecret, event: AuditEvent) -> Result<(), ApiError>;
+    async fn create_secret(&self, secret: StoredSecret, event: AuditEvent) -> Result<(), ApiError> {
+        let mut answers = self.create_secrets(vec![(secret, event)]).await?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::internal("create returned nothing")))
+    }
+    /// Inserts each secret whose key is free, with its event, all in one transaction; an
+    /// item whose key is taken gets `secret_exists` and writes nothing (its refusal is the
+    /// caller's to record). The outer error is the database's: then nothing was written.
+    async fn create_secrets(
+        &self,
+        items: Vec<(StoredSecret, AuditEvent)>,
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError>;
     /// Up to `limit` secrets in key order (bytewise), after the key `after` if given.
     async fn list_secrets(
         &self,
@@ -246,6 +258,14 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 /// The error for a key that is not there (or that the caller may not know is there).
+/// The answer for a create whose key is taken.
+pub fn secret_exists(key: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::SecretExists,
+        format!("Secret with key '{key}' already exists"),
+    )
+}
+
 pub fn no_such_access_key() -> ApiError {
     ApiError::new(ductape::ErrorCode::NotFound, "no access key with that id")
 }

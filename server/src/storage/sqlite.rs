@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::{
-    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Modify, Storage,
-    StoredAccessKey, StoredSecret, Workspace,
+    is_last_admin, last_admin_key, no_such_access_key, secret_exists, AuditEvent, Check, Modify,
+    Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -542,29 +542,40 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn create_secret(&self, s: StoredSecret, event: AuditEvent) -> Result<(), ApiError> {
+    async fn create_secrets(
+        &self,
+        items: Vec<(StoredSecret, AuditEvent)>,
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
-            let r = tx.execute(
-                &format!("INSERT INTO secrets ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                params![
-                    s.id, s.workspace_id, s.key, s.ciphertext, s.description,
-                    s.token_type.map(TokenType::as_str), to_json(&s.scope), to_json(&s.envs),
-                    s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms
-                ],
-            );
-            match r {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(ApiError::new(
-                        ErrorCode::SecretExists,
-                        format!("Secret with key '{}' already exists", s.key),
+            let mut answers = Vec::with_capacity(items.len());
+            let mut events = Vec::with_capacity(items.len());
+            {
+                let mut insert = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO secrets ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                         ON CONFLICT (workspace_id, key) DO NOTHING"
                     ))
+                    .map_err(db)?;
+                for (s, event) in items {
+                    let inserted = insert
+                        .execute(params![
+                            s.id, s.workspace_id, s.key, s.ciphertext, s.description,
+                            s.token_type.map(TokenType::as_str), to_json(&s.scope), to_json(&s.envs),
+                            s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms
+                        ])
+                        .map_err(db)?;
+                    if inserted == 0 {
+                        answers.push(Err(secret_exists(&s.key)));
+                    } else {
+                        answers.push(Ok(()));
+                        events.push(event);
+                    }
                 }
-                Err(e) => return Err(db(e)),
             }
-            append_chained(&tx, &[event]).map_err(db)?;
-            tx.commit().map_err(db)
+            append_chained(&tx, &events).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(answers)
         })
         .await
     }
