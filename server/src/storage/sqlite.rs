@@ -60,12 +60,20 @@ pub struct SqliteStorage {
     /// WAL readers (file databases; an in-memory database reads through the writer).
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
-    audit_sync: AuditSync,
     /// Set when read events were committed without an fsync; cleared by the WAL syncer.
     unsynced: Arc<AtomicBool>,
-    /// The in-memory database keeps a bounded audit trail.
-    audit_cap: Option<i64>,
+    /// Read events on their way to the audit committer (see [`AuditCommitter`]).
+    audit_queue: std::sync::mpsc::Sender<PendingEvents>,
 }
+
+/// Events waiting to be committed, and who waits for the outcome.
+struct PendingEvents {
+    events: Vec<AuditEvent>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Most events the committer puts in one transaction.
+const MAX_AUDIT_GROUP: usize = 4096;
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and runs pending migrations.
@@ -77,8 +85,7 @@ impl SqliteStorage {
     pub fn open_with(path: &Path, audit_sync: AuditSync) -> Result<Self, String> {
         let conn =
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let mut storage = Self::prepare(conn)?;
-        storage.audit_sync = audit_sync;
+        let mut storage = Self::prepare(conn, audit_sync, None)?;
         let readers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -108,12 +115,18 @@ impl SqliteStorage {
 
     /// An in-memory database that keeps the newest `audit_events` audit events.
     pub fn in_memory_keeping(audit_events: i64) -> Result<Self, String> {
-        let mut storage = Self::prepare(Connection::open_in_memory().map_err(|e| e.to_string())?)?;
-        storage.audit_cap = Some(audit_events);
-        Ok(storage)
+        Self::prepare(
+            Connection::open_in_memory().map_err(|e| e.to_string())?,
+            AuditSync::EveryRead,
+            Some(audit_events),
+        )
     }
 
-    fn prepare(mut conn: Connection) -> Result<Self, String> {
+    fn prepare(
+        mut conn: Connection,
+        audit_sync: AuditSync,
+        audit_cap: Option<i64>,
+    ) -> Result<Self, String> {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
         )
@@ -135,48 +148,44 @@ impl SqliteStorage {
                 .map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
         }
+        let writer = Arc::new(Mutex::new(Writer { conn, full: true }));
+        let unsynced = Arc::new(AtomicBool::new(false));
+        let (audit_queue, queued) = std::sync::mpsc::channel();
+        let committer = AuditCommitter {
+            writer: writer.clone(),
+            full: audit_sync == AuditSync::EveryRead,
+            unsynced: unsynced.clone(),
+            cap: audit_cap,
+        };
+        std::thread::Builder::new()
+            .name("ductape-audit".into())
+            .spawn(move || committer.run(queued))
+            .map_err(|e| format!("cannot start the audit thread: {e}"))?;
         Ok(SqliteStorage {
-            writer: Arc::new(Mutex::new(Writer { conn, full: true })),
+            writer,
             readers: Arc::new(Vec::new()),
             next_reader: Arc::new(AtomicUsize::new(0)),
-            audit_sync: AuditSync::EveryRead,
-            unsynced: Arc::new(AtomicBool::new(false)),
-            audit_cap: None,
+            unsynced,
+            audit_queue,
         })
     }
 
-    /// Runs a change on the writer, on the blocking pool, fully durable.
+    /// Runs a change on the writer, on the blocking pool, fully durable (fsync before
+    /// the answer).
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.write(true, f).await
-    }
-
-    /// Runs `f` on the writer; `durable` commits with an fsync, else (grouped read events)
-    /// without one, leaving it to the WAL syncer.
-    async fn write<T: Send + 'static>(
-        &self,
-        durable: bool,
-        f: impl FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
         let writer = self.writer.clone();
-        let unsynced = self.unsynced.clone();
-        let full = durable || self.audit_sync == AuditSync::EveryRead;
         tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-            if w.full != full {
-                let level = if full { "FULL" } else { "NORMAL" };
+            if !w.full {
                 w.conn
-                    .pragma_update(None, "synchronous", level)
+                    .pragma_update(None, "synchronous", "FULL")
                     .map_err(db)?;
-                w.full = full;
+                w.full = true;
             }
-            let out = f(&mut w.conn)?;
-            if !full {
-                unsynced.store(true, Ordering::Release);
-            }
-            Ok(out)
+            f(&mut w.conn)
         })
         .await
         .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
@@ -202,6 +211,69 @@ impl SqliteStorage {
         })
         .await
         .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Commits read events in groups: the events of every read that arrives while a group is
+/// being committed go into the next group, one transaction for all of them, so concurrent
+/// reads share one commit (and, with `--audit-sync every-read`, one fsync) instead of
+/// queueing one by one on the writer. Each read still waits for its own events to be
+/// committed before its ciphertext leaves. Runs until the storage is dropped.
+struct AuditCommitter {
+    writer: Arc<Mutex<Writer>>,
+    /// Commit with an fsync ([`AuditSync::EveryRead`]).
+    full: bool,
+    unsynced: Arc<AtomicBool>,
+    cap: Option<i64>,
+}
+
+impl AuditCommitter {
+    fn run(self, queued: std::sync::mpsc::Receiver<PendingEvents>) {
+        while let Ok(first) = queued.recv() {
+            let mut group = vec![first];
+            let mut count = group[0].events.len();
+            while count < MAX_AUDIT_GROUP {
+                match queued.try_recv() {
+                    Ok(more) => {
+                        count += more.events.len();
+                        group.push(more);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut events = Vec::with_capacity(count);
+            let mut waiting = Vec::with_capacity(group.len());
+            for p in group {
+                events.extend(p.events);
+                waiting.push(p.done);
+            }
+            let outcome = self.commit(&events).map_err(|e| e.to_string());
+            for done in waiting {
+                let _ = done.send(outcome.clone());
+            }
+        }
+    }
+
+    fn commit(&self, events: &[AuditEvent]) -> rusqlite::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.full != self.full {
+            let level = if self.full { "FULL" } else { "NORMAL" };
+            w.conn.pragma_update(None, "synchronous", level)?;
+            w.full = self.full;
+        }
+        let tx = w.conn.transaction()?;
+        append_chained(&tx, events)?;
+        if let Some(cap) = self.cap {
+            // The in-memory trail keeps the newest events only (`verify` then checks
+            // from the oldest kept).
+            tx.prepare_cached("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1")?
+                .execute(params![cap])?;
+        }
+        tx.commit()?;
+        if !self.full {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -681,20 +753,18 @@ impl Storage for SqliteStorage {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
-        let cap = self.audit_cap;
-        self.write(false, move |c| {
-            let tx = c.transaction().map_err(db)?;
-            append_chained(&tx, &events).map_err(db)?;
-            if let Some(cap) = cap {
-                // The in-memory trail keeps the newest events only (`verify` then checks
-                // from the oldest kept).
-                tx.prepare_cached("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1")
-                    .and_then(|mut st| st.execute(params![cap]))
-                    .map_err(db)?;
-            }
-            tx.commit().map_err(db)
-        })
-        .await
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.audit_queue
+            .send(PendingEvents { events, done })
+            .map_err(|_| ApiError::internal("the audit thread has stopped"))?;
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::internal(format!("database error: {e}"))),
+            Err(_) => Err(ApiError::internal("the audit thread has stopped")),
+        }
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
@@ -801,5 +871,40 @@ mod tests {
         // The syncer catches up within its window.
         std::thread::sleep(GROUP_WINDOW * 5);
         assert!(!s.unsynced.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reads_share_commits_and_every_event_is_chained_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [AuditSync::Grouped, AuditSync::EveryRead] {
+            let path = dir.path().join(format!("{mode:?}.sqlite"));
+            let s = SqliteStorage::open_with(&path, mode).unwrap();
+            let tasks: Vec<_> = (0..400)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.append_audit(vec![event(i), event(i + 1000)]).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+            let conn = Connection::open(&path).unwrap();
+            let (events, distinct): (i64, i64) = conn
+                .query_row("SELECT COUNT(*), COUNT(DISTINCT secret_key) FROM audit", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            assert_eq!((events, distinct), (800, 800), "{mode:?}");
+            let q = AuditQuery { limit: Some(1000), ..AuditQuery::default() };
+            let mut all = s.list_audit("ws", &q).await.unwrap();
+            all.reverse();
+            let v = ductape::audit::verify("ws", &all).unwrap();
+            assert_eq!((v.events, v.from_genesis), (800, true), "{mode:?}");
+            // A read's two events are next to each other: a group never splits a read.
+            for pair in all.windows(2).filter(|w| w[0].secret_key.len() < 5) {
+                let n: usize = pair[0].secret_key[1..].parse().unwrap();
+                assert_eq!(pair[1].secret_key, format!("S{}", n + 1000), "{mode:?}");
+            }
+        }
     }
 }

@@ -1,0 +1,54 @@
+// One Node latency sample for bench/suite.py: the median of CALLS reads (after a warm-up)
+// through WHICH of: our SDK's fetch, node-vault's read, or a raw undici GET of our server.
+// Prints {"p50_us": N}.
+'use strict';
+const path = require('node:path');
+
+const { WHICH, CALLS, OURS_URL, OURS_KEY, BAO_URL, BAO_TOKEN, SDK_DIR } = process.env;
+const calls = Number(CALLS);
+
+async function reader() {
+  if (WHICH === 'sdk') {
+    const Ductape = require(path.join(SDK_DIR, 'index.cjs'));
+    const d = new Ductape({ accessKey: OURS_KEY, url: OURS_URL });
+    await d.init();
+    return () => d.secrets.fetch('K');
+  }
+  if (WHICH === 'node-vault') {
+    const vault = require('node-vault')({ endpoint: BAO_URL, token: BAO_TOKEN });
+    return () => vault.read('secret/data/K');
+  }
+  if (WHICH === 'undici') {
+    const { Pool } = require('undici');
+    const pool = new Pool(OURS_URL, { connections: 1 });
+    const bearer = OURS_KEY.replace(/^dtpk_/, '').split('.').slice(0, 2).join('.');
+    return async () => {
+      const r = await pool.request({
+        path: '/v1/secrets/K',
+        method: 'GET',
+        headers: { authorization: `Bearer ${bearer}` },
+      });
+      if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
+      return r.body.json();
+    };
+  }
+  throw new Error(`unknown WHICH=${WHICH}`);
+}
+
+(async () => {
+  const read = await reader();
+  for (let i = 0; i < 50; i++) await read();
+  const samples = [];
+  const deadline = Date.now() + 20_000;
+  for (let i = 0; i < calls && Date.now() < deadline; i++) {
+    const t0 = process.hrtime.bigint();
+    await read();
+    samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  samples.sort((a, b) => a - b);
+  process.stdout.write(JSON.stringify({ p50_us: samples[Math.floor(samples.length / 2)] }) + '\n');
+  process.exit(0);
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
