@@ -248,12 +248,12 @@ def wrk(t: Target, conns: int, seconds: float, write: bool = False, cpus: str | 
     else:
         path_part = t.read_path
     script.write_text("\n".join(lines) + "\n")
-    args = [str(binary), f"-t{min(conns, 2)}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script),
+    args = [str(binary), f"-t{min(conns, 2)}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
             t.url + path_part]
     if cpus:
         args = ["taskset", "-c", cpus] + args
     out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True,
-                         timeout=seconds + 30, check=True).stdout
+                         timeout=seconds + 60, check=True).stdout
     if "Non-2xx" in out:
         log = SCRATCH / f"{t.name}.log"
         tail = log.read_text()[-3000:] if log.exists() else ""

@@ -14,6 +14,7 @@ use ductape::wire::Permission;
 use ductape::ErrorCode;
 
 /// An authenticated caller.
+#[derive(Clone)]
 pub struct Caller {
     /// Shared with the access-key cache (a key's row never changes).
     pub key: Arc<StoredAccessKey>,

@@ -16,7 +16,7 @@ use crate::auth::{Caller, OwnedBinding, Shared};
 use crate::body::{JsonObject, PathParam};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{AuditEvent, StoredSecret};
+use crate::storage::{AuditEvent, ReadAnswers, ReadRule, StoredSecret};
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use ductape::access::{self, Context};
@@ -400,11 +400,7 @@ pub async fn get(
 ) -> Result<Json<SecretWithCiphertext>, ApiError> {
     caller.require(Permission::Read)?;
     let key = SecretKey::parse(&key)?;
-    let found = st
-        .storage
-        .get_secrets(&caller.workspace.id, &[key.to_string()])
-        .await?;
-    let mut results = read_checked(&st, &caller, "read", &[key], found, Context::default()).await?;
+    let mut results = read_checked(&st, &caller, "read", vec![key], Claim::default()).await?;
     match results.pop() {
         Some(Ok(s)) => Ok(Json(s)),
         Some(Err(e)) => Err(e.into()),
@@ -653,15 +649,12 @@ pub async fn batch_get(
         .collect::<Result<Vec<_>, _>>()?;
     let app = validate::optional_tag(&body, "app")?;
     let env = validate::optional_tag(&body, "env")?;
-    let envs: Vec<String> = env.iter().cloned().collect();
-    let claimed = Context {
-        app: app.as_deref(),
-        envs: &envs,
-    };
-    let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
-    let found = st.storage.get_secrets(&caller.workspace.id, &names).await?;
     let action = if metadata_only { "check" } else { "resolve" };
-    let results = read_checked(&st, &caller, action, &keys, found, claimed).await?;
+    let claimed = Claim {
+        app,
+        envs: env.into_iter().collect(),
+    };
+    let results = read_checked(&st, &caller, action, keys.clone(), claimed).await?;
     Ok(Json(BatchGetResponse {
         results: keys
             .iter()
@@ -694,19 +687,47 @@ pub async fn batch_get(
     }))
 }
 
-/// Applies the access rules to each requested key, records every read in the audit trail
-/// (durably, before any ciphertext leaves), and returns each secret or its denial.
+/// The app and environment a caller claims to read for (batch reads); none for a get.
+#[derive(Clone, Debug, Default)]
+struct Claim {
+    app: Option<String>,
+    envs: Vec<String>,
+}
+
+/// Reads `keys` as one unit of work: the access rules applied to each, every read recorded
+/// in the audit trail (committed before any ciphertext leaves), each secret or its denial
+/// returned.
+async fn read_checked(
+    st: &AppState,
+    caller: &Caller,
+    action: &'static str,
+    keys: Vec<SecretKey>,
+    claimed: Claim,
+) -> Result<ReadAnswers, ApiError> {
+    let names = keys.iter().map(ToString::to_string).collect();
+    let who = caller.clone();
+    let rule: ReadRule = Box::new(move |found| judge_reads(&who, action, &keys, found, &claimed));
+    st.storage
+        .read_secrets(&caller.workspace.id, names, rule)
+        .await
+}
+
+/// Applies the access rules to each requested key: each secret or its denial, and the
+/// audit events of the read.
 ///
 /// For a bound key, a secret outside its binding is reported exactly as a missing one; the
 /// audit trail keeps the real reason.
-async fn read_checked(
-    st: &AppState,
+fn judge_reads(
     caller: &Caller,
     action: &str,
     keys: &[SecretKey],
     found: Vec<StoredSecret>,
-    claimed: Context<'_>,
-) -> Result<Vec<Result<SecretWithCiphertext, ductape::Error>>, ApiError> {
+    claim: &Claim,
+) -> (ReadAnswers, Vec<AuditEvent>) {
+    let claimed = Context {
+        app: claim.app.as_deref(),
+        envs: &claim.envs,
+    };
     let now = now_secs();
     let bound = caller.binding();
     let mut events = Vec::with_capacity(keys.len());
@@ -755,8 +776,7 @@ async fn read_checked(
         events.push(event);
         out.push(verdict);
     }
-    st.storage.append_audit(events).await?;
-    Ok(out)
+    (out, events)
 }
 
 /// A body carrying `value` came from something other than a Ductape client: the server

@@ -10,7 +10,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use ductape::ids::iso_millis;
 use ductape::wire::{
-    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus, WorkspaceInfo,
+    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus,
+    SecretWithCiphertext, WorkspaceInfo,
 };
 use ductape::{ErrorCode, TokenType};
 
@@ -163,6 +164,13 @@ pub type Check<T> = Box<dyn FnOnce(&T) -> Result<(), ApiError> + Send>;
 
 /// Every change is written in one transaction together with its audit event, so the trail
 /// holds every change that happened and nothing that did not.
+/// The answers of a read, one per key asked: the secret or why it cannot be had.
+pub type ReadAnswers = Vec<Result<SecretWithCiphertext, ductape::Error>>;
+
+/// A route's access rules for a read: from the rows found, each answer and the audit
+/// events that must be committed before any answer leaves.
+pub type ReadRule = Box<dyn FnOnce(Vec<StoredSecret>) -> (ReadAnswers, Vec<AuditEvent>) + Send>;
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Touches the database (readiness): an error when it cannot answer.
@@ -246,6 +254,19 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Appends events to the chain (reads, and refused changes).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
+    /// A read as one unit of work: the rows of `keys` (those that exist), judged by `rule`,
+    /// whose audit events are committed before its answers are returned.
+    async fn read_secrets(
+        &self,
+        workspace_id: &str,
+        keys: Vec<String>,
+        rule: ReadRule,
+    ) -> Result<ReadAnswers, ApiError> {
+        let found = self.get_secrets(workspace_id, &keys).await?;
+        let (answers, events) = rule(found);
+        self.append_audit(events).await?;
+        Ok(answers)
+    }
     /// Deletes audit events older than `before_ms`; returns how many.
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError>;
     /// Newest first; `before` is an exclusive cursor (the id of the last event seen); at most
