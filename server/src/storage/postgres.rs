@@ -23,6 +23,7 @@ use ductape::{ErrorCode, TokenType};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_audit_chain.sql"),
+    include_str!("../../migrations/postgres/0003_listing_index.sql"),
 ];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
@@ -569,17 +570,31 @@ impl Storage for PostgresStorage {
         self.timed(async {
             let c = self.conn().await?;
             let limit = limit as i64;
-            let rows = c
-                .query(
-                    &format!(
-                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1
-                       AND ($2::TEXT IS NULL OR key COLLATE \"C\" > $2)
-                     ORDER BY key COLLATE \"C\" LIMIT $3"
-                    ),
-                    &[&workspace_id, &after, &limit],
-                )
-                .await
-                .map_err(db)?;
+            // Two statements, not `($2 IS NULL OR key > $2)`: that form cannot start an
+            // index scan at the cursor.
+            let rows = match &after {
+                Some(after) => {
+                    c.query(
+                        &format!(
+                            "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1
+                             AND key COLLATE \"C\" > $2 ORDER BY key COLLATE \"C\" LIMIT $3"
+                        ),
+                        &[&workspace_id, after, &limit],
+                    )
+                    .await
+                }
+                None => {
+                    c.query(
+                        &format!(
+                            "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1
+                             ORDER BY key COLLATE \"C\" LIMIT $2"
+                        ),
+                        &[&workspace_id, &limit],
+                    )
+                    .await
+                }
+            }
+            .map_err(db)?;
             Ok(rows.iter().map(secret_row).collect())
         })
         .await

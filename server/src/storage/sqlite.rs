@@ -781,16 +781,29 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<StoredSecret>, ApiError> {
         let ws = workspace_id.to_owned();
         self.read(move |c| {
-            let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND (?2 IS NULL OR key > ?2)
-                     ORDER BY key LIMIT ?3"
-                ))
-                .map_err(db)?;
-            let rows = st
-                .query_map(params![ws, after, limit as i64], secret_row)
-                .map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            // Two statements, not `(?2 IS NULL OR key > ?2)`: that form cannot start the
+            // index scan at the cursor, so a page deep in a big workspace would scan up to it.
+            let limit = limit as i64;
+            let rows = match &after {
+                Some(after) => c
+                    .prepare_cached(&format!(
+                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key > ?2
+                         ORDER BY key LIMIT ?3"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map(params![ws, after, limit], secret_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+                None => c
+                    .prepare_cached(&format!(
+                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 ORDER BY key LIMIT ?2"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map(params![ws, limit], secret_row)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+            };
+            rows.map_err(db)
         })
         .await
     }
