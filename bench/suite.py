@@ -235,7 +235,7 @@ def floor() -> Target:
 
 
 def wrk(t: Target, conns: int, seconds: float, write: bool = False, cpus: str | None = None,
-        threads: int = 2) -> dict[str, float]:
+        threads: int = 1) -> dict[str, float]:
     """wrk against one target: requests per second and the latency median in µs."""
     binary = WRK_DIR / "usr" / "bin" / "wrk"
     env = {"LD_LIBRARY_PATH": str(WRK_DIR / "usr" / "lib" / "x86_64-linux-gnu")}

@@ -288,6 +288,22 @@ export class Secrets {
     return call(() => this.#native.fetchAll() as Promise<Secret[]>);
   }
 
+  /**
+   * Every secret's metadata, a page at a time (for workspaces too big to hold at once):
+   * `for await (const s of ductape.secrets.iterate()) { ... }`. `pageSize`: 1 to 1000.
+   */
+  async *iterate(options: { pageSize?: number } = {}): AsyncGenerator<Secret, void, undefined> {
+    let cursor: string | undefined;
+    do {
+      const page = (await call(() => this.#native.page(options.pageSize ?? 1000, cursor))) as {
+        secrets: Secret[];
+        next_cursor: string | null;
+      };
+      yield* page.secrets;
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor !== undefined);
+  }
+
   /** One secret with its value, decrypted locally. */
   async fetch(key: string): Promise<SecretWithValue> {
     const raw = (await call(() => this.#native.fetch(key))) as Secret & { value: string };

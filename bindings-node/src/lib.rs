@@ -11,6 +11,7 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use ductape::client::seconds_to_duration;
+use ductape::wire::ListQuery;
 use ductape::{AuditQuery, Config, CreateSecret, Ductape, ResolveOptions, UpdateSecret};
 
 fn tagged(e: &ductape::Error) -> String {
@@ -140,6 +141,18 @@ impl NativeClient {
         self.inner
             .secrets()
             .fetch_all()
+            .await
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    /// One page of metadata in key order (`limit` 1 to 1000; `cursor` from the last page).
+    #[napi]
+    pub async fn page(&self, limit: Option<u32>, cursor: Option<String>) -> napi::Result<Value> {
+        let query = ListQuery { limit, cursor };
+        self.inner
+            .secrets()
+            .page(&query)
             .await
             .map(|r| json(&r))
             .napi()

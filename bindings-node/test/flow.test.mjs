@@ -150,3 +150,17 @@ test('connection errors have a code and no response', async () => {
   });
   assert.throws(() => new Ductape({ accessKey: 'not-a-key' }), { code: 'config_error' });
 });
+
+test('iterate pages through every secret in key order', async () => {
+  const names = Array.from({ length: 7 }, (_, i) => `ITER_${String(i).padStart(2, '0')}`);
+  for (const k of [...names].reverse()) await ductape.secrets.create({ key: k, value: 'v' });
+  const seen = [];
+  for await (const s of ductape.secrets.iterate({ pageSize: 2 })) {
+    if (s.key.startsWith('ITER_')) seen.push(s.key);
+  }
+  assert.deepEqual(seen, names);
+  await assert.rejects(async () => {
+    for await (const _ of ductape.secrets.iterate({ pageSize: 0 })) break;
+  }, /limit/);
+  for (const k of names) await ductape.secrets.delete(k);
+});

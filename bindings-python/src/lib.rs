@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ductape::client::seconds_to_duration;
+use ductape::wire::ListQuery;
 use ductape::{
     AuditQuery, Config, CreateSecret, Ductape, Error, ErrorCode, ResolveOptions, UpdateSecret,
 };
@@ -110,6 +111,17 @@ impl NativeClient {
                     .await
                     .map(|r| Answer::Json(to_value(&r)))
             }),
+            "page" => {
+                let query: ListQuery = serde_json::from_value(json.unwrap_or(Value::Null))
+                    .map_err(|e| Error::invalid_field(format!("invalid page arguments: {e}")))
+                    .py()?;
+                Box::pin(async move {
+                    c.secrets()
+                        .page(&query)
+                        .await
+                        .map(|r| Answer::Json(to_value(&r)))
+                })
+            }
             "fetch" => Box::pin(async move {
                 c.secrets()
                     .fetch(&key)

@@ -101,3 +101,25 @@ def test_the_async_flow(server: Server) -> None:
             await ductape.secrets.fetch("ASYNC_KEY")
 
     asyncio.run(main())
+
+
+def test_iterate_pages_through_every_secret_in_key_order(server: Server) -> None:
+    ductape = Ductape(access_key=server.access_key, url=server.url)
+    ductape.init()
+    names = [f"ITER_{i:02}" for i in range(7)]
+    for k in reversed(names):
+        ductape.secrets.create(key=k, value="v")
+    seen = [s.key for s in ductape.secrets.iterate(page_size=2) if s.key.startswith("ITER_")]
+    assert seen == names
+    assert all(isinstance(s, SecretMetadata) for s in ductape.secrets.iterate(page_size=3))
+    with pytest.raises(Exception, match="limit"):
+        list(ductape.secrets.iterate(page_size=0))
+
+    async def main() -> list[str]:
+        a = AsyncDuctape(access_key=server.access_key, url=server.url)
+        await a.init()
+        return [s.key async for s in a.secrets.iterate(page_size=2) if s.key.startswith("ITER_")]
+
+    assert asyncio.run(main()) == names
+    for k in names:
+        ductape.secrets.delete(k)

@@ -7,7 +7,7 @@ core (in Rust) checks and runs it, and answers come back as typed objects.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from . import _native
@@ -89,6 +89,18 @@ class Secrets:
     def fetch_all(self) -> list[SecretMetadata]:
         """Every secret's metadata (never values)."""
         return [SecretMetadata._from_wire(d) for d in self._native.call("fetch_all")]
+
+    def iterate(self, *, page_size: int = 1000) -> Iterator[SecretMetadata]:
+        """Every secret's metadata, fetched a page at a time as the loop goes (for
+        workspaces too big to hold at once). ``page_size``: 1 to 1000."""
+        cursor: str | None = None
+        while True:
+            page = self._native.call("page", {"limit": page_size, "cursor": cursor})
+            for d in page["secrets"]:
+                yield SecretMetadata._from_wire(d)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
 
     def fetch(self, key: str) -> Secret:
         """One secret with its value, decrypted locally."""
@@ -178,6 +190,16 @@ class AsyncSecrets:
 
     async def fetch_all(self) -> list[SecretMetadata]:
         return [SecretMetadata._from_wire(d) for d in await self._native.call_async("fetch_all")]
+
+    async def iterate(self, *, page_size: int = 1000) -> AsyncIterator[SecretMetadata]:
+        cursor: str | None = None
+        while True:
+            page = await self._native.call_async("page", {"limit": page_size, "cursor": cursor})
+            for d in page["secrets"]:
+                yield SecretMetadata._from_wire(d)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
 
     async def fetch(self, key: str) -> Secret:
         return Secret._from_wire(await self._native.call_async("fetch", None, key))

@@ -200,27 +200,44 @@ impl std::ops::Deref for FetchedSecret {
 /// the server's 256 KiB body limit, with room for the JSON around them).
 const BATCH_CREATE_BYTES: usize = 192 * 1024;
 
-/// Validates a create's arguments and seals its value: the body of a create request.
-fn sealed_create(session: &Session, args: CreateSecret) -> Result<Map<String, Value>, Error> {
-    let key = SecretKey::parse(&args.key)?;
-    validate::check_value(args.value.expose())?;
-    // Normalises and re-checks metadata built with the setters.
-    let mut body = Map::new();
-    args.metadata.write_to(&mut body);
-    let metadata = MetadataInput::from_object(&body)?;
-    let envelope = Envelope::seal(
-        &session.key,
-        &session.workspace.workspace_id,
-        &key,
-        &args.value,
-    );
-    let mut body = Map::new();
-    body.insert("key".into(), Value::String(key.to_string()));
-    body.insert("ciphertext".into(), Value::String(envelope.to_string()));
-    metadata.write_to(&mut body);
-    // Null on create means "not set": send only what is set.
-    body.retain(|_, v| !v.is_null());
-    Ok(body)
+/// A create's arguments, checked (before any request, even before `init`).
+struct CheckedCreate {
+    key: SecretKey,
+    value: Plaintext,
+    metadata: MetadataInput,
+}
+
+impl CheckedCreate {
+    fn new(args: CreateSecret) -> Result<Self, Error> {
+        let key = SecretKey::parse(&args.key)?;
+        validate::check_value(args.value.expose())?;
+        // Normalises and re-checks metadata built with the setters.
+        let mut body = Map::new();
+        args.metadata.write_to(&mut body);
+        let metadata = MetadataInput::from_object(&body)?;
+        Ok(CheckedCreate {
+            key,
+            value: args.value,
+            metadata,
+        })
+    }
+
+    /// The body of a create request, the value sealed under the workspace key.
+    fn seal(&self, session: &Session) -> Map<String, Value> {
+        let envelope = Envelope::seal(
+            &session.key,
+            &session.workspace.workspace_id,
+            &self.key,
+            &self.value,
+        );
+        let mut body = Map::new();
+        body.insert("key".into(), Value::String(self.key.to_string()));
+        body.insert("ciphertext".into(), Value::String(envelope.to_string()));
+        self.metadata.write_to(&mut body);
+        // Null on create means "not set": send only what is set.
+        body.retain(|_, v| !v.is_null());
+        body
+    }
 }
 
 /// About how many bytes a body takes as JSON (strings dominate; escapes are rare).
@@ -245,8 +262,8 @@ impl<'a> Secrets<'a> {
 
     /// Encrypts the value here and creates the secret. 409 `secret_exists` if the key is taken.
     pub async fn create(&self, args: CreateSecret) -> Result<SecretRecord, Error> {
-        let session = self.client.session()?;
-        let body = sealed_create(&session, args)?;
+        let checked = CheckedCreate::new(args)?;
+        let body = checked.seal(&*self.client.session()?);
         self.client
             .transport()
             .call(
@@ -279,15 +296,19 @@ impl<'a> Secrets<'a> {
         &self,
         secrets: Vec<CreateSecret>,
     ) -> Result<Vec<(String, Result<SecretRecord, Error>)>, Error> {
+        // Every item checked first: bad arguments are reported as such, even before init.
+        let checked: Vec<(String, Result<CheckedCreate, Error>)> = secrets
+            .into_iter()
+            .map(|args| (args.key.clone(), CheckedCreate::new(args)))
+            .collect();
         let session = self.client.session()?;
         let mut answers: Vec<(String, Result<SecretRecord, Error>)> =
-            Vec::with_capacity(secrets.len());
+            Vec::with_capacity(checked.len());
         // Sealed bodies waiting for a request, with the index of their answer.
         let mut pending: Vec<(usize, Map<String, Value>)> = Vec::new();
         let mut pending_bytes = 0;
-        for args in secrets {
-            let key = args.key.clone();
-            match sealed_create(&session, args) {
+        for (key, checked) in checked {
+            match checked.map(|c| c.seal(&session)) {
                 Ok(body) => {
                     let bytes = body_len(&body);
                     if !pending.is_empty()

@@ -11,6 +11,7 @@ use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::validate::{self, MAX_DESCRIPTION_LEN, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_LEN};
 
 use super::secrets::MAX_BATCH_KEYS;
+use ductape::wire::BatchCreateBody;
 
 /// A secret key: what `SecretKey::parse` accepts.
 fn key_schema() -> Value {
@@ -109,6 +110,16 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
     }
     if let Some(s) = schemas.get_mut("BatchGetBody") {
         s["required"] = json!(["keys"]);
+    }
+    if let Some(p) = props(schemas, "BatchCreateBody") {
+        p.insert(
+            "secrets".into(),
+            json!({"type": "array", "items": {"$ref": "#/components/schemas/CreateSecretBody"},
+                   "minItems": 1, "maxItems": BatchCreateBody::MAX_SECRETS}),
+        );
+    }
+    if let Some(s) = schemas.get_mut("BatchCreateBody") {
+        s["additionalProperties"] = json!(false);
     }
     if let Some(p) = props(schemas, "CreateAccessKeyBody") {
         p.insert(

@@ -62,6 +62,35 @@ pub struct SqliteStorage {
     wal: Arc<WalSync>,
     /// Read events on their way to the [`AuditCommitter`].
     audit: std::sync::mpsc::Sender<PendingEvents>,
+    /// With [`AuditSync::Grouped`]: when the writer is free, a read commits its events
+    /// itself (no fsync to wait for), sparing two hand-offs between threads.
+    commit_inline: bool,
+    audit_cap: Option<i64>,
+    /// Reads on their way to the audit trail right now.
+    auditing: Arc<AtomicUsize>,
+}
+
+/// Counts a read on its way to the audit trail while it lives.
+struct Busy<'a> {
+    count: &'a AtomicUsize,
+    /// No other read was on its way.
+    alone: bool,
+}
+
+impl<'a> Busy<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        Busy {
+            count,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SqliteStorage {
@@ -140,6 +169,7 @@ impl SqliteStorage {
             tx.commit().map_err(|e| e.to_string())?;
         }
         let writer = Arc::new(Mutex::new(conn));
+        let in_memory = wal.is_none();
         let wal = Arc::new(WalSync::new(wal));
         let committer = AuditCommitter {
             writer: writer.clone(),
@@ -158,6 +188,9 @@ impl SqliteStorage {
             next_reader: Arc::new(AtomicUsize::new(0)),
             wal,
             audit,
+            commit_inline: audit_sync == AuditSync::Grouped || in_memory,
+            audit_cap,
+            auditing: Arc::default(),
         })
     }
 
@@ -262,22 +295,7 @@ impl AuditCommitter {
     /// Commits one group; with `full`, returns once it is on disk.
     fn commit(&self, events: &[AuditEvent]) -> Result<(), String> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let committed = (|| {
-            // IMMEDIATE: take the write lock first (waiting up to busy_timeout for it),
-            // rather than fail to upgrade a read snapshot.
-            let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            append_chained(&tx, events)?;
-            if let Some(cap) = self.cap {
-                // The in-memory trail keeps the newest events only (`verify` then checks
-                // from the oldest kept).
-                tx.prepare_cached(
-                    "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
-                )?
-                .execute(params![cap])?;
-            }
-            tx.commit()
-        })();
-        committed.map_err(|e| e.to_string())?;
+        commit_events(&mut w, events, self.cap).map_err(|e| e.to_string())?;
         let seq = self.wal.committed();
         drop(w);
         if self.full {
@@ -285,6 +303,25 @@ impl AuditCommitter {
         }
         Ok(())
     }
+}
+
+/// Appends `events` to the chain in one transaction (without an fsync: see [`WalSync`]).
+fn commit_events(
+    w: &mut Connection,
+    events: &[AuditEvent],
+    cap: Option<i64>,
+) -> rusqlite::Result<()> {
+    // IMMEDIATE: take the write lock first (waiting up to busy_timeout for it), rather
+    // than fail to upgrade a read snapshot.
+    let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    append_chained(&tx, events)?;
+    if let Some(cap) = cap {
+        // The in-memory trail keeps the newest events only (`verify` then checks from the
+        // oldest kept).
+        tx.prepare_cached("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1")?
+            .execute(params![cap])?;
+    }
+    tx.commit()
 }
 
 /// Group fsync of the WAL file. Each commit takes a number ([`WalSync::committed`]); a
@@ -871,6 +908,16 @@ impl Storage for SqliteStorage {
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError> {
         if events.is_empty() {
             return Ok(());
+        }
+        // Alone (no other read on its way to the audit trail) and the writer free: commit
+        // here. Under load, hand over to the committer, which groups.
+        let _busy = Busy::enter(&self.auditing);
+        if self.commit_inline && _busy.alone {
+            if let Ok(mut w) = self.writer.try_lock() {
+                commit_events(&mut w, &events, self.audit_cap).map_err(db)?;
+                self.wal.committed();
+                return Ok(());
+            }
         }
         let (done, outcome) = tokio::sync::oneshot::channel();
         let stopped = || ApiError::internal("the audit thread has stopped");
