@@ -68,6 +68,15 @@ pub async fn import(
     };
     // The file's text held plaintext values.
     zeroize::Zeroize::zeroize(&mut text);
+    // A key twice is a mistake in the file (which value was meant?): say so before sending.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = secrets.iter().find(|s| !seen.insert(s.key.as_str())) {
+        return Err(Error::invalid_field(format!(
+            "{}: the key {} appears more than once",
+            path.display(),
+            shown_key(&twice.key)
+        )));
+    }
     let progress = bar(secrets.len() as u64);
     let mut tally = Tally::default();
     let mut chunks = Vec::new();

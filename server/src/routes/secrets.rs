@@ -68,6 +68,7 @@ async fn create_secret(
 ) -> Result<SecretRecord, ApiError> {
     caller.require(Permission::Write)?;
     let secret = new_secret(caller, body)?;
+    check_new(caller, &secret)?;
     event.detail = Some(changed_fields(body));
     match st.storage.create_secret(secret.clone(), event).await {
         Ok(()) => {}
@@ -85,8 +86,7 @@ async fn create_secret(
     Ok(secret.record(now_secs()))
 }
 
-/// The secret a create body describes, checked: fields, name, envelope, metadata, expiry,
-/// and (for a bound key) that it stays within the key's binding.
+/// The secret a create body describes, its form checked: fields, name, envelope, metadata.
 fn new_secret(
     caller: &Caller,
     body: &serde_json::Map<String, Value>,
@@ -115,6 +115,12 @@ fn new_secret(
         created_ms: now,
         updated_ms: now,
     };
+    Ok(secret)
+}
+
+/// What a well-formed new secret must also be, now and for this caller: not expired at
+/// once, and (for a bound key) within the key's binding.
+fn check_new(caller: &Caller, secret: &StoredSecret) -> Result<(), ApiError> {
     if secret.expires_at.is_some_and(|t| t <= now_secs()) {
         return Err(ductape::Error::invalid_field(
             "field 'expires_at' is not in the future: the secret would be expired at once",
@@ -122,13 +128,15 @@ fn new_secret(
         .into());
     }
     access::check_write_within(&secret.key, &secret.scope, &secret.envs, caller.binding())?;
-    Ok(secret)
+    Ok(())
 }
 
-/// Create many secrets in one request (bulk import): each item is checked as a single
-/// create would be and answered on its own; the valid ones are written in one transaction.
-/// A key already taken is answered `secret_exists` and left as it is, so an import can be
-/// re-run.
+/// Create many secrets in one request (bulk import). A malformed item (its form: fields,
+/// name, envelope, metadata) refuses the whole request, naming the item. The
+/// rest is decided item by item, as a single create would be (expiry, binding, a key already
+/// taken: answered `secret_exists` and left as it is, so an import can be re-run; a key
+/// repeated in the batch: the repeat refused); the
+/// items allowed are written in one transaction.
 #[utoipa::path(post, path = "/v1/secrets/batch-create", tag = "secrets", request_body = BatchCreateBody,
     responses((status = 200, body = BatchCreateResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("access_key" = [])))]
@@ -162,21 +170,23 @@ pub async fn batch_create(
             .map(|k| k.to_string())
             .unwrap_or_default();
         let mut event = audit_trail::event(&caller, "create", &key, None, None);
-        let checked = match fields {
-            None => {
-                Err(ductape::Error::invalid_field(format!("secrets[{i}] must be an object")).into())
-            }
-            Some(f) => new_secret(&caller, f),
-        };
-        let checked = checked.and_then(|s| match seen.insert(s.key.clone()) {
-            true => Ok(s),
-            false => Err(ductape::Error::invalid_field(format!(
+        let item = |e: ApiError| ApiError::new(e.code, format!("secrets[{i}]: {}", e.message));
+        let fields = fields.ok_or_else(|| {
+            item(ductape::Error::invalid_field("each secret must be an object").into())
+        })?;
+        let secret = new_secret(&caller, fields).map_err(item)?;
+        // A key twice: the first is decided, the repeat refused (the schema cannot say
+        // "unique by key", so this is not a malformed request).
+        let checked = if seen.insert(secret.key.clone()) {
+            check_new(&caller, &secret).map(|()| secret)
+        } else {
+            Err(ductape::Error::invalid_field(format!(
                 "secrets[{i}]: key '{}' appears more than once in the batch",
-                s.key
+                secret.key
             ))
-            .into()),
-        });
-        event.detail = fields.map(changed_fields);
+            .into())
+        };
+        event.detail = Some(changed_fields(fields));
         answers.push((key, checked));
         events.push(event);
     }
