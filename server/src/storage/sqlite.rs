@@ -35,10 +35,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
 ];
 
-/// Bytes of the database file each reader maps into memory: reads of pages in the page
-/// cache then cost no system call.
-const MMAP_BYTES: u64 = 256 * 1024 * 1024;
-
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
 pub const GROUP_WINDOW: Duration = Duration::from_millis(10);
 
@@ -117,9 +113,7 @@ impl SqliteStorage {
         for _ in 0..readers {
             let c = Connection::open(path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            c.execute_batch(&format!(
-                "PRAGMA busy_timeout=5000; PRAGMA query_only=1; PRAGMA mmap_size={MMAP_BYTES};"
-            ))
+            c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA query_only=1;")
             .map_err(|e| format!("cannot configure SQLite: {e}"))?;
             pool.push(Mutex::new(c));
         }
