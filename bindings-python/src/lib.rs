@@ -1,7 +1,8 @@
-//! The native half of the `ductape` Python package: a thin translation of the core client.
-//! Arguments arrive as Python dicts and are checked by the core (the same rules and messages
-//! as every other client); results leave as dicts in the documented shape, and the Python
-//! half (`ductape/_client.py`) wraps them in typed objects.
+//! The native half of the `ductape` Python package: a thin translation of the core client,
+//! one typed method per operation (and its asyncio twin, `*_async`). Arguments arrive as
+//! Python dicts and are checked by the core (the same rules and messages as every other
+//! client); results leave as dicts in the documented shape, and the Python half
+//! (`ductape/_client.py`) wraps them in typed objects.
 
 mod errors;
 mod runtime;
@@ -77,6 +78,17 @@ impl<'py> IntoPyObject<'py> for Answer {
 /// checked then), run without it.
 type Op = std::pin::Pin<Box<dyn Future<Output = Result<Answer, Error>> + Send>>;
 
+fn op<F>(fut: F) -> Op
+where
+    F: Future<Output = Result<Answer, Error>> + Send + 'static,
+{
+    Box::pin(fut)
+}
+
+fn json_answer<T: serde::Serialize>(r: Result<T, Error>) -> Result<Answer, Error> {
+    r.map(|v| Answer::Json(to_value(&v)))
+}
+
 impl NativeClient {
     /// This process's client: a forked child rebuilds its connection pool (the parent's
     /// sockets and runtime threads are not its own) and keeps the session.
@@ -90,92 +102,135 @@ impl NativeClient {
         Ok(guard.client.clone())
     }
 
-    fn op(&self, name: &str, args: Option<&Bound<'_, PyAny>>, key: Option<String>) -> PyResult<Op> {
-        let c = self.client()?;
-        let json = args.map(py_to_json).transpose()?;
-        let key = key.unwrap_or_default();
-        Ok(match name {
-            "init" => Box::pin(async move { c.init().await.map(|()| Answer::Unit) }),
-            "create" => {
-                let args = CreateSecret::from_json(&json.unwrap_or(Value::Null)).py()?;
-                Box::pin(async move {
-                    c.secrets()
-                        .create(args)
-                        .await
-                        .map(|r| Answer::Json(to_value(&r)))
-                })
-            }
-            "fetch_all" => Box::pin(async move {
-                c.secrets()
-                    .fetch_all()
-                    .await
-                    .map(|r| Answer::Json(to_value(&r)))
-            }),
-            "page" => {
-                let query: ListQuery = serde_json::from_value(json.unwrap_or(Value::Null))
-                    .map_err(|e| Error::invalid_field(format!("invalid page arguments: {e}")))
-                    .py()?;
-                Box::pin(async move {
-                    c.secrets()
-                        .page(&query)
-                        .await
-                        .map(|r| Answer::Json(to_value(&r)))
-                })
-            }
-            "fetch" => Box::pin(async move {
-                c.secrets()
-                    .fetch(&key)
-                    .await
-                    .map(|s| Answer::Json(s.to_json()))
-            }),
-            "update" => {
-                let args = UpdateSecret::from_json(&json.unwrap_or(Value::Null)).py()?;
-                Box::pin(async move {
-                    c.secrets()
-                        .update(&key, args)
-                        .await
-                        .map(|r| Answer::Json(to_value(&r)))
-                })
-            }
-            "delete" => Box::pin(async move { c.secrets().delete(&key).await.map(Answer::Bool) }),
-            "revoke" => Box::pin(async move { c.secrets().revoke(&key).await.map(Answer::Bool) }),
-            "restore" => Box::pin(async move {
-                c.secrets()
-                    .restore(&key)
-                    .await
-                    .map(|r| Answer::Json(to_value(&r)))
-            }),
-            "resolve" | "check" => {
-                let (config, opts) = resolve_args(json.unwrap_or(Value::Null)).py()?;
-                if name == "resolve" {
-                    Box::pin(
-                        async move { c.secrets().resolve(&config, &opts).await.map(Answer::Json) },
-                    )
-                } else {
-                    Box::pin(async move {
-                        c.secrets()
-                            .check(&config, &opts)
-                            .await
-                            .map(|r| Answer::Json(to_value(&r)))
-                    })
+    /// Runs an operation to completion without holding the GIL, waking every 50 ms so that
+    /// Ctrl-C (or any signal handler raising) interrupts it promptly.
+    fn run(py: Python<'_>, op: Op) -> PyResult<Py<PyAny>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let task = runtime::runtime().spawn(async move {
+            let _ = tx.send(op.await);
+        });
+        let mut rx = rx;
+        loop {
+            // The receiver moves into the GIL-free closure and back (it is Send, not Sync).
+            let (got, back) = py.detach(move || (rx.recv_timeout(SIGNAL_CHECK), rx));
+            rx = back;
+            match got {
+                Ok(result) => return result.py()?.into_pyobject(py).map(Bound::unbind),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(interrupted) = py.check_signals() {
+                        task.abort();
+                        return Err(interrupted);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(errors::to_py(Error::new(
+                        ErrorCode::Internal,
+                        "the operation was dropped",
+                    )));
                 }
             }
-            "usage" => Box::pin(async move {
-                c.secrets()
-                    .usage(&key)
-                    .await
-                    .map(|r| Answer::Json(to_value(&r)))
-            }),
-            "audit" => {
-                let q = audit_query(json.unwrap_or(Value::Null)).py()?;
-                Box::pin(async move { c.audit(&q).await.map(|r| Answer::Json(to_value(&r))) })
-            }
-            other => {
-                return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
-                    "no operation {other}"
-                )))
-            }
-        })
+        }
+    }
+
+    /// The same operation as an awaitable for asyncio.
+    fn run_async(py: Python<'_>, op: Op) -> PyResult<Bound<'_, PyAny>> {
+        runtime::into_awaitable(py, async move { op.await.py() })
+    }
+
+    fn init_op(&self) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move { c.init().await.map(|()| Answer::Unit) }))
+    }
+
+    fn create_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let c = self.client()?;
+        let args = CreateSecret::from_json(&py_to_json(args)?).py()?;
+        Ok(op(
+            async move { json_answer(c.secrets().create(args).await) },
+        ))
+    }
+
+    fn fetch_all_op(&self) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(
+            async move { json_answer(c.secrets().fetch_all().await) },
+        ))
+    }
+
+    fn page_op(&self, limit: Option<u32>, cursor: Option<String>) -> PyResult<Op> {
+        let c = self.client()?;
+        let query = ListQuery { limit, cursor };
+        Ok(op(
+            async move { json_answer(c.secrets().page(&query).await) },
+        ))
+    }
+
+    fn fetch_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move {
+            c.secrets()
+                .fetch(&key)
+                .await
+                .map(|s| Answer::Json(s.to_json()))
+        }))
+    }
+
+    fn update_op(&self, key: String, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let c = self.client()?;
+        let args = UpdateSecret::from_json(&py_to_json(args)?).py()?;
+        Ok(op(async move {
+            json_answer(c.secrets().update(&key, args).await)
+        }))
+    }
+
+    fn delete_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move {
+            c.secrets().delete(&key).await.map(Answer::Bool)
+        }))
+    }
+
+    fn revoke_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move {
+            c.secrets().revoke(&key).await.map(Answer::Bool)
+        }))
+    }
+
+    fn restore_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(
+            async move { json_answer(c.secrets().restore(&key).await) },
+        ))
+    }
+
+    fn resolve_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let c = self.client()?;
+        let (config, opts) = resolve_args(py_to_json(args)?).py()?;
+        Ok(op(async move {
+            c.secrets().resolve(&config, &opts).await.map(Answer::Json)
+        }))
+    }
+
+    fn check_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let c = self.client()?;
+        let (config, opts) = resolve_args(py_to_json(args)?).py()?;
+        Ok(op(async move {
+            json_answer(c.secrets().check(&config, &opts).await)
+        }))
+    }
+
+    fn usage_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(
+            async move { json_answer(c.secrets().usage(&key).await) },
+        ))
+    }
+
+    fn audit_op(&self, filters: &Bound<'_, PyAny>) -> PyResult<Op> {
+        let c = self.client()?;
+        let q = audit_query(py_to_json(filters)?).py()?;
+        Ok(op(async move { json_answer(c.audit(&q).await) }))
     }
 }
 
@@ -239,55 +294,163 @@ impl NativeClient {
         })
     }
 
-    /// Runs an operation to completion without holding the GIL, waking every 50 ms so that
-    /// Ctrl-C (or any signal handler raising) interrupts it promptly.
-    #[pyo3(signature = (name, args=None, key=None))]
-    fn call(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        args: Option<&Bound<'_, PyAny>>,
-        key: Option<String>,
-    ) -> PyResult<Py<PyAny>> {
-        let op = self.op(name, args, key)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let task = runtime::runtime().spawn(async move {
-            let _ = tx.send(op.await);
-        });
-        let mut rx = rx;
-        loop {
-            // The receiver moves into the GIL-free closure and back (it is Send, not Sync).
-            let (got, back) = py.detach(move || (rx.recv_timeout(SIGNAL_CHECK), rx));
-            rx = back;
-            match got {
-                Ok(result) => return result.py()?.into_pyobject(py).map(Bound::unbind),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(interrupted) = py.check_signals() {
-                        task.abort();
-                        return Err(interrupted);
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(errors::to_py(Error::new(
-                        ErrorCode::Internal,
-                        "the operation was dropped",
-                    )));
-                }
-            }
-        }
+    // One method per operation, each with its asyncio twin (`*_async`). The sync ones run
+    // without the GIL, waking every 50 ms for signals (Ctrl-C).
+    fn init(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.init_op()?)
     }
 
-    /// The same operation as an awaitable for asyncio.
-    #[pyo3(signature = (name, args=None, key=None))]
-    fn call_async<'py>(
+    fn init_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.init_op()?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn create(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.create_op(args)?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn create_async<'py>(
         &self,
         py: Python<'py>,
-        name: &str,
-        args: Option<&Bound<'py, PyAny>>,
-        key: Option<String>,
+        args: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let op = self.op(name, args, key)?;
-        runtime::into_awaitable(py, async move { op.await.py() })
+        Self::run_async(py, self.create_op(args)?)
+    }
+
+    fn fetch_all(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.fetch_all_op()?)
+    }
+
+    fn fetch_all_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.fetch_all_op()?)
+    }
+
+    #[pyo3(signature = (limit=None, cursor=None))]
+    fn page(
+        &self,
+        py: Python<'_>,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.page_op(limit, cursor)?)
+    }
+
+    #[pyo3(signature = (limit=None, cursor=None))]
+    fn page_async<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.page_op(limit, cursor)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn fetch(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.fetch_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn fetch_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.fetch_op(key)?)
+    }
+
+    #[pyo3(signature = (key, args))]
+    fn update(&self, py: Python<'_>, key: String, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.update_op(key, args)?)
+    }
+
+    #[pyo3(signature = (key, args))]
+    fn update_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        args: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.update_op(key, args)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn delete(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.delete_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn delete_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.delete_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn revoke(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.revoke_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn revoke_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.revoke_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn restore(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.restore_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn restore_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.restore_op(key)?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn resolve(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.resolve_op(args)?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn resolve_async<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.resolve_op(args)?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn check(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.check_op(args)?)
+    }
+
+    #[pyo3(signature = (args))]
+    fn check_async<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.check_op(args)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn usage(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.usage_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn usage_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.usage_op(key)?)
+    }
+
+    #[pyo3(signature = (filters))]
+    fn audit(&self, py: Python<'_>, filters: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.audit_op(filters)?)
+    }
+
+    #[pyo3(signature = (filters))]
+    fn audit_async<'py>(
+        &self,
+        py: Python<'py>,
+        filters: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.audit_op(filters)?)
     }
 
     /// Safe to show: the URL and the access key's public id.

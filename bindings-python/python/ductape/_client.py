@@ -84,18 +84,18 @@ class Secrets:
     ) -> SecretMetadata:
         """Encrypts ``value`` locally and creates the secret. ``ConflictError`` if it exists."""
         args = _create_args(key, value, description, token_type, scope, envs, expires_at)
-        return SecretMetadata._from_wire(self._native.call("create", args))
+        return SecretMetadata._from_wire(self._native.create(args))
 
     def fetch_all(self) -> list[SecretMetadata]:
         """Every secret's metadata (never values)."""
-        return [SecretMetadata._from_wire(d) for d in self._native.call("fetch_all")]
+        return [SecretMetadata._from_wire(d) for d in self._native.fetch_all()]
 
     def iterate(self, *, page_size: int = 1000) -> Iterator[SecretMetadata]:
         """Every secret's metadata, fetched a page at a time as the loop goes (for
         workspaces too big to hold at once). ``page_size``: 1 to 1000."""
         cursor: str | None = None
         while True:
-            page = self._native.call("page", {"limit": page_size, "cursor": cursor})
+            page = self._native.page(page_size, cursor)
             for d in page["secrets"]:
                 yield SecretMetadata._from_wire(d)
             cursor = page["next_cursor"]
@@ -104,7 +104,7 @@ class Secrets:
 
     def fetch(self, key: str) -> Secret:
         """One secret with its value, decrypted locally."""
-        return Secret._from_wire(self._native.call("fetch", None, key))
+        return Secret._from_wire(self._native.fetch(key))
 
     def update(
         self,
@@ -129,26 +129,26 @@ class Secrets:
             expires_at=expires_at,
             expected_version=expected_version if expected_version is not None else UNSET,
         )
-        return SecretMetadata._from_wire(self._native.call("update", args, key))
+        return SecretMetadata._from_wire(self._native.update(key, args))
 
     def delete(self, key: str) -> bool:
         """Deletes the secret for good. Returns ``True``."""
-        return bool(self._native.call("delete", None, key))
+        return bool(self._native.delete(key))
 
     def revoke(self, key: str) -> bool:
         """Revokes the secret (kept, but its value can no longer be read). Returns ``True``."""
-        return bool(self._native.call("revoke", None, key))
+        return bool(self._native.revoke(key))
 
     def restore(self, key: str) -> SecretMetadata:
         """Undoes a revoke."""
-        return SecretMetadata._from_wire(self._native.call("restore", None, key))
+        return SecretMetadata._from_wire(self._native.restore(key))
 
     def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
         """A copy of ``config`` (any JSON-like value) with every ``$Token{KEY}`` replaced by
         the secret's value, all fetched in one request. Raises the reason of each reference
         that cannot be resolved (``.failures`` lists them when there are several).
         ``$$Token{`` stands for a literal ``$Token{``."""
-        return self._native.call("resolve", {"config": config, "app": app, "env": env})
+        return self._native.resolve({"config": config, "app": app, "env": env})
 
     def check(
         self,
@@ -161,11 +161,11 @@ class Secrets:
         """Reports every reference and whether it would resolve, without reading values.
         Secrets expiring within ``expiring_within`` seconds (default 7 days) get a warning."""
         args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
-        return CheckReport._from_wire(self._native.call("check", args))
+        return CheckReport._from_wire(self._native.check(args))
 
     def usage(self, key: str) -> list[UsageEntry]:
         """Which apps and environments read the secret, and when last."""
-        return [UsageEntry(**u) for u in self._native.call("usage", None, key)]
+        return [UsageEntry(**u) for u in self._native.usage(key)]
 
 
 class AsyncSecrets:
@@ -186,15 +186,15 @@ class AsyncSecrets:
         expires_at: int | None = None,
     ) -> SecretMetadata:
         args = _create_args(key, value, description, token_type, scope, envs, expires_at)
-        return SecretMetadata._from_wire(await self._native.call_async("create", args))
+        return SecretMetadata._from_wire(await self._native.create_async(args))
 
     async def fetch_all(self) -> list[SecretMetadata]:
-        return [SecretMetadata._from_wire(d) for d in await self._native.call_async("fetch_all")]
+        return [SecretMetadata._from_wire(d) for d in await self._native.fetch_all_async()]
 
     async def iterate(self, *, page_size: int = 1000) -> AsyncIterator[SecretMetadata]:
         cursor: str | None = None
         while True:
-            page = await self._native.call_async("page", {"limit": page_size, "cursor": cursor})
+            page = await self._native.page_async(page_size, cursor)
             for d in page["secrets"]:
                 yield SecretMetadata._from_wire(d)
             cursor = page["next_cursor"]
@@ -202,7 +202,7 @@ class AsyncSecrets:
                 return
 
     async def fetch(self, key: str) -> Secret:
-        return Secret._from_wire(await self._native.call_async("fetch", None, key))
+        return Secret._from_wire(await self._native.fetch_async(key))
 
     async def update(
         self,
@@ -225,19 +225,19 @@ class AsyncSecrets:
             expires_at=expires_at,
             expected_version=expected_version if expected_version is not None else UNSET,
         )
-        return SecretMetadata._from_wire(await self._native.call_async("update", args, key))
+        return SecretMetadata._from_wire(await self._native.update_async(key, args))
 
     async def delete(self, key: str) -> bool:
-        return bool(await self._native.call_async("delete", None, key))
+        return bool(await self._native.delete_async(key))
 
     async def revoke(self, key: str) -> bool:
-        return bool(await self._native.call_async("revoke", None, key))
+        return bool(await self._native.revoke_async(key))
 
     async def restore(self, key: str) -> SecretMetadata:
-        return SecretMetadata._from_wire(await self._native.call_async("restore", None, key))
+        return SecretMetadata._from_wire(await self._native.restore_async(key))
 
     async def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
-        return await self._native.call_async("resolve", {"config": config, "app": app, "env": env})
+        return await self._native.resolve_async({"config": config, "app": app, "env": env})
 
     async def check(
         self,
@@ -248,10 +248,10 @@ class AsyncSecrets:
         expiring_within: float | None = None,
     ) -> CheckReport:
         args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
-        return CheckReport._from_wire(await self._native.call_async("check", args))
+        return CheckReport._from_wire(await self._native.check_async(args))
 
     async def usage(self, key: str) -> list[UsageEntry]:
-        return [UsageEntry(**u) for u in await self._native.call_async("usage", None, key)]
+        return [UsageEntry(**u) for u in await self._native.usage_async(key)]
 
 
 class _Base:
@@ -306,7 +306,7 @@ class Ductape(_Base):
 
     def init(self) -> None:
         """Authenticates and unwraps the workspace key locally. Call once before use."""
-        self._native.call("init")
+        self._native.init()
 
     def audit(
         self,
@@ -321,7 +321,7 @@ class Ductape(_Base):
         """The audit trail (admin permission), newest first, filtered and paged."""
         q = {"secret_key": secret_key, "access_key_id": access_key_id, "app": app, "env": env,
              "before": before, "limit": limit}
-        return AuditPage._from_wire(self._native.call("audit", q))
+        return AuditPage._from_wire(self._native.audit(q))
 
 
 class AsyncDuctape(_Base):
@@ -344,7 +344,7 @@ class AsyncDuctape(_Base):
         self.secrets = AsyncSecrets(self._native)
 
     async def init(self) -> None:
-        await self._native.call_async("init")
+        await self._native.init_async()
 
     async def audit(
         self,
@@ -358,4 +358,4 @@ class AsyncDuctape(_Base):
     ) -> AuditPage:
         q = {"secret_key": secret_key, "access_key_id": access_key_id, "app": app, "env": env,
              "before": before, "limit": limit}
-        return AuditPage._from_wire(await self._native.call_async("audit", q))
+        return AuditPage._from_wire(await self._native.audit_async(q))

@@ -114,7 +114,7 @@ impl SqliteStorage {
             let c = Connection::open(path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA query_only=1;")
-            .map_err(|e| format!("cannot configure SQLite: {e}"))?;
+                .map_err(|e| format!("cannot configure SQLite: {e}"))?;
             pool.push(Mutex::new(c));
         }
         storage.readers = Arc::new(pool);
