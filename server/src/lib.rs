@@ -41,7 +41,10 @@ use error::ApiError;
 /// The whole application: routes, body limits, metrics, panic guard, request spans.
 pub fn app(state: Arc<AppState>) -> Router {
     routes::router(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::refuse_oversized))
         // A bug must never answer with a stack trace or drop the connection: one JSON 500.

@@ -1,56 +1,75 @@
-//! Prometheus metrics: request counts and latency sums by route and status.
-//!
-//! Hand-written on purpose: two counter families in the text exposition format are a few
-//! lines, where an exporter crate would add a registry, a recorder and their dependencies.
-//! Labels are route templates (`/v1/secrets/{key}`), never concrete keys or values.
+//! Prometheus metrics (`prometheus-client`): requests by route and status, and their latency
+//! as a histogram. Labels are route templates (`/v1/secrets/{key}`), never concrete keys or
+//! values. Owns its registry: nothing here needs the rest of the server's state.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::state::AppState;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
 
-/// (method, route template, status).
-type Labels = (String, String, u16);
+type Latencies = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
-#[derive(Default)]
 pub struct Metrics {
-    /// Per label set: (count, total seconds).
-    requests: Mutex<BTreeMap<Labels, (u64, f64)>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    seconds: Latencies,
+}
+
+/// 100 µs to about 3.3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ductape");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let seconds: Latencies = Family::new_with_constructor(latency_histogram);
+        registry.register("http_requests", "HTTP requests served", requests.clone());
+        registry.register(
+            "http_request_seconds",
+            "Time spent serving HTTP requests",
+            seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            seconds,
+        }
+    }
 }
 
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let e = m
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        e.0 += 1;
-        e.1 += secs;
+    fn observe(&self, labels: RequestLabels, secs: f64) {
+        self.seconds.get_or_create(&labels).observe(secs);
+        self.requests.get_or_create(&labels).inc();
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP ductape_http_requests_total HTTP requests served.\n# TYPE ductape_http_requests_total counter\n");
-        for ((method, route, status), (n, _)) in m.iter() {
-            let _ = writeln!(out, "ductape_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
-        }
-        out.push_str("# HELP ductape_http_request_seconds_sum Total time spent serving requests.\n# TYPE ductape_http_request_seconds_sum counter\n");
-        for ((method, route, status), (_, secs)) in m.iter() {
-            let _ = writeln!(out, "ductape_http_request_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {secs:.6}");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
         }
         out
     }
 }
 
 /// Middleware that records every request.
-pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -59,11 +78,11 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(
-        &method,
-        &route,
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
+    let labels = RequestLabels {
+        method,
+        route,
+        status: resp.status().as_u16(),
+    };
+    metrics.observe(labels, start.elapsed().as_secs_f64());
     resp
 }

@@ -17,7 +17,7 @@ pub type RateLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Off unless the server was started with a rate limit.
     pub rate_limit: Option<RateLimiter>,
     /// Connection and request bounds (the body deadline is applied by the body extractor).
@@ -33,7 +33,7 @@ impl AppState {
     pub fn new(storage: Arc<dyn Storage>) -> Self {
         AppState {
             storage,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             rate_limit: None,
             limits: crate::listen::Limits::default(),
             workspace: RwLock::new(None),
