@@ -518,3 +518,44 @@ async fn the_batch_create_route_refuses_item_by_item_what_a_create_would() {
     );
     assert!(server.logs().matches("BULKCANARY").count() == 0);
 }
+
+#[tokio::test]
+async fn an_import_killed_midway_finishes_on_a_re_run_with_nothing_half_written() {
+    const N: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.env");
+    let lines: String = (0..N).map(|i| format!("KILLED_{i:05}=value-{i}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    let server = Server::dev();
+    let mut child = Command::new(ductape_bin())
+        .args(["secrets", "import", file.to_str().unwrap()])
+        .env("DUCTAPE_URL", &server.url)
+        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let d = server.client().await;
+    let before = listed_keys(&d).await.len();
+    assert!(before <= N);
+    println!("{before} of {N} created before the kill");
+
+    let o = ductape(&server, None, &["secrets", "import", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let tally: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(tally["created"].as_u64().unwrap() as usize, N - before, "{tally}");
+    assert_eq!(tally["existing"].as_u64().unwrap() as usize, before, "{tally}");
+    assert_eq!(listed_keys(&d).await.len(), N);
+    // Every secret whole: each value opens and is the file's.
+    let keys: Vec<ductape::SecretKey> = (0..N)
+        .step_by(7)
+        .map(|i| ductape::SecretKey::parse(&format!("KILLED_{i:05}")).unwrap())
+        .collect();
+    for (key, got) in d.secrets().batch_get(&keys, None, None).await.unwrap() {
+        let i: usize = key.as_str()[7..].parse().unwrap();
+        assert_eq!(got.unwrap().value.expose(), format!("value-{i}"));
+    }
+}
