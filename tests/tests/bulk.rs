@@ -524,7 +524,9 @@ async fn an_import_killed_midway_finishes_on_a_re_run_with_nothing_half_written(
     const N: usize = 6000;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.env");
-    let lines: String = (0..N).map(|i| format!("KILLED_{i:05}=value-{i}\n")).collect();
+    let lines: String = (0..N)
+        .map(|i| format!("KILLED_{i:05}=value-{i}\n"))
+        .collect();
     std::fs::write(&file, lines).unwrap();
     let server = Server::dev();
     let mut child = Command::new(ductape_bin())
@@ -543,11 +545,23 @@ async fn an_import_killed_midway_finishes_on_a_re_run_with_nothing_half_written(
     assert!(before <= N);
     println!("{before} of {N} created before the kill");
 
-    let o = ductape(&server, None, &["secrets", "import", file.to_str().unwrap(), "--json"]);
+    let o = ductape(
+        &server,
+        None,
+        &["secrets", "import", file.to_str().unwrap(), "--json"],
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let tally: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(tally["created"].as_u64().unwrap() as usize, N - before, "{tally}");
-    assert_eq!(tally["existing"].as_u64().unwrap() as usize, before, "{tally}");
+    assert_eq!(
+        tally["created"].as_u64().unwrap() as usize,
+        N - before,
+        "{tally}"
+    );
+    assert_eq!(
+        tally["existing"].as_u64().unwrap() as usize,
+        before,
+        "{tally}"
+    );
     assert_eq!(listed_keys(&d).await.len(), N);
     // Every secret whole: each value opens and is the file's.
     let keys: Vec<ductape::SecretKey> = (0..N)
