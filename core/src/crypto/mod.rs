@@ -7,6 +7,7 @@ mod access_key;
 mod envelope;
 mod keys;
 mod plaintext;
+pub mod wrap;
 
 pub use access_key::{split_bearer, AccessKey, ACCESS_KEY_PREFIX};
 pub use envelope::{Envelope, WrappedKey, MAX_ENVELOPE_LEN};
