@@ -279,6 +279,32 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 /// The error for a key that is not there (or that the caller may not know is there).
+/// What a batch of inserts did: one answer per secret, and the events of those created
+/// (to be appended in the same transaction).
+pub struct Inserted {
+    pub answers: Vec<Result<(), ApiError>>,
+    pub events: Vec<AuditEvent>,
+}
+
+impl Inserted {
+    pub fn with_capacity(n: usize) -> Self {
+        Inserted {
+            answers: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+        }
+    }
+
+    /// One insert: created, or its key was taken (nothing written, no event).
+    pub fn record(&mut self, created: bool, key: &str, event: AuditEvent) {
+        if created {
+            self.answers.push(Ok(()));
+            self.events.push(event);
+        } else {
+            self.answers.push(Err(secret_exists(key)));
+        }
+    }
+}
+
 /// The answer for a create whose key is taken.
 pub fn secret_exists(key: &str) -> ApiError {
     ApiError::new(

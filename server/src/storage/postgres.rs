@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    is_last_admin, last_admin_key, no_such_access_key, secret_exists, AuditEvent, Check, Modify,
+    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Inserted, Modify,
     Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
@@ -533,8 +533,7 @@ impl Storage for PostgresStorage {
                 ))
                 .await
                 .map_err(db)?;
-            let mut answers = Vec::with_capacity(items.len());
-            let mut events = Vec::with_capacity(items.len());
+            let mut done = Inserted::with_capacity(items.len());
             for (s, event) in items {
                 let inserted = tx
                     .execute(
@@ -547,16 +546,11 @@ impl Storage for PostgresStorage {
                     )
                     .await
                     .map_err(db)?;
-                if inserted == 0 {
-                    answers.push(Err(secret_exists(&s.key)));
-                } else {
-                    answers.push(Ok(()));
-                    events.push(event);
-                }
+                done.record(inserted > 0, &s.key, event);
             }
-            append_chained(&tx, &events).await.map_err(db)?;
+            append_chained(&tx, &done.events).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(answers)
+            Ok(done.answers)
         })
         .await
     }

@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::{
-    is_last_admin, last_admin_key, no_such_access_key, secret_exists, AuditEvent, Check, Modify,
-    ReadAnswers, ReadRule, Storage, StoredAccessKey, StoredSecret, Workspace,
+    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Inserted, Modify,
+    Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -229,6 +229,25 @@ impl SqliteStorage {
             .await
             .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
     }
+
+    /// A connection to read on that nobody holds right now (a reader; the writer for an
+    /// in-memory database), if there is one.
+    fn free_connection(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        if self.readers.is_empty() {
+            return self.writer.try_lock().ok();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        free_reader(&self.readers, start)
+    }
+}
+
+/// The first reader from `start` on that nobody holds, if any.
+fn free_reader(
+    readers: &[Mutex<Connection>],
+    start: usize,
+) -> Option<std::sync::MutexGuard<'_, Connection>> {
+    let n = readers.len();
+    (0..n).find_map(|i| readers[(start + i) % n].try_lock().ok())
 }
 
 /// A free reader if there is one, else wait for the one at `start`.
@@ -236,10 +255,11 @@ fn pick_reader(
     readers: &[Mutex<Connection>],
     start: usize,
 ) -> std::sync::MutexGuard<'_, Connection> {
-    let n = readers.len();
-    (0..n)
-        .find_map(|i| readers[(start + i) % n].try_lock().ok())
-        .unwrap_or_else(|| readers[start % n].lock().unwrap_or_else(|e| e.into_inner()))
+    free_reader(readers, start).unwrap_or_else(|| {
+        readers[start % readers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    })
 }
 
 /// Commits audit events in groups, on its own thread: the events of every read that
@@ -789,8 +809,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
-            let mut answers = Vec::with_capacity(items.len());
-            let mut events = Vec::with_capacity(items.len());
+            let mut done = Inserted::with_capacity(items.len());
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
@@ -806,17 +825,12 @@ impl Storage for SqliteStorage {
                             s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms
                         ])
                         .map_err(db)?;
-                    if inserted == 0 {
-                        answers.push(Err(secret_exists(&s.key)));
-                    } else {
-                        answers.push(Ok(()));
-                        events.push(event);
-                    }
+                    done.record(inserted > 0, &s.key, event);
                 }
             }
-            append_chained(&tx, &events).map_err(db)?;
+            append_chained(&tx, &done.events).map_err(db)?;
             tx.commit().map_err(db)?;
-            Ok(answers)
+            Ok(done.answers)
         })
         .await
     }
@@ -856,11 +870,19 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    /// The select runs right here when a connection is free (a few microseconds on indexed
+    /// rows: cheaper than a hand-off to the blocking pool), else on the blocking pool.
     async fn get_secrets(
         &self,
         workspace_id: &str,
         keys: &[String],
     ) -> Result<Vec<StoredSecret>, ApiError> {
+        let here = self
+            .free_connection()
+            .map(|conn| select_secrets(&conn, workspace_id, keys));
+        if let Some(found) = here {
+            return found;
+        }
         let ws = workspace_id.to_owned();
         let keys = keys.to_vec();
         self.read(move |c| select_secrets(c, &ws, &keys)).await
@@ -922,8 +944,8 @@ impl Storage for SqliteStorage {
         }
         // Alone (no other read on its way to the audit trail) and the writer free: commit
         // here. Under load, hand over to the committer, which groups.
-        let _busy = Busy::enter(&self.auditing);
-        if self.commit_inline && _busy.alone {
+        let busy = Busy::enter(&self.auditing);
+        if self.commit_inline && busy.alone {
             if let Ok(mut w) = self.writer.try_lock() {
                 commit_events(&mut w, &events, self.audit_cap).map_err(db)?;
                 self.wal.committed();
@@ -942,32 +964,6 @@ impl Storage for SqliteStorage {
             ))),
             Err(_) => Err(stopped()),
         }
-    }
-
-    /// The select runs right here when a connection is free (a few microseconds on indexed
-    /// rows: cheaper than a hand-off to the blocking pool), else on the blocking pool; the
-    /// events go to the audit committer.
-    async fn read_secrets(
-        &self,
-        workspace_id: &str,
-        keys: Vec<String>,
-        rule: ReadRule,
-    ) -> Result<ReadAnswers, ApiError> {
-        let here = {
-            let free = if self.readers.is_empty() {
-                self.writer.try_lock().ok()
-            } else {
-                self.readers.iter().find_map(|r| r.try_lock().ok())
-            };
-            free.map(|conn| select_secrets(&conn, workspace_id, &keys))
-        };
-        let found = match here {
-            Some(found) => found?,
-            None => self.get_secrets(workspace_id, &keys).await?,
-        };
-        let (answers, events) = rule(found);
-        self.append_audit(events).await?;
-        Ok(answers)
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
