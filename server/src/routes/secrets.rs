@@ -157,24 +157,19 @@ pub async fn batch_create(
                 BatchCreateBody::MAX_SECRETS
             ))
         })?;
-    // Each item: its key (when valid), its event, and the checked secret or why not.
+    // Each item: its key, its event, and the checked secret or why not.
     let mut answers: Vec<(String, Result<StoredSecret, ApiError>)> = Vec::new();
     let mut events = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, item) in items.iter().enumerate() {
-        let fields = item.as_object();
-        let key = fields
-            .and_then(|f| f.get("key"))
-            .and_then(Value::as_str)
-            .and_then(|k| SecretKey::parse(k).ok())
-            .map(|k| k.to_string())
-            .unwrap_or_default();
-        let mut event = audit_trail::event(&caller, "create", &key, None, None);
-        let item = |e: ApiError| ApiError::new(e.code, format!("secrets[{i}]: {}", e.message));
-        let fields = fields.ok_or_else(|| {
-            item(ductape::Error::invalid_field("each secret must be an object").into())
+        let in_item = |e: ApiError| ApiError::new(e.code, format!("secrets[{i}]: {}", e.message));
+        let fields = item.as_object().ok_or_else(|| {
+            in_item(ductape::Error::invalid_field("each secret must be an object").into())
         })?;
-        let secret = new_secret(&caller, fields).map_err(item)?;
+        // A malformed item refuses the whole request, so every item here has a valid key.
+        let secret = new_secret(&caller, fields).map_err(in_item)?;
+        let key = secret.key.clone();
+        let mut event = audit_trail::event(&caller, "create", &key, None, None);
         // A key twice: the first is decided, the repeat refused (the schema cannot say
         // "unique by key", so this is not a malformed request).
         let checked = if seen.insert(secret.key.clone()) {
