@@ -1,7 +1,7 @@
 //! Client commands: `init`, `secrets ...`, `access-keys ...`.
 
 use clap::{Args, Subcommand};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -374,39 +374,29 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
 /// Prints the listing a page at a time (as one JSON array with `--json`), so the first
 /// lines come at once and memory stays flat however many secrets there are.
 async fn list(d: &Ductape, json: bool) -> Result<(), Error> {
+    let failed = |e: std::io::Error| Error::new(ErrorCode::Config, format!("cannot write: {e}"));
+    let mut out = output::Streamed::start(std::io::BufWriter::new(std::io::stdout().lock()), json)
+        .map_err(failed)?;
     let mut query = ListQuery {
         limit: Some(ListQuery::MAX_LIMIT),
         cursor: None,
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut first = true;
-    let failed = |e: std::io::Error| Error::new(ErrorCode::Config, format!("cannot write: {e}"));
-    if json {
-        out.write_all(b"[").map_err(failed)?;
-    }
     loop {
         let page = d.secrets().page(&query).await?;
         for s in &page.secrets {
-            let line = if json {
-                let sep = if first { "\n  " } else { ",\n  " };
-                format!("{sep}{}", serde_json::to_string(s).unwrap_or_default())
+            let entry = if json {
+                serde_json::to_string(s).unwrap_or_default()
             } else {
-                format!("{}\n", output::secret_line(s))
+                output::secret_line(s)
             };
-            first = false;
-            out.write_all(line.as_bytes()).map_err(failed)?;
+            out.entry(&entry).map_err(failed)?;
         }
         out.flush().map_err(failed)?;
         match page.next_cursor {
             Some(c) => query.cursor = Some(c),
-            None => break,
+            None => return out.finish().map_err(failed),
         }
     }
-    if json {
-        out.write_all(if first { b"]\n" as &[u8] } else { b"\n]\n" })
-            .map_err(failed)?;
-    }
-    out.flush().map_err(failed)
 }
 
 fn done(c: &ClientArgs, what: &str, key: &str) {

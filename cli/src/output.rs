@@ -2,6 +2,55 @@
 
 use ductape::wire::{AccessKeyInfo, SecretRecord};
 use ductape::Error;
+use std::io::{self, Write};
+
+/// Entries written as they come, for listings too big to hold: one JSON array whose elements
+/// arrive one by one (`json`), or one entry a line.
+pub struct Streamed<W: Write> {
+    out: W,
+    json: bool,
+    first: bool,
+}
+
+impl<W: Write> Streamed<W> {
+    pub fn start(mut out: W, json: bool) -> io::Result<Self> {
+        if json {
+            out.write_all(b"[")?;
+        }
+        Ok(Streamed {
+            out,
+            json,
+            first: true,
+        })
+    }
+
+    /// One entry: an array element (already JSON) or a line.
+    pub fn entry(&mut self, entry: &str) -> io::Result<()> {
+        if self.json {
+            self.out
+                .write_all(if self.first { b"\n  " } else { b",\n  " })?;
+        }
+        self.first = false;
+        self.out.write_all(entry.as_bytes())?;
+        if !self.json {
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Closes the array and flushes.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.json {
+            self.out
+                .write_all(if self.first { b"]\n" } else { b"\n]\n" })?;
+        }
+        self.out.flush()
+    }
+}
 
 pub fn print_error(e: &Error) {
     match e.status() {

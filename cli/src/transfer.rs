@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::dotenv;
+use crate::output::Streamed;
 use ductape::wire::{BatchCreateBody, ListQuery, SecretRecord};
 use ductape::{CreateSecret, Ductape, Error, ErrorCode, Plaintext, SecretKey};
 
@@ -133,19 +134,17 @@ pub async fn import(
 /// is created readable by its owner only). Revoked and expired secrets are counted on
 /// stderr, not written.
 pub async fn export(d: &Ductape, format: Format, output: Option<&Path>) -> Result<ExitCode, Error> {
-    let mut out: Box<dyn Write> = match output {
+    let file: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(private_file(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let write_err = |e: std::io::Error| config_error(format!("cannot write the export: {e}"));
+    let mut out = Streamed::start(file, format == Format::Json).map_err(write_err)?;
     let mut query = ListQuery {
         limit: Some(ListQuery::MAX_LIMIT),
         cursor: None,
     };
-    let (mut written, mut skipped, mut first) = (0usize, 0usize, true);
-    if format == Format::Json {
-        out.write_all(b"[").map_err(write_err)?;
-    }
+    let (mut written, mut skipped) = (0usize, 0usize);
     loop {
         let page = d.secrets().page(&query).await?;
         let keys = page
@@ -171,18 +170,10 @@ pub async fn export(d: &Ductape, format: Format, output: Option<&Path>) -> Resul
                 let entry = match format {
                     Format::Env => dotenv::line(key.as_str(), secret.value.expose()),
                     Format::Json => {
-                        let sep = if first { "\n  " } else { ",\n  " };
-                        format!(
-                            "{sep}{}",
-                            Value::Object(importable(&secret.record, secret.value.expose()))
-                        )
+                        Value::Object(importable(&secret.record, secret.value.expose())).to_string()
                     }
                 };
-                first = false;
-                out.write_all(entry.as_bytes()).map_err(write_err)?;
-                if format == Format::Env {
-                    out.write_all(b"\n").map_err(write_err)?;
-                }
+                out.entry(&entry).map_err(write_err)?;
                 written += 1;
             }
         }
@@ -191,11 +182,7 @@ pub async fn export(d: &Ductape, format: Format, output: Option<&Path>) -> Resul
             None => break,
         }
     }
-    if format == Format::Json {
-        out.write_all(if first { b"]\n" as &[u8] } else { b"\n]\n" })
-            .map_err(write_err)?;
-    }
-    out.flush().map_err(write_err)?;
+    out.finish().map_err(write_err)?;
     eprintln!(
         "exported {written} secrets{}",
         match skipped {
