@@ -12,9 +12,10 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCode::Unauthenticated => "AuthenticationError",
         ErrorCode::PermissionDenied => "PermissionDeniedError",
         ErrorCode::SecretNotFound | ErrorCode::NotFound => "NotFoundError",
-        ErrorCode::SecretExists | ErrorCode::VersionConflict | ErrorCode::Conflict => {
-            "ConflictError"
-        }
+        ErrorCode::SecretExists
+        | ErrorCode::VersionConflict
+        | ErrorCode::Conflict
+        | ErrorCode::KeyringChanged => "ConflictError",
         ErrorCode::SecretRevoked => "SecretRevokedError",
         ErrorCode::SecretExpired => "SecretExpiredError",
         ErrorCode::InvalidField => "ValidationError",
@@ -33,7 +34,7 @@ fn class_name(e: &Error) -> &'static str {
         ErrorCode::Integrity => "IntegrityError",
         ErrorCode::NotInitialized => "NotInitializedError",
         ErrorCode::Config => "ConfigurationError",
-        ErrorCode::Protocol => "ProtocolError",
+        ErrorCode::Protocol | ErrorCode::UpgradeRequired => "ProtocolError",
     }
 }
 

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     VersionConflict,
     /// 409: the server is already set up (or already has that object).
     Conflict,
+    /// 409: the workspace's keyring changed (a binding was added or a rotation began) since
+    /// the client sealed the value: refresh the session and seal again.
+    KeyringChanged,
     /// 410: the secret has been revoked.
     SecretRevoked,
     /// 410: the secret has expired.
@@ -45,6 +48,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 426: the workspace uses a data format this client (or request) predates.
+    UpgradeRequired,
     /// 422: a field is invalid.
     InvalidField,
     /// 429: rate limited.
@@ -69,7 +74,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::MethodNotAllowed,
         ErrorCode::MalformedBody,
         ErrorCode::InvalidQuery,
@@ -83,10 +88,12 @@ impl ErrorCode {
         ErrorCode::SecretExists,
         ErrorCode::VersionConflict,
         ErrorCode::Conflict,
+        ErrorCode::KeyringChanged,
         ErrorCode::SecretRevoked,
         ErrorCode::SecretExpired,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::UpgradeRequired,
         ErrorCode::InvalidField,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
@@ -115,10 +122,12 @@ impl ErrorCode {
             ErrorCode::SecretExists => "secret_exists",
             ErrorCode::VersionConflict => "version_conflict",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::KeyringChanged => "keyring_changed",
             ErrorCode::SecretRevoked => "secret_revoked",
             ErrorCode::SecretExpired => "secret_expired",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
@@ -148,10 +157,14 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::SecretNotFound | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::SecretExists | ErrorCode::VersionConflict | ErrorCode::Conflict => 409,
+            ErrorCode::SecretExists
+            | ErrorCode::VersionConflict
+            | ErrorCode::Conflict
+            | ErrorCode::KeyringChanged => 409,
             ErrorCode::SecretRevoked | ErrorCode::SecretExpired => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::UpgradeRequired => 426,
             ErrorCode::InvalidField => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
@@ -180,6 +193,7 @@ impl ErrorCode {
             410 => ErrorCode::SecretRevoked,
             413 => ErrorCode::PayloadTooLarge,
             415 => ErrorCode::UnsupportedMediaType,
+            426 => ErrorCode::UpgradeRequired,
             422 => ErrorCode::InvalidField,
             429 => ErrorCode::RateLimited,
             503 => ErrorCode::Unavailable,

@@ -8,8 +8,8 @@ use crate::error::{Error, ErrorCode};
 use crate::ids::random_bytes;
 use crate::validate::SecretKey;
 
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 24;
+pub(crate) const TAG_LEN: usize = 16;
 /// Longest envelope string a server accepts: a 64 KiB value sealed, with room to spare.
 pub const MAX_ENVELOPE_LEN: usize = 90_000;
 
@@ -220,7 +220,7 @@ fn wrap_aad(workspace_id: &str, access_key_id: &str, kid: &KeyId) -> Vec<u8> {
     .join(&0u8)
 }
 
-fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>) {
+pub(crate) fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>) {
     let cipher = XChaCha20Poly1305::new(key.into());
     let nonce: [u8; NONCE_LEN] = random_bytes();
     let sealed = cipher
@@ -229,7 +229,7 @@ fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>
     (nonce, sealed)
 }
 
-fn open_raw(
+pub(crate) fn open_raw(
     key: &[u8; 32],
     aad: &[u8],
     nonce: &[u8; NONCE_LEN],

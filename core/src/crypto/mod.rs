@@ -5,12 +5,14 @@
 
 mod access_key;
 mod envelope;
+pub mod keyring;
 mod keys;
 mod plaintext;
 pub mod wrap;
 
 pub use access_key::{split_bearer, AccessKey, ACCESS_KEY_PREFIX};
 pub use envelope::{Envelope, WrappedKey, MAX_ENVELOPE_LEN};
+pub use keyring::{AccessGrants, Keyring, SealedSecret};
 pub use keys::{KeyId, WorkspaceKey};
 pub use plaintext::Plaintext;
 

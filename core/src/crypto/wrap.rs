@@ -205,14 +205,24 @@ impl WrappedTo {
 
     /// Reads the text form.
     pub fn parse(s: &str) -> Option<Self> {
-        let raw = unb64(s.strip_prefix(Self::PREFIX)?)?;
+        Self::from_raw_b64(s.strip_prefix(Self::PREFIX)?)
+    }
+
+    /// Reads the bare base64url form (inside a larger self-describing text).
+    pub fn from_raw_b64(s: &str) -> Option<Self> {
+        let raw = unb64(s)?;
         (raw.len() == KEY_LEN + 32 + TAG_LEN).then_some(WrappedTo { raw })
+    }
+
+    /// The bare base64url form, without the prefix.
+    pub fn raw_b64(&self) -> String {
+        b64(&self.raw)
     }
 }
 
 impl fmt::Display for WrappedTo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, b64(&self.raw))
+        write!(f, "{}{}", Self::PREFIX, self.raw_b64())
     }
 }
 

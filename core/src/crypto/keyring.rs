@@ -1,0 +1,770 @@
+//! Least privilege held by the cryptography (workspace format 2).
+//!
+//! - Each **binding** in use (an app and a set of environments, the unbound one included)
+//!   has an X25519 key pair per key **generation**; its public half is in the [`Keyring`]
+//!   the server stores, its private half only ever travels wrapped.
+//! - Each value is sealed under its own random **data key** ([`SealedSecret`], `dv2`), and
+//!   the data key is wrapped (HPKE, [`WrappedTo`]) to every binding whose rules let it read
+//!   the secret: no other.
+//! - Each access key derives an X25519 pair from its unwrap key; its binding's private key
+//!   is wrapped to that public key ([`AccessGrants`], `dg2`). Anyone who may grant can do so
+//!   with public keys alone; a key plus a full database opens exactly its binding's wraps.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use zeroize::Zeroizing;
+
+use super::wrap::{RecipientKey, RecipientSecret, WrapContext, WrappedTo};
+use super::{b64, envelope, unb64, Plaintext};
+use crate::access::Context;
+use crate::error::{Error, ErrorCode};
+use crate::ids::random_bytes;
+use crate::validate::SecretKey;
+
+/// The workspace format these types implement; clients send it with every request.
+pub const FORMAT: u32 = 2;
+/// The request header carrying the client's format.
+pub const FORMAT_HEADER: &str = "ductape-format";
+/// The most bindings one secret can be wrapped to (so a sealed secret stays bounded).
+pub const MAX_BINDINGS: usize = 256;
+
+/// The stable id of a binding: 16 hex of SHA-256 over its app and sorted environments. The
+/// same binding has the same id in every generation, so concurrent registrations meet.
+pub fn binding_id(app: Option<&str>, envs: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut envs: Vec<&str> = envs.iter().map(String::as_str).collect();
+    envs.sort_unstable();
+    envs.dedup();
+    let mut h = Sha256::new();
+    h.update(b"ductape binding v2\0");
+    h.update(app.unwrap_or("*").as_bytes());
+    h.update(b"\0");
+    h.update(envs.join(",").as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// One binding's public key in one generation, with its private key wrapped to every wider
+/// binding of that generation (so a key bound more widely can grant it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub id: String,
+    pub app: Option<String>,
+    pub envs: Vec<String>,
+    pub public_key: String,
+    /// Wider binding id → this binding's private key wrapped to it (raw base64url).
+    #[serde(default)]
+    pub wraps: BTreeMap<String, String>,
+}
+
+impl Binding {
+    /// The access rules of this binding, as a reader's context.
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            app: self.app.as_deref(),
+            envs: &self.envs,
+        }
+    }
+
+    /// Whether keys of this binding may read a secret with this scope and these envs.
+    pub fn reads(&self, scope: &[String], envs: &[String]) -> bool {
+        self.context().can_see(scope, envs)
+    }
+
+    /// Whether every secret this binding reads is also read by `other`.
+    pub fn within(&self, other: &Binding) -> bool {
+        crate::access::key_within(self.app.as_deref(), &self.envs, other.context())
+    }
+
+    pub fn is_unbound(&self) -> bool {
+        self.app.is_none() && self.envs.is_empty()
+    }
+
+    pub fn recipient(&self) -> Result<RecipientKey, Error> {
+        RecipientKey::parse(&self.public_key).ok_or_else(|| malformed("a binding's public key"))
+    }
+}
+
+/// The bindings of one key generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    pub generation: u32,
+    pub bindings: Vec<Binding>,
+}
+
+impl Generation {
+    pub fn binding(&self, id: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.id == id)
+    }
+
+    /// The bindings that may read a secret with this scope and these envs: its audience.
+    pub fn audience<'a>(
+        &'a self,
+        scope: &'a [String],
+        envs: &'a [String],
+    ) -> impl Iterator<Item = &'a Binding> + 'a {
+        self.bindings.iter().filter(move |b| b.reads(scope, envs))
+    }
+}
+
+/// The public half of a workspace's keys: its generations (oldest first; the last is
+/// current) and their bindings. What the server stores and checks writes against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyring {
+    pub format: u32,
+    pub generations: Vec<Generation>,
+}
+
+impl Keyring {
+    /// A first generation with only the unbound binding, whose private key is returned.
+    pub fn first() -> (Keyring, RecipientSecret) {
+        let pair = RecipientSecret::generate();
+        let ring = Keyring {
+            format: FORMAT,
+            generations: vec![Generation {
+                generation: 1,
+                bindings: vec![Binding {
+                    id: binding_id(None, &[]),
+                    app: None,
+                    envs: Vec::new(),
+                    public_key: pair.public().to_string(),
+                    wraps: BTreeMap::new(),
+                }],
+            }],
+        };
+        (ring, pair)
+    }
+
+    /// Reads the stored form, checking what every reader relies on.
+    pub fn parse(json: &str) -> Result<Keyring, Error> {
+        let ring: Keyring =
+            serde_json::from_str(json).map_err(|_| malformed("the workspace keyring"))?;
+        ring.check()?;
+        Ok(ring)
+    }
+
+    /// Generations ascending and non-empty, each with the unbound binding, ids matching
+    /// their bindings, public keys well formed.
+    pub fn check(&self) -> Result<(), Error> {
+        let ok = self.format == FORMAT
+            && !self.generations.is_empty()
+            && self
+                .generations
+                .windows(2)
+                .all(|w| w[0].generation < w[1].generation)
+            && self.generations.iter().all(|g| {
+                g.bindings.len() <= MAX_BINDINGS
+                    && g.bindings.iter().any(Binding::is_unbound)
+                    && g.bindings.iter().all(|b| {
+                        b.id == binding_id(b.app.as_deref(), &b.envs)
+                            && RecipientKey::parse(&b.public_key).is_some()
+                    })
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err(malformed("the workspace keyring"))
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a keyring serialises")
+    }
+
+    /// The generation new values are sealed under.
+    pub fn current(&self) -> &Generation {
+        self.generations
+            .last()
+            .expect("a checked keyring has a generation")
+    }
+
+    pub fn generation(&self, generation: u32) -> Option<&Generation> {
+        self.generations.iter().find(|g| g.generation == generation)
+    }
+
+    /// Checks that `sealed`, for a secret with this scope and these envs, is wrapped to
+    /// exactly its audience in the current generation: none missing (every reader can open
+    /// it) and none extra (no binding outside the rules can).
+    pub fn check_audience(
+        &self,
+        sealed: &SealedSecret,
+        scope: &[String],
+        envs: &[String],
+    ) -> Result<(), Error> {
+        let current = self.current();
+        if sealed.generation != current.generation {
+            return Err(Error::new(
+                ErrorCode::KeyringChanged,
+                format!(
+                    "the value is sealed for key generation {} but the workspace is at {}: refresh and seal again",
+                    sealed.generation, current.generation
+                ),
+            ));
+        }
+        let mut want: Vec<&str> = current
+            .audience(scope, envs)
+            .map(|b| b.id.as_str())
+            .collect();
+        want.sort_unstable();
+        let mut have: Vec<&str> = sealed.wraps.iter().map(|(id, _)| id.as_str()).collect();
+        have.sort_unstable();
+        if let Some(extra) = have
+            .iter()
+            .find(|id| current.binding(id).is_some_and(|b| !b.reads(scope, envs)))
+        {
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                format!("the value is wrapped to binding {extra}, which may not read this secret"),
+            ));
+        }
+        if want != have {
+            return Err(Error::new(
+                ErrorCode::KeyringChanged,
+                "the value is not wrapped to exactly the bindings that may read it (the keyring changed?): refresh and seal again",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A secret's own 256-bit key. Zeroized on drop.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    pub fn generate() -> Self {
+        DataKey(Zeroizing::new(random_bytes()))
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}
+
+/// A sealed value, format 2:
+/// `dv2.<generation>.<base64url(nonce ‖ ciphertext ‖ tag)>.<binding>:<wrap>[,<binding>:<wrap>…]`.
+///
+/// The value is XChaCha20-Poly1305 under a fresh data key, with associated data binding
+/// workspace, secret key and generation; the data key is wrapped to each binding in the
+/// audience with HPKE, bound to workspace, generation, secret and binding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub generation: u32,
+    body: Vec<u8>,
+    /// (binding id, wrapped data key), in the order written.
+    pub wraps: Vec<(String, WrappedTo)>,
+}
+
+impl SealedSecret {
+    pub const PREFIX: &'static str = "dv2.";
+
+    /// Seals `value` for `key` under a fresh data key, wrapped to `audience`.
+    pub fn seal<'a>(
+        workspace: &str,
+        key: &SecretKey,
+        generation: u32,
+        value: &Plaintext,
+        audience: impl IntoIterator<Item = &'a Binding>,
+    ) -> Result<(SealedSecret, DataKey), Error> {
+        let dk = DataKey::generate();
+        let aad = value_aad(workspace, key.as_str(), generation);
+        let (nonce, sealed) = envelope::seal_raw(&dk.0, &aad, value.expose().as_bytes());
+        let mut body = nonce.to_vec();
+        body.extend_from_slice(&sealed);
+        let mut out = SealedSecret {
+            generation,
+            body,
+            wraps: Vec::new(),
+        };
+        for b in audience {
+            out.add_wrap(workspace, key, b, &dk)?;
+        }
+        Ok((out, dk))
+    }
+
+    /// Wraps the data key to one more binding.
+    pub fn add_wrap(
+        &mut self,
+        workspace: &str,
+        key: &SecretKey,
+        binding: &Binding,
+        dk: &DataKey,
+    ) -> Result<(), Error> {
+        let subject = format!("secret:{key}");
+        let ctx = WrapContext {
+            workspace,
+            generation: self.generation,
+            subject: &subject,
+            recipient: &binding.id,
+        };
+        let wrap = WrappedTo::seal(&binding.recipient()?, &dk.0, &ctx);
+        self.wraps.push((binding.id.clone(), wrap));
+        Ok(())
+    }
+
+    /// The data key, opened with the private key of `binding` (which must be in `wraps`).
+    pub fn open_key(
+        &self,
+        workspace: &str,
+        key: &SecretKey,
+        binding: &str,
+        with: &RecipientSecret,
+    ) -> Result<DataKey, Error> {
+        let (_, wrap) = self
+            .wraps
+            .iter()
+            .find(|(id, _)| id == binding)
+            .ok_or_else(|| not_for_you(key))?;
+        let subject = format!("secret:{key}");
+        let ctx = WrapContext {
+            workspace,
+            generation: self.generation,
+            subject: &subject,
+            recipient: binding,
+        };
+        Ok(DataKey(wrap.open(with, &ctx)?))
+    }
+
+    /// Decrypts the value with its data key.
+    pub fn open_value(
+        &self,
+        workspace: &str,
+        key: &SecretKey,
+        dk: &DataKey,
+    ) -> Result<Plaintext, Error> {
+        let aad = value_aad(workspace, key.as_str(), self.generation);
+        let (nonce, sealed) = self.body.split_at(envelope::NONCE_LEN);
+        let nonce: &[u8; envelope::NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let bytes = envelope::open_raw(&dk.0, &aad, nonce, sealed).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Integrity,
+                format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
+            )
+        })?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Error::new(
+                ErrorCode::Integrity,
+                format!("Secret '{key}' is not valid UTF-8"),
+            )
+        })?;
+        Ok(Plaintext::new(text))
+    }
+
+    /// The binding ids this value is wrapped to.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.wraps.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// One wrap's text, `<binding>:<wrap>` (what a grant to a new binding appends).
+    pub fn wrap_text(binding: &str, wrap: &WrappedTo) -> String {
+        format!("{binding}:{}", wrap.raw_b64())
+    }
+
+    /// Reads the text form: `None` when it is not a well-formed format-2 sealed value.
+    pub fn parse(s: &str) -> Option<SealedSecret> {
+        if s.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let mut parts = s.strip_prefix(Self::PREFIX)?.split('.');
+        let (Some(generation), Some(body), Some(wraps), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let generation: u32 = generation.parse().ok().filter(|g| *g > 0)?;
+        let body = unb64(body)?;
+        if body.len() < envelope::NONCE_LEN + envelope::TAG_LEN {
+            return None;
+        }
+        let mut out = Vec::new();
+        for w in wraps.split(',') {
+            let (id, raw) = w.split_once(':')?;
+            if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            if out.iter().any(|(seen, _)| seen == id) {
+                return None;
+            }
+            out.push((id.to_owned(), WrappedTo::from_raw_b64(raw)?));
+        }
+        if out.len() > MAX_BINDINGS {
+            return None;
+        }
+        Some(SealedSecret {
+            generation,
+            body,
+            wraps: out,
+        })
+    }
+}
+
+/// The longest sealed value a server accepts: a 64 KiB value with [`MAX_BINDINGS`] wraps.
+pub const MAX_SEALED_LEN: usize = envelope::MAX_ENVELOPE_LEN + MAX_BINDINGS * 128;
+
+impl fmt::Display for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}.{}.",
+            Self::PREFIX,
+            self.generation,
+            b64(&self.body)
+        )?;
+        for (i, (id, wrap)) in self.wraps.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&Self::wrap_text(id, wrap))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("generation", &self.generation)
+            .field("bytes", &self.body.len())
+            .field("recipients", &self.recipients().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn value_aad(workspace: &str, key: &str, generation: u32) -> Vec<u8> {
+    [
+        b"ductape/value/v2".as_slice(),
+        workspace.as_bytes(),
+        key.as_bytes(),
+        generation.to_string().as_bytes(),
+    ]
+    .join(&0u8)
+}
+
+/// What an access key holds in format 2: its X25519 public key (derived from its unwrap
+/// key, so anyone may grant to it) and, per generation, its binding's private key wrapped
+/// to it: `dg2.<public key>[.<generation>:<binding>:<wrap>…]`. Stored where format 1 kept
+/// the wrapped workspace key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessGrants {
+    pub public_key: String,
+    /// (generation, binding id, that binding's private key wrapped to this access key).
+    pub grants: Vec<(u32, String, WrappedTo)>,
+}
+
+impl AccessGrants {
+    pub const PREFIX: &'static str = "dg2.";
+
+    /// No grants yet, for the key whose pair is `pair`.
+    pub fn new(pair: &RecipientKey) -> Self {
+        AccessGrants {
+            public_key: pair.to_string(),
+            grants: Vec::new(),
+        }
+    }
+
+    /// Grants `binding`'s private key (`secret`) of `generation` to access key `to`.
+    pub fn grant(
+        &mut self,
+        workspace: &str,
+        to: &str,
+        generation: u32,
+        binding: &str,
+        secret: &RecipientSecret,
+    ) -> Result<(), Error> {
+        let recipient = RecipientKey::parse(&self.public_key)
+            .ok_or_else(|| malformed("an access key's public key"))?;
+        let subject = format!("binding:{binding}");
+        let ctx = WrapContext {
+            workspace,
+            generation,
+            subject: &subject,
+            recipient: to,
+        };
+        let wrap = WrappedTo::seal(&recipient, &secret.to_bytes(), &ctx);
+        self.grants.retain(|(g, _, _)| *g != generation);
+        self.grants.push((generation, binding.to_owned(), wrap));
+        Ok(())
+    }
+
+    /// Opens every grant with the access key's own pair: (generation, binding, private key).
+    pub fn open(
+        &self,
+        workspace: &str,
+        access_key_id: &str,
+        mine: &RecipientSecret,
+    ) -> Result<Vec<(u32, String, RecipientSecret)>, Error> {
+        self.grants
+            .iter()
+            .map(|(generation, binding, wrap)| {
+                let subject = format!("binding:{binding}");
+                let ctx = WrapContext {
+                    workspace,
+                    generation: *generation,
+                    subject: &subject,
+                    recipient: access_key_id,
+                };
+                let bytes = wrap.open(mine, &ctx)?;
+                let secret = RecipientSecret::from_bytes(&bytes)
+                    .ok_or_else(|| malformed("a granted binding key"))?;
+                Ok((*generation, binding.clone(), secret))
+            })
+            .collect()
+    }
+
+    pub fn parse(s: &str) -> Option<AccessGrants> {
+        let mut parts = s.strip_prefix(Self::PREFIX)?.split('.');
+        let public_key = parts.next()?;
+        RecipientKey::parse(public_key)?;
+        let mut grants = Vec::new();
+        for g in parts {
+            let mut f = g.splitn(3, ':');
+            let (Some(generation), Some(binding), Some(wrap)) = (f.next(), f.next(), f.next())
+            else {
+                return None;
+            };
+            let generation: u32 = generation.parse().ok()?;
+            if binding.len() != 16 || grants.iter().any(|(g, _, _)| *g == generation) {
+                return None;
+            }
+            grants.push((
+                generation,
+                binding.to_owned(),
+                WrappedTo::from_raw_b64(wrap)?,
+            ));
+        }
+        Some(AccessGrants {
+            public_key: public_key.to_owned(),
+            grants,
+        })
+    }
+}
+
+impl fmt::Display for AccessGrants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.public_key)?;
+        for (generation, binding, wrap) in &self.grants {
+            write!(f, ".{generation}:{binding}:{}", wrap.raw_b64())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AccessGrants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessGrants")
+            .field("public_key", &self.public_key)
+            .field(
+                "grants",
+                &self
+                    .grants
+                    .iter()
+                    .map(|(g, b, _)| format!("{g}:{b}"))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Wraps a binding's private key to a wider binding (kept in the keyring).
+pub fn wrap_binding_to(
+    workspace: &str,
+    generation: u32,
+    binding: &str,
+    secret: &RecipientSecret,
+    to: &Binding,
+) -> Result<String, Error> {
+    let subject = format!("binding:{binding}");
+    let ctx = WrapContext {
+        workspace,
+        generation,
+        subject: &subject,
+        recipient: &to.id,
+    };
+    Ok(WrappedTo::seal(&to.recipient()?, &secret.to_bytes(), &ctx).raw_b64())
+}
+
+/// Opens a binding's private key from its wrap to a wider binding whose key is `with`.
+pub fn open_binding_from(
+    workspace: &str,
+    generation: u32,
+    binding: &Binding,
+    wider: &str,
+    with: &RecipientSecret,
+) -> Result<RecipientSecret, Error> {
+    let wrap = binding
+        .wraps
+        .get(wider)
+        .and_then(|w| WrappedTo::from_raw_b64(w))
+        .ok_or_else(|| malformed("a binding key's wrap"))?;
+    let subject = format!("binding:{}", binding.id);
+    let ctx = WrapContext {
+        workspace,
+        generation,
+        subject: &subject,
+        recipient: wider,
+    };
+    let bytes = wrap.open(with, &ctx)?;
+    RecipientSecret::from_bytes(&bytes).ok_or_else(|| malformed("a binding key"))
+}
+
+fn malformed(what: &str) -> Error {
+    Error::new(ErrorCode::Protocol, format!("{what} is malformed"))
+}
+
+fn not_for_you(key: &SecretKey) -> Error {
+    Error::new(
+        ErrorCode::Integrity,
+        format!("Secret '{key}' is not encrypted for this access key's binding"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> SecretKey {
+        SecretKey::parse(s).unwrap()
+    }
+
+    fn tags(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn binding(app: Option<&str>, envs: &[&str]) -> (Binding, RecipientSecret) {
+        let pair = RecipientSecret::generate();
+        let envs = tags(envs);
+        (
+            Binding {
+                id: binding_id(app, &envs),
+                app: app.map(str::to_owned),
+                envs,
+                public_key: pair.public().to_string(),
+                wraps: BTreeMap::new(),
+            },
+            pair,
+        )
+    }
+
+    #[test]
+    fn binding_ids_ignore_env_order_and_differ_by_app() {
+        assert_eq!(
+            binding_id(Some("web"), &tags(&["prd", "dev"])),
+            binding_id(Some("web"), &tags(&["dev", "prd", "dev"]))
+        );
+        assert_ne!(binding_id(Some("web"), &[]), binding_id(Some("api"), &[]));
+        assert_ne!(binding_id(None, &tags(&["prd"])), binding_id(None, &[]));
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_audience_and_its_own_name() {
+        let (ring, unbound) = Keyring::first();
+        let (web, web_key) = binding(Some("web"), &["prd"]);
+        let (api, api_key) = binding(Some("api"), &[]);
+        let key = k("DB_URL");
+        let scope = tags(&["web"]);
+        let mut g = ring.current().clone();
+        g.bindings.extend([web.clone(), api.clone()]);
+        let audience: Vec<&Binding> = g.audience(&scope, &[]).collect();
+        assert_eq!(audience.len(), 2, "unbound and web");
+        let (sealed, _) =
+            SealedSecret::seal("ws", &key, 1, &Plaintext::from("v"), audience).unwrap();
+        let text = sealed.to_string();
+        let back = SealedSecret::parse(&text).unwrap();
+        for (id, pair) in [
+            (&ring.current().bindings[0].id, &unbound),
+            (&web.id, &web_key),
+        ] {
+            let dk = back.open_key("ws", &key, id, pair).unwrap();
+            assert_eq!(back.open_value("ws", &key, &dk).unwrap().expose(), "v");
+        }
+        // Not wrapped to api; api's key does not open another binding's wrap either.
+        assert_eq!(
+            back.open_key("ws", &key, &api.id, &api_key)
+                .unwrap_err()
+                .code(),
+            ErrorCode::Integrity
+        );
+        assert!(back.open_key("ws", &key, &web.id, &api_key).is_err());
+        // Moved to another secret or workspace: the wrap and the value refuse.
+        assert!(back.open_key("ws", &k("OTHER"), &web.id, &web_key).is_err());
+        assert!(back.open_key("ws2", &key, &web.id, &web_key).is_err());
+        let dk = back.open_key("ws", &key, &web.id, &web_key).unwrap();
+        assert!(back.open_value("ws", &k("OTHER"), &dk).is_err());
+        assert!(!format!("{back:?}").contains(&text[20..40]));
+    }
+
+    #[test]
+    fn the_server_check_wants_exactly_the_audience() {
+        let (mut ring, _) = Keyring::first();
+        let (web, _) = binding(Some("web"), &[]);
+        let (api, _) = binding(Some("api"), &[]);
+        ring.generations[0]
+            .bindings
+            .extend([web.clone(), api.clone()]);
+        let key = k("K");
+        let scope = tags(&["web"]);
+        let g = ring.current();
+        let seal = |to: Vec<&Binding>| {
+            SealedSecret::seal("ws", &key, 1, &Plaintext::from("v"), to)
+                .unwrap()
+                .0
+        };
+        let right: Vec<&Binding> = g.audience(&scope, &[]).collect();
+        assert!(ring.check_audience(&seal(right), &scope, &[]).is_ok());
+        let missing = vec![&g.bindings[0]];
+        assert_eq!(
+            ring.check_audience(&seal(missing), &scope, &[])
+                .unwrap_err()
+                .code(),
+            ErrorCode::KeyringChanged
+        );
+        let extra: Vec<&Binding> = g.bindings.iter().collect();
+        assert_eq!(
+            ring.check_audience(&seal(extra), &scope, &[])
+                .unwrap_err()
+                .code(),
+            ErrorCode::PermissionDenied
+        );
+        let mut old = seal(g.audience(&scope, &[]).collect());
+        old.generation = 7;
+        assert_eq!(
+            ring.check_audience(&old, &scope, &[]).unwrap_err().code(),
+            ErrorCode::KeyringChanged
+        );
+    }
+
+    #[test]
+    fn grants_open_with_the_access_keys_own_pair_only() {
+        let (web, web_key) = binding(Some("web"), &[]);
+        let ak = RecipientSecret::generate();
+        let mut g = AccessGrants::new(&ak.public());
+        g.grant("ws", "0123456789abcdef", 1, &web.id, &web_key)
+            .unwrap();
+        let back = AccessGrants::parse(&g.to_string()).unwrap();
+        let opened = back.open("ws", "0123456789abcdef", &ak).unwrap();
+        assert_eq!(opened[0].0, 1);
+        assert_eq!(opened[0].2.public(), web_key.public());
+        assert!(back.open("ws", "fedcba9876543210", &ak).is_err());
+        assert!(back
+            .open("ws", "0123456789abcdef", &RecipientSecret::generate())
+            .is_err());
+    }
+
+    #[test]
+    fn junk_does_not_parse() {
+        for s in [
+            "",
+            "dv2.",
+            "dv2.0.AAAA.",
+            "dv2.1.AAAA.zz:AA",
+            "dv1.xc20p.x.y",
+        ] {
+            assert!(SealedSecret::parse(s).is_none(), "{s}");
+        }
+        for s in ["", "dg2.", "dg2.AAAA", "dg2.@@"] {
+            assert!(AccessGrants::parse(s).is_none(), "{s}");
+        }
+        assert!(Keyring::parse("{}").is_err());
+    }
+}
