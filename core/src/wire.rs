@@ -343,7 +343,13 @@ pub struct WorkspaceInfo {
 pub struct SessionResponse {
     pub workspace: WorkspaceInfo,
     pub access_key: AccessKeyInfo,
+    /// Format 1: the workspace key wrapped for this key (`dwk1`). Format 2: this key's
+    /// public key and its grants (`dg2`).
     pub wrapped_key: String,
+    /// Format 2: the workspace's public keyring (absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub keyring: Option<crate::crypto::Keyring>,
 }
 
 /// The one error shape of every non-2xx answer.
@@ -458,4 +464,78 @@ pub struct UsageEntry {
     pub last_access: String,
     pub reads: u64,
     pub denied: u64,
+}
+
+/// `POST /v1/keyring/bindings`: a new binding's public key for the current generation,
+/// its private key wrapped to the wider bindings (made by an admin's client).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBindingBody {
+    pub generation: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub binding: crate::crypto::keyring::Binding,
+}
+
+/// `POST /v1/keyring/bindings/{id}/pending`: where the scan for secrets not yet wrapped to
+/// the binding goes on from (absent: the start).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PendingWrapsBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// A secret the binding may read but is not wrapped to yet: its sealed value as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PendingSecret {
+    pub key: String,
+    pub ciphertext: String,
+}
+
+/// One page of the scan: the secrets still to wrap, how many rows it looked at, where to
+/// go on from (`None`: the scan is done), and on the first page the workspace's total.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PendingWraps {
+    pub secrets: Vec<PendingSecret>,
+    pub scanned: u64,
+    pub next_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+impl PendingWraps {
+    /// Secrets a page holds at most.
+    pub const MAX_SECRETS: usize = 500;
+}
+
+/// One wrap to add: the data key of `key`'s sealed value (whose SHA-256 hex is `of`, so a
+/// value changed meanwhile is not given a wrap of the old key) wrapped to the binding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddWrap {
+    pub key: String,
+    pub of: String,
+    pub wrap: String,
+}
+
+/// `POST /v1/keyring/bindings/{id}/wraps`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddWrapsBody {
+    pub wraps: Vec<AddWrap>,
+}
+
+/// How many wraps were added, and how many found their value changed meanwhile (a change
+/// made after the binding was registered is sealed for it already).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddWrapsResponse {
+    pub added: u64,
+    pub stale: u64,
 }

@@ -130,3 +130,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
             })
     }
 }
+
+/// Reads a JSON object body into a typed request: 422 with serde's account of the first
+/// field it objects to (a missing or unknown field, a wrong type).
+pub fn typed<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(body)).map_err(|e| {
+        ductape::Error::invalid_field(format!("the request body does not fit: {e}")).into()
+    })
+}

@@ -55,6 +55,10 @@ pub struct Binding {
     /// Wider binding id → this binding's private key wrapped to it (raw base64url).
     #[serde(default)]
     pub wraps: BTreeMap<String, String>,
+    /// Registered, but the secrets it may read are still being wrapped to it (by the
+    /// client that registered it, or whoever resumes): no access key is issued for it yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl Binding {
@@ -129,6 +133,7 @@ impl Keyring {
                     envs: Vec::new(),
                     public_key: pair.public().to_string(),
                     wraps: BTreeMap::new(),
+                    pending: false,
                 }],
             }],
         };
@@ -641,6 +646,7 @@ mod tests {
                 envs,
                 public_key: pair.public().to_string(),
                 wraps: BTreeMap::new(),
+                pending: false,
             },
             pair,
         )

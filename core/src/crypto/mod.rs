@@ -29,8 +29,13 @@ pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
 
 /// SHA-256 of an access-key secret, hex: what the server stores instead of the secret.
 pub fn hash_secret(secret: &str) -> String {
+    sha256_hex(secret)
+}
+
+/// SHA-256 of a text, hex (also names the exact sealed value a wrap was made from).
+pub fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Compares two hashes in constant time.

@@ -11,7 +11,8 @@ use crate::error::ApiError;
 use crate::storage::{no_such_access_key, AuditEvent, StoredAccessKey, Workspace};
 use axum::extract::State;
 use ductape::access;
-use ductape::crypto::{hash_secret, KeyId, WrappedKey};
+use ductape::crypto::keyring::{self, binding_id};
+use ductape::crypto::{hash_secret, AccessGrants, KeyId, Keyring, WrappedKey};
 use ductape::ids::now_millis;
 use ductape::validate;
 use ductape::wire::{
@@ -42,12 +43,21 @@ fn is_access_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// What a new key's `wrapped_key` must hold, by workspace format.
+enum Wrapping<'a> {
+    /// Format 1: the workspace key with this id, wrapped (`dwk1`).
+    WorkspaceKey(&'a str),
+    /// Format 2: the key's public key and a grant of its binding's key in the current
+    /// generation of this keyring (`dg2`).
+    Grants(&'a Keyring),
+}
+
 /// Reads a new access key made by a client: its id, its secret (kept only as a hash) and
-/// the workspace key wrapped for it.
+/// what it unwraps with (see [`Wrapping`]).
 fn parse_new_key(
     obj: &Map<String, Value>,
     workspace_id: &str,
-    key_id: &str,
+    wrapping: Wrapping<'_>,
 ) -> Result<StoredAccessKey, ApiError> {
     validate::reject_unknown_fields(obj, KEY_FIELDS)?;
     let id = validate::required_string(obj, "id")?;
@@ -64,13 +74,7 @@ fn parse_new_key(
             "field 'secret' must be 32 bytes in unpadded base64url",
         ));
     }
-    let wrapped =
-        WrappedKey::parse(validate::required_string(obj, "wrapped_key")?).ok_or_else(|| {
-            invalid("field 'wrapped_key' must be a workspace key wrapped by a Ductape client")
-        })?;
-    if wrapped.key_id().as_str() != key_id {
-        return Err(invalid("field 'wrapped_key' wraps another workspace key"));
-    }
+    let wrapped_key = validate::required_string(obj, "wrapped_key")?;
     let name = validate::required_string(obj, "name")?;
     if name.trim().is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
         return Err(invalid(
@@ -94,17 +98,72 @@ fn parse_new_key(
             permissions.push(p);
         }
     }
+    let wrapped_key = match wrapping {
+        Wrapping::WorkspaceKey(key_id) => {
+            let wrapped = WrappedKey::parse(wrapped_key).ok_or_else(|| {
+                invalid("field 'wrapped_key' must be a workspace key wrapped by a Ductape client")
+            })?;
+            if wrapped.key_id().as_str() != key_id {
+                return Err(invalid("field 'wrapped_key' wraps another workspace key"));
+            }
+            wrapped.to_string()
+        }
+        Wrapping::Grants(ring) => check_grants(wrapped_key, ring, app.as_deref(), &envs)?,
+    };
     Ok(StoredAccessKey {
         id: id.to_owned(),
         workspace_id: workspace_id.to_owned(),
         name: name.to_owned(),
         secret_hash: hash_secret(secret),
-        wrapped_key: wrapped.to_string(),
+        wrapped_key,
         permissions,
         app,
         envs,
         created_ms: now_millis(),
     })
+}
+
+/// Format 2: a new key's grants must be exactly one, of the current generation, of the
+/// binding its app and envs name, which must be registered and ready.
+fn check_grants(
+    text: &str,
+    ring: &Keyring,
+    app: Option<&str>,
+    envs: &[String],
+) -> Result<String, ApiError> {
+    if text.starts_with("dwk1.") {
+        return Err(ApiError::new(
+            ErrorCode::UpgradeRequired,
+            "this workspace uses format 2 (keys hold grants of their binding's key): upgrade your Ductape client",
+        ));
+    }
+    let grants = AccessGrants::parse(text).ok_or_else(|| {
+        invalid("field 'wrapped_key' must be a key's grants made by a Ductape client ('dg2')")
+    })?;
+    let current = ring.current();
+    let want = binding_id(app, envs);
+    let binding = current.binding(&want).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::KeyringChanged,
+            format!("binding {want} (this key's app and envs) is not registered in key generation {}: register it first (Ductape clients do)", current.generation),
+        )
+    })?;
+    if binding.pending {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("binding {want} is still being granted the secrets it may read: finish that first (creating a key for it again resumes it)"),
+        ));
+    }
+    match grants.grants.as_slice() {
+        [(g, b, _)] if *g == current.generation && *b == want => Ok(grants.to_string()),
+        _ => Err(ApiError::new(
+            ErrorCode::KeyringChanged,
+            format!(
+                "field 'wrapped_key' must grant exactly binding {want} of key generation {}",
+                current.generation
+            ),
+        )),
+    }
 }
 
 /// Register a new access key (admin). The client made it and wrapped the workspace key.
@@ -120,7 +179,13 @@ pub async fn create(
     let mut event = audit_trail::event(&caller, "access_key.create", "", None, None);
     let outcome = async {
         caller.require(Permission::Admin)?;
-        let key = parse_new_key(&body, &caller.workspace.id, &caller.workspace.key_id)?;
+        // Format 2 checks the grant against the keyring as stored now (it changes).
+        let ring = fresh_keyring(&st).await?;
+        let wrapping = match &ring {
+            Some(ring) => Wrapping::Grants(ring),
+            None => Wrapping::WorkspaceKey(&caller.workspace.key_id),
+        };
+        let key = parse_new_key(&body, &caller.workspace.id, wrapping)?;
         event.secret_key = key.id.clone();
         if let Some(p) = key
             .permissions
@@ -242,12 +307,45 @@ pub async fn delete(
 /// Who the caller is, and its wrapped copy of the workspace key (what `init()` reads).
 #[utoipa::path(get, path = "/v1/session", tag = "workspace",
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)), security(("access_key" = [])))]
-pub async fn session(caller: Caller) -> Json<SessionResponse> {
-    Json(SessionResponse {
+pub async fn session(
+    State(st): State<Shared>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let keyring = fresh_keyring(&st).await?;
+    if keyring.is_some() {
+        let format = headers
+            .get(keyring::FORMAT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        if format < keyring::FORMAT {
+            // A client that predates format 2 would seal values every key could open.
+            return Err(ApiError::new(
+                ErrorCode::UpgradeRequired,
+                "this workspace uses data format 2 and this client predates it: upgrade your Ductape client (pip/npm/cargo) to use it",
+            ));
+        }
+    }
+    Ok(Json(SessionResponse {
         workspace: caller.workspace.info(),
         access_key: caller.key.info(),
         wrapped_key: caller.key.wrapped_key.clone(),
-    })
+        keyring,
+    }))
+}
+
+/// The keyring as stored now (the cached workspace's copy only says which format it is).
+pub(crate) async fn fresh_keyring(
+    st: &crate::state::AppState,
+) -> Result<Option<Keyring>, ApiError> {
+    let Some(ws) = st.storage.workspace().await? else {
+        return Ok(None);
+    };
+    ws.keyring
+        .map(|r| Keyring::parse(&r))
+        .transpose()
+        .map_err(|_| ApiError::internal("the stored keyring is malformed"))
 }
 
 /// The workspace.
@@ -282,6 +380,7 @@ pub async fn apply_setup(
             "workspace_name",
             "key_id",
             "access_key",
+            "keyring",
         ],
     )?;
     let token = validate::required_string(body, "setup_token")?;
@@ -308,7 +407,26 @@ pub async fn apply_setup(
         .get("access_key")
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("field 'access_key' must be an object"))?;
-    let key = parse_new_key(ak, ws_id, key_id.as_str())?;
+    // Format 2 when the client sends a keyring: a first generation with the unbound binding.
+    let keyring = match body.get("keyring") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let ring: Keyring = serde_json::from_value(v.clone())
+                .ok()
+                .filter(|r: &Keyring| {
+                    r.check().is_ok() && r.generations.len() == 1 && r.current().bindings.len() == 1
+                })
+                .ok_or_else(|| {
+                    invalid("field 'keyring' must be a first keyring made by a Ductape client (one generation, the unbound binding)")
+                })?;
+            Some(ring)
+        }
+    };
+    let wrapping = match &keyring {
+        Some(ring) => Wrapping::Grants(ring),
+        None => Wrapping::WorkspaceKey(key_id.as_str()),
+    };
+    let key = parse_new_key(ak, ws_id, wrapping)?;
     if !key.permissions.contains(&Permission::Admin) {
         return Err(invalid(
             "the first access key must have the 'admin' permission",
@@ -319,6 +437,7 @@ pub async fn apply_setup(
         name: name.to_owned(),
         key_id: key_id.to_string(),
         created_ms: now_millis(),
+        keyring: keyring.as_ref().map(Keyring::to_json),
     };
     let event = AuditEvent {
         at_ms: now_millis(),

@@ -2,6 +2,7 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod keyring;
 pub mod openapi;
 pub mod secrets;
 pub mod system;
@@ -22,6 +23,7 @@ use crate::state::AppState;
         access_keys::create, access_keys::list, access_keys::delete,
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
+        keyring::register, keyring::pending, keyring::add_wraps, keyring::ready,
         system::healthz, system::readyz,
     ),
     components(schemas(ductape::wire::SecretPage)),
@@ -73,6 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workspace", get(access_keys::workspace))
         .route("/v1/setup", post(access_keys::setup))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/keyring/bindings", post(keyring::register))
+        .route("/v1/keyring/bindings/{id}/pending", post(keyring::pending))
+        .route("/v1/keyring/bindings/{id}/wraps", post(keyring::add_wraps))
+        .route("/v1/keyring/bindings/{id}/ready", post(keyring::ready))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))

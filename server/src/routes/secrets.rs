@@ -20,6 +20,8 @@ use crate::storage::{AuditEvent, ReadAnswers, ReadRule, StoredSecret};
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use ductape::access::{self, Context};
+use ductape::crypto::keyring::MAX_SEALED_LEN;
+use ductape::crypto::SealedSecret;
 use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
 use ductape::validate::{self, MetadataInput};
@@ -460,6 +462,16 @@ async fn update_secret(
         )
         .into());
     }
+    if ciphertext.is_none()
+        && caller.workspace.keyring.is_some()
+        && !(meta.scope.is_keep() && meta.envs.is_keep())
+    {
+        // Who can decrypt follows scope and envs: the value must be sealed anew for them.
+        return Err(ductape::Error::invalid_field(
+            "changing 'scope' or 'envs' re-seals the value for its new readers: send 'ciphertext' sealed for them with the change (Ductape clients do)",
+        )
+        .into());
+    }
     let binding = caller.owned_binding();
     let updated = st
         .storage
@@ -796,13 +808,36 @@ fn refuse_plaintext(body: &serde_json::Map<String, Value>) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The ciphertext must be an envelope under this workspace's key.
+/// The ciphertext must be sealed in the workspace's format: a `dv1` envelope under its key
+/// (format 1), or a `dv2` sealed value (format 2; whom it is wrapped to is checked against
+/// the keyring inside the write's transaction, see `storage::check_sealed`).
 fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
-    if c.len() > MAX_ENVELOPE_LEN {
+    let format2 = caller.workspace.keyring.is_some();
+    let limit = if format2 {
+        MAX_SEALED_LEN
+    } else {
+        MAX_ENVELOPE_LEN
+    };
+    if c.len() > limit {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("field 'ciphertext' is over the limit of {MAX_ENVELOPE_LEN} characters (values are limited to {} bytes)", validate::MAX_VALUE_BYTES),
+            format!("field 'ciphertext' is over the limit of {limit} characters (values are limited to {} bytes)", validate::MAX_VALUE_BYTES),
         ));
+    }
+    if format2 {
+        if SealedSecret::parse(c).is_some() {
+            return Ok(c.to_owned());
+        }
+        if Envelope::parse(c).is_some() {
+            return Err(ApiError::new(
+                ErrorCode::UpgradeRequired,
+                "this workspace uses format 2 (values sealed per secret to their readers' keys) and this 'dv1' envelope predates it: upgrade your Ductape client",
+            ));
+        }
+        return Err(ductape::Error::invalid_field(
+            "field 'ciphertext' must be a value sealed by a Ductape client ('dv2')",
+        )
+        .into());
     }
     let env = Envelope::parse(c).ok_or_else(|| {
         ductape::Error::invalid_field(

@@ -24,6 +24,8 @@ pub struct Workspace {
     pub name: String,
     pub key_id: String,
     pub created_ms: i64,
+    /// Format 2: the public keyring (JSON); `None` for a format-1 workspace.
+    pub keyring: Option<String>,
 }
 
 impl Workspace {
@@ -157,6 +159,39 @@ impl AuditEvent {
     }
 }
 
+/// Format 2: a written value must be sealed for exactly the audience the keyring gives its
+/// scope and envs. Backends run this inside the write's transaction with the keyring read
+/// there, so a binding registered at the same moment either is seen here or sees this
+/// secret in its grant scan. `None` (format 1) checks nothing: routes check `dv1` shape.
+pub fn check_sealed(keyring: Option<&str>, s: &StoredSecret) -> Result<(), ApiError> {
+    let Some(ring) = keyring else {
+        return Ok(());
+    };
+    let ring = ductape::crypto::Keyring::parse(ring)
+        .map_err(|_| ApiError::internal("the workspace keyring in the database is malformed"))?;
+    let sealed = ductape::crypto::SealedSecret::parse(&s.ciphertext).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UpgradeRequired,
+            "this workspace uses format 2 (values sealed per secret to their readers' keys): field 'ciphertext' must be a 'dv2' sealed value; upgrade your Ductape client",
+        )
+    })?;
+    ring.check_audience(&sealed, &s.scope, &s.envs)
+        .map_err(ApiError::from)
+}
+
+/// Whether a change rewrote what [`check_sealed`] checks: the value or its audience.
+pub fn reseals(before: &StoredSecret, after: &StoredSecret) -> bool {
+    before.ciphertext != after.ciphertext
+        || before.scope != after.scope
+        || before.envs != after.envs
+}
+
+/// A change of the keyring inside one transaction: from the stored one (if any), the new one.
+pub type KeyringChange = Box<
+    dyn FnOnce(Option<ductape::crypto::Keyring>) -> Result<ductape::crypto::Keyring, ApiError>
+        + Send,
+>;
+
 /// A change applied inside one transaction; returning an error rolls it back.
 pub type Modify = Box<dyn FnOnce(&mut StoredSecret) -> Result<(), ApiError> + Send>;
 /// A check on a row inside the transaction that changes it; an error rolls back.
@@ -252,6 +287,26 @@ pub trait Storage: Send + Sync + 'static {
         event: AuditEvent,
     ) -> Result<(), ApiError>;
 
+    /// How many secrets the workspace holds.
+    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError>;
+    /// Replaces the keyring with what `change` makes of it, with `event`, in one
+    /// transaction serialised with every secret write (see [`check_sealed`]).
+    async fn update_keyring(
+        &self,
+        workspace_id: &str,
+        change: KeyringChange,
+        event: AuditEvent,
+    ) -> Result<ductape::crypto::Keyring, ApiError>;
+    /// Sets each secret's ciphertext from `old` to `new` where it is still `old` (compare and
+    /// swap: a value changed meanwhile is left alone), without a new version, in one
+    /// transaction with `event`. One answer per item: whether it was replaced.
+    async fn replace_ciphertexts(
+        &self,
+        workspace_id: &str,
+        items: Vec<(String, String, String)>,
+        event: AuditEvent,
+    ) -> Result<Vec<bool>, ApiError>;
+
     /// Appends events to the chain (reads, and refused changes).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), ApiError>;
     /// A read as one unit of work: the rows of `keys` (those that exist), judged by `rule`,
@@ -292,6 +347,11 @@ impl Inserted {
             answers: Vec::with_capacity(n),
             events: Vec::with_capacity(n),
         }
+    }
+
+    /// One insert refused inside the transaction (nothing written, no event).
+    pub fn refuse(&mut self, why: ApiError) {
+        self.answers.push(Err(why));
     }
 
     /// One insert: created, or its key was taken (nothing written, no event).

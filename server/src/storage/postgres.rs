@@ -12,11 +12,12 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Inserted, Modify,
-    Storage, StoredAccessKey, StoredSecret, Workspace,
+    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, AuditEvent, Check,
+    Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
+use ductape::crypto::Keyring;
 use ductape::wire::{AuditEntry, AuditQuery, Permission};
 use ductape::{ErrorCode, TokenType};
 
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_audit_chain.sql"),
     include_str!("../../migrations/postgres/0003_listing_index.sql"),
+    include_str!("../../migrations/postgres/0004_keyring.sql"),
 ];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
@@ -304,6 +306,23 @@ async fn append_chained(
     Ok(())
 }
 
+/// The workspace's keyring inside a write's transaction, locked against a concurrent
+/// change of it (`FOR SHARE`: writes of secrets do not block each other), for
+/// [`check_sealed`].
+async fn keyring_of(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ws: &str,
+) -> Result<Option<String>, ApiError> {
+    Ok(tx
+        .query_opt(
+            "SELECT keyring FROM workspaces WHERE id = $1 FOR SHARE",
+            &[&ws],
+        )
+        .await
+        .map_err(db)?
+        .and_then(|r| r.get(0)))
+}
+
 async fn select_secret_for_update(
     tx: &deadpool_postgres::Transaction<'_>,
     ws: &str,
@@ -338,7 +357,7 @@ impl Storage for PostgresStorage {
             let c = self.conn().await?;
             let row = c
                 .query_opt(
-                    "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
+                    "SELECT id, name, key_id, created_ms, keyring FROM workspaces LIMIT 1",
                     &[],
                 )
                 .await
@@ -348,6 +367,7 @@ impl Storage for PostgresStorage {
                 name: r.get(1),
                 key_id: r.get(2),
                 created_ms: r.get(3),
+                keyring: r.get(4),
             }))
         })
         .await
@@ -393,8 +413,8 @@ impl Storage for PostgresStorage {
                 ));
             }
             tx.execute(
-                "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ($1, $2, $3, $4)",
-                &[&ws.id, &ws.name, &ws.key_id, &ws.created_ms],
+                "INSERT INTO workspaces (id, name, key_id, created_ms, keyring) VALUES ($1, $2, $3, $4, $5)",
+                &[&ws.id, &ws.name, &ws.key_id, &ws.created_ms, &ws.keyring],
             )
             .await
             .map_err(db)?;
@@ -534,7 +554,15 @@ impl Storage for PostgresStorage {
                 .await
                 .map_err(db)?;
             let mut done = Inserted::with_capacity(items.len());
+            let ring = match items.first() {
+                Some((s, _)) => keyring_of(&tx, &s.workspace_id).await?,
+                None => None,
+            };
             for (s, event) in items {
+                if let Err(e) = check_sealed(ring.as_deref(), &s) {
+                    done.refuse(e);
+                    continue;
+                }
                 let inserted = tx
                     .execute(
                         &insert,
@@ -626,7 +654,11 @@ impl Storage for PostgresStorage {
             let mut c = self.conn().await?;
             let tx = c.transaction().await.map_err(db)?;
             let mut s = select_secret_for_update(&tx, workspace_id, key).await?;
+            let before = s.clone();
             change(&mut s)?;
+            if reseals(&before, &s) {
+                check_sealed(keyring_of(&tx, workspace_id).await?.as_deref(), &s)?;
+            }
             tx.execute(
                 "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
                  expires_at = $6, revoked = $7, version = $8, updated_ms = $9 WHERE id = $10",
@@ -661,6 +693,89 @@ impl Storage for PostgresStorage {
                 .map_err(db)?;
             append_chained(&tx, &[event]).await.map_err(db)?;
             tx.commit().await.map_err(db)
+        })
+        .await
+    }
+
+    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM secrets WHERE workspace_id = $1",
+                    &[&workspace_id],
+                )
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn update_keyring(
+        &self,
+        workspace_id: &str,
+        change: KeyringChange,
+        event: AuditEvent,
+    ) -> Result<Keyring, ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let stored: Option<String> = tx
+                .query_opt(
+                    "SELECT keyring FROM workspaces WHERE id = $1 FOR UPDATE",
+                    &[&workspace_id],
+                )
+                .await
+                .map_err(db)?
+                .and_then(|r| r.get(0));
+            let stored = stored
+                .map(|s| Keyring::parse(&s))
+                .transpose()
+                .map_err(|_| ApiError::internal("the stored keyring is malformed"))?;
+            let ring = change(stored)?;
+            tx.execute(
+                "UPDATE workspaces SET keyring = $1 WHERE id = $2",
+                &[&ring.to_json(), &workspace_id],
+            )
+            .await
+            .map_err(db)?;
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(ring)
+        })
+        .await
+    }
+
+    async fn replace_ciphertexts(
+        &self,
+        workspace_id: &str,
+        items: Vec<(String, String, String)>,
+        event: AuditEvent,
+    ) -> Result<Vec<bool>, ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let update = tx
+                .prepare_cached(
+                    "UPDATE secrets SET ciphertext = $1
+                     WHERE workspace_id = $2 AND key = $3 AND ciphertext = $4",
+                )
+                .await
+                .map_err(db)?;
+            let mut done = Vec::with_capacity(items.len());
+            for (key, old, new) in &items {
+                done.push(
+                    tx.execute(&update, &[new, &workspace_id, key, old])
+                        .await
+                        .map_err(db)?
+                        > 0,
+                );
+            }
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(done)
         })
         .await
     }

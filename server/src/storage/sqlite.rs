@@ -21,11 +21,12 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::{
-    is_last_admin, last_admin_key, no_such_access_key, AuditEvent, Check, Inserted, Modify,
-    Storage, StoredAccessKey, StoredSecret, Workspace,
+    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, AuditEvent, Check,
+    Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
+use ductape::crypto::Keyring;
 use ductape::wire::{AuditEntry, AuditQuery, Permission};
 use ductape::{ErrorCode, TokenType};
 
@@ -33,6 +34,7 @@ use ductape::{ErrorCode, TokenType};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
+    include_str!("../../migrations/sqlite/0003_keyring.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -613,6 +615,14 @@ fn select_secrets(
     Ok(out)
 }
 
+/// The workspace's keyring as stored (inside a transaction, for [`check_sealed`]).
+fn keyring_of(c: &Connection, ws: &str) -> Result<Option<String>, ApiError> {
+    c.prepare_cached("SELECT keyring FROM workspaces WHERE id = ?1")
+        .and_then(|mut st| st.query_row(params![ws], |r| r.get(0)).optional())
+        .map(Option::flatten)
+        .map_err(db)
+}
+
 fn select_secret(c: &Connection, ws: &str, key: &str) -> Result<StoredSecret, ApiError> {
     c.query_row(
         &format!("SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"),
@@ -634,7 +644,7 @@ impl Storage for SqliteStorage {
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, name, key_id, created_ms FROM workspaces LIMIT 1",
+                "SELECT id, name, key_id, created_ms, keyring FROM workspaces LIMIT 1",
                 [],
                 |r| {
                     Ok(Workspace {
@@ -642,6 +652,7 @@ impl Storage for SqliteStorage {
                         name: r.get(1)?,
                         key_id: r.get(2)?,
                         created_ms: r.get(3)?,
+                        keyring: r.get(4)?,
                     })
                 },
             )
@@ -687,8 +698,8 @@ impl Storage for SqliteStorage {
                 ));
             }
             tx.execute(
-                "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![ws.id, ws.name, ws.key_id, ws.created_ms],
+                "INSERT INTO workspaces (id, name, key_id, created_ms, keyring) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ws.id, ws.name, ws.key_id, ws.created_ms, ws.keyring],
             )
             .map_err(db)?;
             insert_key(&tx, &key).map_err(db)?;
@@ -808,8 +819,14 @@ impl Storage for SqliteStorage {
         items: Vec<(StoredSecret, AuditEvent)>,
     ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
         self.with(move |c| {
-            let tx = c.transaction().map_err(db)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
             let mut done = Inserted::with_capacity(items.len());
+            let ring = match items.first() {
+                Some((s, _)) => keyring_of(&tx, &s.workspace_id)?,
+                None => None,
+            };
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
@@ -818,6 +835,10 @@ impl Storage for SqliteStorage {
                     ))
                     .map_err(db)?;
                 for (s, event) in items {
+                    if let Err(e) = check_sealed(ring.as_deref(), &s) {
+                        done.refuse(e);
+                        continue;
+                    }
                     let inserted = insert
                         .execute(params![
                             s.id, s.workspace_id, s.key, s.ciphertext, s.description,
@@ -899,7 +920,11 @@ impl Storage for SqliteStorage {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
             let mut s = select_secret(&tx, &ws, &key)?;
+            let before = s.clone();
             change(&mut s)?;
+            if reseals(&before, &s) {
+                check_sealed(keyring_of(&tx, &ws)?.as_deref(), &s)?;
+            }
             tx.execute(
                 "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
                  expires_at = ?6, revoked = ?7, version = ?8, updated_ms = ?9 WHERE id = ?10",
@@ -934,6 +959,78 @@ impl Storage for SqliteStorage {
                 .map_err(db)?;
             append_chained(&tx, &[event]).map_err(db)?;
             tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM secrets WHERE workspace_id = ?1",
+                params![ws],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn update_keyring(
+        &self,
+        workspace_id: &str,
+        change: KeyringChange,
+        event: AuditEvent,
+    ) -> Result<Keyring, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let stored = keyring_of(&tx, &ws)?
+                .map(|s| Keyring::parse(&s))
+                .transpose()
+                .map_err(|_| ApiError::internal("the stored keyring is malformed"))?;
+            let ring = change(stored)?;
+            tx.execute(
+                "UPDATE workspaces SET keyring = ?1 WHERE id = ?2",
+                params![ring.to_json(), ws],
+            )
+            .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(ring)
+        })
+        .await
+    }
+
+    async fn replace_ciphertexts(
+        &self,
+        workspace_id: &str,
+        items: Vec<(String, String, String)>,
+        event: AuditEvent,
+    ) -> Result<Vec<bool>, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let mut done = Vec::with_capacity(items.len());
+            {
+                let mut update = tx
+                    .prepare_cached(
+                        "UPDATE secrets SET ciphertext = ?1
+                         WHERE workspace_id = ?2 AND key = ?3 AND ciphertext = ?4",
+                    )
+                    .map_err(db)?;
+                for (key, old, new) in &items {
+                    done.push(update.execute(params![new, ws, key, old]).map_err(db)? > 0);
+                }
+            }
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(done)
         })
         .await
     }
