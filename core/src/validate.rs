@@ -189,6 +189,14 @@ impl<T> Patch<T> {
 }
 
 impl<T> Patch<Vec<T>> {
+    /// The list as set (not set, or cleared: the empty list), as a create reads it.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Patch::Set(v) => v,
+            _ => &[],
+        }
+    }
+
     /// For list fields, where cleared means the empty list.
     pub fn apply_list(self, current: Vec<T>) -> Vec<T> {
         self.apply(Some(current)).unwrap_or_default()
@@ -237,7 +245,7 @@ impl MetadataInput {
             scope: patch_field(obj, "scope", |v| tags_field("scope", v))?,
             envs: patch_field(obj, "envs", |v| tags_field("envs", v))?,
             expires_at: patch_field(obj, "expires_at", |v| {
-                let t = v.as_i64().ok_or_else(|| {
+                let t = json_integer(v).ok_or_else(|| {
                     Error::invalid_field(
                         "field 'expires_at' must be a positive integer (Unix seconds) or null",
                     )
@@ -281,7 +289,7 @@ pub const METADATA_FIELDS: [&str; 5] = ["description", "token_type", "scope", "e
 pub fn expected_version(obj: &Map<String, Value>) -> Result<Option<i64>, Error> {
     match obj.get("expected_version") {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+        Some(v) => json_integer(v).filter(|n| *n > 0).map(Some).ok_or_else(|| {
             Error::invalid_field("field 'expected_version' must be a positive integer")
         }),
     }
@@ -444,4 +452,13 @@ mod tests {
         assert!(e.message().contains("allowed: key, expires_at"));
         assert!(!e.message().contains("expiresAt"));
     }
+}
+
+/// An integer as JSON Schema counts them: `5` or `5.0` (not `5.5`, not out of range).
+fn json_integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
 }

@@ -2,10 +2,10 @@
 
 JSON Schema cannot say two things the server checks, so these hooks supply them:
 
-- ``ciphertext`` and ``wrapped_key`` must be envelopes sealed under this workspace's key:
-  the ``ductape-envelope`` / ``ductape-wrapped-key`` formats generate well-formed ones
-  carrying the workspace key id (``DUCTAPE_KEY_ID``). The server only checks their form
-  and key id; it never opens them (it cannot).
+- ``ciphertext`` must be a format-2 sealed value wrapped to exactly its readers: on a dev
+  server that is the unbound binding alone (``DUCTAPE_UNBOUND_BINDING``), so the
+  ``ductape-envelope`` format generates well-formed ``dv2`` values wrapped to it. The server
+  only checks their form and recipients; it never opens them (it cannot).
 - setup's first key must wrap the workspace key named by ``key_id``;
 - a new secret's ``expires_at`` must be in the future: a schema-valid expiry in the past is
   moved into the future. Values the schema forbids (not an integer, below 1) are left alone,
@@ -23,6 +23,8 @@ import schemathesis
 from hypothesis import strategies as st
 
 KEY_ID = os.environ["DUCTAPE_KEY_ID"]
+# Format 2: a dev server has one binding, the unbound one, so every value is wrapped to it.
+UNBOUND = os.environ["DUCTAPE_UNBOUND_BINDING"]
 
 
 def _sealed(prefix: str) -> st.SearchStrategy[str]:
@@ -32,8 +34,29 @@ def _sealed(prefix: str) -> st.SearchStrategy[str]:
     )
 
 
-schemathesis.openapi.format("ductape-envelope", _sealed("dv1"))
-schemathesis.openapi.format("ductape-wrapped-key", _sealed("dwk1"))
+def _sealed_v2() -> st.SearchStrategy[str]:
+    # dv2.<generation>.<nonce + ciphertext + tag>.<binding>:<enc + wrapped key + tag>
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return st.tuples(st.binary(min_size=40, max_size=120), st.binary(min_size=80, max_size=80)).map(
+        lambda p: f"dv2.1.{b64(p[0])}.{UNBOUND}:{b64(p[1])}"
+    )
+
+
+schemathesis.openapi.format("ductape-envelope", _sealed_v2())
+def _grants() -> st.SearchStrategy[str]:
+    # dg2.<public key>.<generation>:<binding>:<wrapped binding key>: a grant of the unbound
+    # binding (a key with an app or envs names another binding: 409 until it is registered).
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=80, max_size=80)).map(
+        lambda p: f"dg2.{b64(p[0])}.1:{UNBOUND}:{b64(p[1])}"
+    )
+
+
+schemathesis.openapi.format("ductape-wrapped-key", _grants())
 
 
 @schemathesis.hook
@@ -53,5 +76,5 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
         return
     t = body.get("expires_at")
     now = int(time.time())
-    if isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= now + 60:
-        body["expires_at"] = now + 3600 + t % 100_000_000
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and t == int(t) and 1 <= t <= now + 60:
+        body["expires_at"] = now + 3600 + int(t) % 100_000_000

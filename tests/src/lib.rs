@@ -305,7 +305,8 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Sends a request and returns the status and the JSON body (or Null).
+/// Sends a request as a current client would (with the format header) and returns the
+/// status and the JSON body (or Null).
 pub async fn raw(
     method: reqwest::Method,
     url: &str,
@@ -313,7 +314,10 @@ pub async fn raw(
     content_type: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> (u16, serde_json::Value) {
-    let mut req = http().request(method, url);
+    let mut req = http().request(method, url).header(
+        ductape::crypto::keyring::FORMAT_HEADER,
+        ductape::crypto::keyring::FORMAT,
+    );
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
     }
@@ -529,6 +533,33 @@ impl PgCluster {
         }
         .expect("psql");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `pg_dump` of a database (plain SQL, data only): what a stolen backup holds.
+    pub fn dump(&self, db: &str) -> String {
+        let port = self.port.to_string();
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "--data-only",
+            db,
+        ];
+        let out = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_tool("pg_dump"))
+                .args(args)
+                .output()
+        } else {
+            Command::new(pg_tool("pg_dump")).args(args).output()
+        }
+        .expect("pg_dump");
+        assert!(out.status.success(), "pg_dump failed");
+        String::from_utf8(out.stdout).expect("utf-8 dump")
     }
 
     /// Forces everything to the data files (for searching them).

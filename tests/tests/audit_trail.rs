@@ -103,6 +103,8 @@ async fn every_change_is_recorded_with_fields_never_values_and_refusals_with_the
     let expected: Vec<(&str, &str, bool, Option<&str>)> = vec![
         ("setup", "", true, Some("permissions=admin app=* envs=*")),
         ("create", "PAY", true, Some("scope,value")),
+        // A new value is sealed for the secret's readers: the client reads who they are.
+        ("check", "PAY", true, None),
         ("update", "PAY", true, Some("description,value")),
         ("revoke", "PAY", true, None),
         ("restore", "PAY", true, None),

@@ -7,8 +7,11 @@
 //! that shows what the key may not see (ciphertext, a listed name, a telling message).
 //! Any escape, and any other difference from the table, fails the test.
 
+use ductape::crypto::keyring::binding_id;
+use ductape::crypto::wrap::RecipientSecret;
+use ductape::crypto::{AccessGrants, Keyring, SealedSecret};
 use ductape::wire::Permission;
-use ductape::{AccessKey, AccessKeyOptions, CreateSecret, Ductape};
+use ductape::{AccessKey, AccessKeyOptions, CreateSecret, Ductape, SecretKey};
 use ductape_e2e::{PgCluster, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -309,10 +312,10 @@ fn expect(p: &Principal, r: Req) -> u16 {
 struct Matrix {
     server: Server,
     admin: Ductape,
-    /// A valid envelope and wrapped workspace key, for raw bodies (the server checks their
-    /// form only; these are never opened).
-    ciphertext: String,
-    wrapped_key: String,
+    /// The workspace, for sealing raw bodies: values sealed for exactly the readers their
+    /// scope and envs give (the server checks who a value is wrapped to, not what it says;
+    /// these are never opened).
+    workspace: String,
     bearers: Vec<Option<String>>,
 }
 
@@ -344,25 +347,42 @@ impl Matrix {
         let mut m = Matrix {
             server,
             admin,
-            ciphertext: String::new(),
-            wrapped_key: String::new(),
+            workspace: String::new(),
             bearers,
         };
         m.reset().await;
-        let (_, got) = m
+        m.workspace = m.admin.workspace().unwrap().workspace_id;
+        m
+    }
+
+    /// The keyring as it is now (bindings are added as keys are made).
+    async fn keyring(&self) -> Keyring {
+        let (_, session) = self
             .call(
-                Some(&m.server.bearer()),
+                Some(&self.server.bearer()),
                 Method::GET,
-                "/v1/secrets/OPEN",
+                "/v1/session",
                 None,
             )
             .await;
-        m.ciphertext = got["ciphertext"].as_str().unwrap().to_owned();
-        let (_, session) = m
-            .call(Some(&m.server.bearer()), Method::GET, "/v1/session", None)
-            .await;
-        m.wrapped_key = session["wrapped_key"].as_str().unwrap().to_owned();
-        m
+        serde_json::from_value(session["keyring"].clone()).unwrap()
+    }
+
+    /// A value of `key` sealed for the readers of this scope and these envs.
+    async fn sealed(&self, key: &str, scope: &[&str], envs: &[&str]) -> String {
+        let ring = self.keyring().await;
+        let g = ring.current();
+        let (scope, envs) = (strings(scope), strings(envs));
+        SealedSecret::seal(
+            &self.workspace,
+            &SecretKey::parse(key).unwrap(),
+            g.generation,
+            &"matrix value".into(),
+            g.audience(&scope, &envs),
+        )
+        .unwrap()
+        .0
+        .to_string()
     }
 
     /// Puts the fixture secrets back as they were (and nothing else).
@@ -400,9 +420,23 @@ impl Matrix {
         .await
     }
 
-    fn key_body(&self, permissions: &[&str], app: Option<&str>, envs: &[&str]) -> Value {
+    /// A new key's body with a grant of its binding (to a throwaway key pair: the server
+    /// checks whom a grant is for, never what it wraps).
+    async fn key_body(&self, permissions: &[&str], app: Option<&str>, envs: &[&str]) -> Value {
         let k = AccessKey::generate();
-        json!({"id": k.id(), "secret": k.secret(), "wrapped_key": self.wrapped_key,
+        let mut grants = AccessGrants::new(&k.recipient().public());
+        let generation = self.keyring().await.current().generation;
+        let binding = binding_id(app, &strings(envs));
+        grants
+            .grant(
+                &self.workspace,
+                k.id(),
+                generation,
+                &binding,
+                &RecipientSecret::generate(),
+            )
+            .unwrap();
+        json!({"id": k.id(), "secret": k.secret(), "wrapped_key": grants.to_string(),
                "name": "made in the matrix", "permissions": permissions, "app": app, "envs": envs})
     }
 
@@ -423,12 +457,16 @@ impl Matrix {
             Req::PatchScopeToB(s) => (
                 Method::PATCH,
                 format!("/v1/secrets/{}", secret(s)),
-                Some(json!({"scope": ["appB"]})),
+                Some(
+                    json!({"scope": ["appB"], "ciphertext": self.sealed(secret(s), &["appB"], SECRETS[s].2).await}),
+                ),
             ),
             Req::PatchWiden(s) => (
                 Method::PATCH,
                 format!("/v1/secrets/{}", secret(s)),
-                Some(json!({"scope": []})),
+                Some(
+                    json!({"scope": [], "ciphertext": self.sealed(secret(s), &[], SECRETS[s].2).await}),
+                ),
             ),
             Req::Delete(s) => (Method::DELETE, format!("/v1/secrets/{}", secret(s)), None),
             Req::Revoke(s) => (
@@ -450,36 +488,36 @@ impl Matrix {
                 Method::POST,
                 "/v1/secrets".into(),
                 Some(
-                    json!({"key": "NEW", "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs}),
+                    json!({"key": "NEW", "ciphertext": self.sealed("NEW", &inside_scope, &inside_envs).await, "scope": inside_scope, "envs": inside_envs}),
                 ),
             ),
             Req::CreateOpen => (
                 Method::POST,
                 "/v1/secrets".into(),
-                Some(json!({"key": "NEW", "ciphertext": self.ciphertext})),
+                Some(json!({"key": "NEW", "ciphertext": self.sealed("NEW", &[], &[]).await})),
             ),
             Req::CreateForB => (
                 Method::POST,
                 "/v1/secrets".into(),
                 Some(
-                    json!({"key": "NEW", "ciphertext": self.ciphertext, "scope": ["appB"], "envs": p.envs}),
+                    json!({"key": "NEW", "ciphertext": self.sealed("NEW", &["appB"], p.envs).await, "scope": ["appB"], "envs": p.envs}),
                 ),
             ),
             Req::CreateTaken(s) => (
                 Method::POST,
                 "/v1/secrets".into(),
                 Some(
-                    json!({"key": secret(s), "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs}),
+                    json!({"key": secret(s), "ciphertext": self.sealed(secret(s), &inside_scope, &inside_envs).await, "scope": inside_scope, "envs": inside_envs}),
                 ),
             ),
             Req::BatchCreate => (
                 Method::POST,
                 "/v1/secrets/batch-create".into(),
                 Some(json!({"secrets": [
-                    {"key": "NEW_IN", "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs},
-                    {"key": "NEW_OPEN", "ciphertext": self.ciphertext},
-                    {"key": "NEW_B", "ciphertext": self.ciphertext, "scope": ["appB"], "envs": p.envs},
-                    {"key": "B_ONLY", "ciphertext": self.ciphertext, "scope": inside_scope, "envs": inside_envs},
+                    {"key": "NEW_IN", "ciphertext": self.sealed("NEW_IN", &inside_scope, &inside_envs).await, "scope": inside_scope, "envs": inside_envs},
+                    {"key": "NEW_OPEN", "ciphertext": self.sealed("NEW_OPEN", &[], &[]).await},
+                    {"key": "NEW_B", "ciphertext": self.sealed("NEW_B", &["appB"], p.envs).await, "scope": ["appB"], "envs": p.envs},
+                    {"key": "B_ONLY", "ciphertext": self.sealed("B_ONLY", &inside_scope, &inside_envs).await, "scope": inside_scope, "envs": inside_envs},
                 ]})),
             ),
             Req::BatchGet => (
@@ -493,12 +531,12 @@ impl Matrix {
             Req::KeyCreateUnboundAdmin => (
                 Method::POST,
                 "/v1/access-keys".into(),
-                Some(self.key_body(&["admin"], None, &[])),
+                Some(self.key_body(&["admin"], None, &[]).await),
             ),
             Req::KeyCreateInside => (
                 Method::POST,
                 "/v1/access-keys".into(),
-                Some(self.key_body(&["list", "read"], p.app, p.envs)),
+                Some(self.key_body(&["list", "read"], p.app, p.envs).await),
             ),
             Req::KeyDeleteUnbound => {
                 let victim = self

@@ -89,6 +89,7 @@ async fn a_canary_value_never_reaches_the_database_the_logs_or_any_answer() {
         let resp = reqwest::Client::new()
             .get(format!("{}{path}", server.url))
             .bearer_auth(server.bearer())
+            .header(ductape::crypto::keyring::FORMAT_HEADER, "2")
             .send()
             .await
             .unwrap();

@@ -1,12 +1,17 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::keys::{Ring, SessionKeys};
 use super::transport::Idempotency;
 use super::Ductape;
-use crate::crypto::{AccessKey, WrappedKey};
-use crate::error::Error;
-use crate::validate;
-use crate::wire::{AccessKeyInfo, DeletedResponse, Permission};
+use crate::crypto::keyring::{binding_id, wrap_binding_to, Binding};
+use crate::crypto::wrap::RecipientSecret;
+use crate::crypto::{sha256_hex, AccessGrants, AccessKey, SealedSecret, WrappedKey};
+use crate::error::{Error, ErrorCode};
+use crate::validate::{self, SecretKey};
+use crate::wire::{
+    AccessKeyInfo, AddWrap, AddWrapsResponse, DeletedResponse, PendingWraps, Permission,
+};
 
 /// What a new access key may do and where.
 #[derive(Clone, Debug)]
@@ -49,6 +54,17 @@ impl<'a> AccessKeys<'a> {
     }
 
     pub async fn create(&self, opts: AccessKeyOptions) -> Result<CreatedAccessKey, Error> {
+        self.create_with_progress(opts, |_, _| {}).await
+    }
+
+    /// Like [`AccessKeys::create`], reporting progress as `(secrets looked at, total)`: in a
+    /// format-2 workspace a key with a binding not used before first has every secret that
+    /// binding may read wrapped to it (resumable: run it again after an interruption).
+    pub async fn create_with_progress(
+        &self,
+        opts: AccessKeyOptions,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<CreatedAccessKey, Error> {
         if opts.name.trim().is_empty() || opts.name.chars().count() > 128 {
             return Err(Error::invalid_field(
                 "field 'name' must be 1 to 128 characters",
@@ -62,19 +78,27 @@ impl<'a> AccessKeys<'a> {
         if let Some(app) = &opts.app {
             validate::check_tags("app", vec![app.clone()])?;
         }
-        let envs = validate::check_tags("envs", opts.envs)?;
-        let session = self.client.session()?;
+        let mut envs = validate::check_tags("envs", opts.envs)?;
+        envs.sort();
+        envs.dedup();
         let key = AccessKey::generate();
-        let wrapped = WrappedKey::wrap(
-            &session.key,
-            key.unwrap_bytes(),
-            &session.workspace.workspace_id,
-            key.id(),
-        );
+        let session = self.client.session()?;
+        let ws = session.workspace.workspace_id.clone();
+        let wrapped_key = match &session.keys {
+            SessionKeys::Workspace(wk) => {
+                WrappedKey::wrap(wk, key.unwrap_bytes(), &ws, key.id()).to_string()
+            }
+            SessionKeys::Ring(_) => {
+                let grants = self
+                    .grant_for(&key, opts.app.as_deref(), &envs, &mut progress)
+                    .await?;
+                grants.to_string()
+            }
+        };
         let body = json!({
             "id": key.id(),
             "secret": key.secret(),
-            "wrapped_key": wrapped.to_string(),
+            "wrapped_key": wrapped_key,
             "name": opts.name,
             "permissions": opts.permissions,
             "app": opts.app,
@@ -91,6 +115,169 @@ impl<'a> AccessKeys<'a> {
             )
             .await?;
         Ok(CreatedAccessKey { key, info })
+    }
+
+    /// Format 2: the grant of the binding `(app, envs)` to the new key, registering the
+    /// binding and wrapping its secrets to it first when it is new (or left half done).
+    async fn grant_for(
+        &self,
+        key: &AccessKey,
+        app: Option<&str>,
+        envs: &[String],
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<AccessGrants, Error> {
+        let id = binding_id(app, envs);
+        let mut session = self.client.session()?;
+        let missing = match &session.keys {
+            SessionKeys::Ring(ring) => ring.keyring.current().binding(&id).is_none(),
+            SessionKeys::Workspace(_) => false,
+        };
+        if missing {
+            self.register_binding(&session, app, envs).await?;
+            self.client.init().await?;
+            session = self.client.session()?;
+        }
+        let SessionKeys::Ring(ring) = &session.keys else {
+            return Err(Error::new(
+                ErrorCode::Protocol,
+                "the workspace changed format",
+            ));
+        };
+        let ws = &session.workspace.workspace_id;
+        let current = ring.keyring.current();
+        let binding = current.binding(&id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Protocol,
+                format!("binding {id} was not registered"),
+            )
+        })?;
+        if binding.pending {
+            self.wrap_to_binding(ring, ws, binding, progress).await?;
+            self.client
+                .transport()
+                .call::<Value>(
+                    Method::POST,
+                    &format!("/v1/keyring/bindings/{id}/ready"),
+                    None,
+                    Idempotency::Idempotent,
+                )
+                .await?;
+            // The session's keyring shows the binding ready from now on.
+            self.client.init().await?;
+        }
+        let secret = ring.binding_secret(ws, current.generation, &id)?;
+        let mut grants = AccessGrants::new(&key.recipient().public());
+        grants.grant(ws, key.id(), current.generation, &id, &secret)?;
+        Ok(grants)
+    }
+
+    /// Registers a new binding's public key, its private key wrapped to every wider one.
+    async fn register_binding(
+        &self,
+        session: &super::Session,
+        app: Option<&str>,
+        envs: &[String],
+    ) -> Result<(), Error> {
+        let SessionKeys::Ring(ring) = &session.keys else {
+            return Ok(());
+        };
+        let ws = &session.workspace.workspace_id;
+        let current = ring.keyring.current();
+        let pair = RecipientSecret::generate();
+        let mut binding = Binding {
+            id: binding_id(app, envs),
+            app: app.map(str::to_owned),
+            envs: envs.to_vec(),
+            public_key: pair.public().to_string(),
+            wraps: Default::default(),
+            pending: true,
+        };
+        let wider: Vec<&Binding> = current
+            .bindings
+            .iter()
+            .filter(|w| binding.within(w))
+            .collect();
+        for w in wider {
+            let wrap = wrap_binding_to(ws, current.generation, &binding.id, &pair, w)?;
+            binding.wraps.insert(w.id.clone(), wrap);
+        }
+        let body = json!({ "generation": current.generation, "binding": binding });
+        let answer = self
+            .client
+            .transport()
+            .call::<Value>(
+                Method::POST,
+                "/v1/keyring/bindings",
+                Some(&body),
+                Idempotency::NotIdempotent,
+            )
+            .await;
+        match answer {
+            // Registered meanwhile by someone else: theirs is as good.
+            Err(e) if e.code() == ErrorCode::Conflict => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The grant scan: wraps the data key of every secret `binding` may read but is not
+    /// wrapped to, page by page as the server lists them.
+    async fn wrap_to_binding(
+        &self,
+        ring: &Ring,
+        ws: &str,
+        binding: &Binding,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<(), Error> {
+        let path = format!("/v1/keyring/bindings/{}", binding.id);
+        let mut after: Option<String> = None;
+        let (mut seen, mut total) = (0u64, 0u64);
+        loop {
+            let page: PendingWraps = self
+                .client
+                .transport()
+                .call(
+                    Method::POST,
+                    &format!("{path}/pending"),
+                    Some(&json!({ "after": after })),
+                    Idempotency::Idempotent,
+                )
+                .await?;
+            total = page.total.unwrap_or(total);
+            seen += page.scanned;
+            let mut wraps = Vec::with_capacity(page.secrets.len());
+            for s in &page.secrets {
+                let key = SecretKey::parse(&s.key)?;
+                let sealed = SealedSecret::parse(&s.ciphertext).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::Integrity,
+                        format!("Secret '{key}' has a malformed ciphertext"),
+                    )
+                })?;
+                let dk = ring.data_key(ws, &key, &sealed)?;
+                wraps.push(AddWrap {
+                    key: s.key.clone(),
+                    of: sha256_hex(&s.ciphertext),
+                    wrap: sealed.wrap_for(ws, &key, binding, &dk)?,
+                });
+            }
+            if !wraps.is_empty() {
+                let _: AddWrapsResponse = self
+                    .client
+                    .transport()
+                    .call(
+                        Method::POST,
+                        &format!("{path}/wraps"),
+                        Some(&json!({ "wraps": wraps })),
+                        Idempotency::Idempotent,
+                    )
+                    .await?;
+            }
+            progress(seen.min(total.max(seen)), total.max(seen));
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => return Ok(()),
+            }
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<AccessKeyInfo>, Error> {

@@ -3,6 +3,7 @@
 mod access_keys;
 pub mod blocking;
 mod config;
+mod keys;
 mod resolve;
 mod secrets;
 mod transport;
@@ -16,16 +17,16 @@ use reqwest::Method;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
+use crate::crypto::{AccessKey, WrappedKey};
 use crate::error::{Error, ErrorCode};
 use crate::wire::{AccessKeyInfo, AuditPage, AuditQuery, Health, SessionResponse, WorkspaceInfo};
 use transport::{Idempotency, Transport};
 
-/// What `init()` learns: the workspace and its key, unwrapped locally.
+/// What `init()` learns: the workspace and what opens its values, unwrapped locally.
 pub(crate) struct Session {
     pub(crate) workspace: WorkspaceInfo,
     pub(crate) access_key: AccessKeyInfo,
-    pub(crate) key: WorkspaceKey,
+    pub(crate) keys: keys::SessionKeys,
 }
 
 /// The Ductape Secrets client. Cheap to clone: clones share one connection pool and session.
@@ -89,23 +90,33 @@ impl Ductape {
                 "the server answered for another access key",
             ));
         }
-        let wrapped = WrappedKey::parse(&resp.wrapped_key).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Protocol,
-                "the server sent a malformed wrapped workspace key",
-            )
-        })?;
-        let key = wrapped.unwrap_key(ak.unwrap_bytes(), &resp.workspace.workspace_id, ak.id())?;
-        if key.id().as_str() != resp.workspace.key_id {
-            return Err(Error::new(
-                ErrorCode::Integrity,
-                "the workspace key does not match the workspace's key id",
-            ));
-        }
+        let ws = &resp.workspace.workspace_id;
+        let keys = match resp.keyring {
+            Some(ring) => {
+                ring.check()?;
+                keys::SessionKeys::Ring(keys::Ring::open(ring, &resp.wrapped_key, ws, ak)?)
+            }
+            None => {
+                let wrapped = WrappedKey::parse(&resp.wrapped_key).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::Protocol,
+                        "the server sent a malformed wrapped workspace key",
+                    )
+                })?;
+                let key = wrapped.unwrap_key(ak.unwrap_bytes(), ws, ak.id())?;
+                if key.id().as_str() != resp.workspace.key_id {
+                    return Err(Error::new(
+                        ErrorCode::Integrity,
+                        "the workspace key does not match the workspace's key id",
+                    ));
+                }
+                keys::SessionKeys::Workspace(key)
+            }
+        };
         *write(&self.inner.session) = Some(Arc::new(Session {
             workspace: resp.workspace,
             access_key: resp.access_key,
-            key,
+            keys,
         }));
         Ok(())
     }

@@ -2,10 +2,11 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 use std::fmt;
 
+use super::keys::SessionKeys;
 use super::transport::Idempotency;
 use super::Ductape;
 use super::Session;
-use crate::crypto::{Envelope, Plaintext};
+use crate::crypto::Plaintext;
 use crate::error::{Error, ErrorCode};
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
 use crate::wire::{
@@ -222,21 +223,22 @@ impl CheckedCreate {
         })
     }
 
-    /// The body of a create request, the value sealed under the workspace key.
-    fn seal(&self, session: &Session) -> Map<String, Value> {
-        let envelope = Envelope::seal(
-            &session.key,
+    /// The body of a create request, the value sealed for the secret's readers.
+    fn seal(&self, session: &Session) -> Result<Map<String, Value>, Error> {
+        let ciphertext = session.keys.seal(
             &session.workspace.workspace_id,
             &self.key,
             &self.value,
-        );
+            self.metadata.scope.as_slice(),
+            self.metadata.envs.as_slice(),
+        )?;
         let mut body = Map::new();
         body.insert("key".into(), Value::String(self.key.to_string()));
-        body.insert("ciphertext".into(), Value::String(envelope.to_string()));
+        body.insert("ciphertext".into(), Value::String(ciphertext));
         self.metadata.write_to(&mut body);
         // Null on create means "not set": send only what is set.
         body.retain(|_, v| !v.is_null());
-        body
+        Ok(body)
     }
 }
 
@@ -263,16 +265,28 @@ impl<'a> Secrets<'a> {
     /// Encrypts the value here and creates the secret. 409 `secret_exists` if the key is taken.
     pub async fn create(&self, args: CreateSecret) -> Result<SecretRecord, Error> {
         let checked = CheckedCreate::new(args)?;
-        let body = checked.seal(&*self.client.session()?);
-        self.client
-            .transport()
-            .call(
-                Method::POST,
-                "/v1/secrets",
-                Some(&Value::Object(body)),
-                Idempotency::NotIdempotent,
-            )
-            .await
+        let mut refreshed = false;
+        loop {
+            let body = checked.seal(&*self.client.session()?)?;
+            let answer = self
+                .client
+                .transport()
+                .call(
+                    Method::POST,
+                    "/v1/secrets",
+                    Some(&Value::Object(body)),
+                    Idempotency::NotIdempotent,
+                )
+                .await;
+            match answer {
+                // A binding was added since init(): learn it and seal again, once.
+                Err(e) if e.code() == ErrorCode::KeyringChanged && !refreshed => {
+                    self.client.init().await?;
+                    refreshed = true;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Creates many secrets, each encrypted here, in as few requests as the server's limits
@@ -308,7 +322,7 @@ impl<'a> Secrets<'a> {
         let mut pending: Vec<(usize, Map<String, Value>)> = Vec::new();
         let mut pending_bytes = 0;
         for (key, checked) in checked {
-            match checked.map(|c| c.seal(&session)) {
+            match checked.and_then(|c| c.seal(&session)) {
                 Ok(body) => {
                     let bytes = body_len(&body);
                     if !pending.is_empty()
@@ -431,6 +445,12 @@ impl<'a> Secrets<'a> {
     }
 
     /// Changes the value (re-encrypted here) and/or metadata.
+    ///
+    /// In a format-2 workspace who can decrypt follows `scope` and `envs`, so a new value,
+    /// or a change of either, is sealed here for the readers the secret will have: the
+    /// client reads the secret's metadata (and, for a scope or envs change without a new
+    /// value, its value) first, and the change is made only if the secret is still at the
+    /// version read (a concurrent change makes it read and seal again).
     pub async fn update(&self, key: &str, args: UpdateSecret) -> Result<SecretRecord, Error> {
         let key = SecretKey::parse(key)?;
         let mut body = Map::new();
@@ -441,27 +461,87 @@ impl<'a> Secrets<'a> {
                 "nothing to update: give a value or at least one metadata field",
             ));
         }
-        let mut body = Map::new();
-        metadata.write_to(&mut body);
         if let Some(value) = &args.value {
             validate::check_value(value.expose())?;
-            let session = self.client.session()?;
-            let envelope =
-                Envelope::seal(&session.key, &session.workspace.workspace_id, &key, value);
-            body.insert("ciphertext".into(), Value::String(envelope.to_string()));
         }
+        let mut body = Map::new();
+        metadata.write_to(&mut body);
         if let Some(v) = args.expected_version {
             body.insert("expected_version".into(), Value::from(v));
         }
-        self.client
-            .transport()
-            .call(
-                Method::PATCH,
-                &secret_path(&key, ""),
-                Some(&Value::Object(body)),
-                Idempotency::NotIdempotent,
-            )
-            .await
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let session = self.client.session()?;
+            let reseals =
+                args.value.is_some() || !(metadata.scope.is_keep() && metadata.envs.is_keep());
+            if reseals {
+                let (ciphertext, version) =
+                    self.seal_update(&session, &key, &args, &metadata).await?;
+                body.insert("ciphertext".into(), Value::String(ciphertext));
+                if let Some(v) = version {
+                    body.insert("expected_version".into(), Value::from(v));
+                }
+            }
+            let answer = self
+                .client
+                .transport()
+                .call(
+                    Method::PATCH,
+                    &secret_path(&key, ""),
+                    Some(&Value::Object(body.clone())),
+                    Idempotency::NotIdempotent,
+                )
+                .await;
+            match answer {
+                Err(e) if attempts < 4 && e.code() == ErrorCode::KeyringChanged => {
+                    self.client.init().await?;
+                }
+                // The secret changed between our read and our write (not a version the
+                // caller asked for): read and seal again.
+                Err(e)
+                    if attempts < 4
+                        && e.code() == ErrorCode::VersionConflict
+                        && args.expected_version.is_none()
+                        && matches!(session.keys, SessionKeys::Ring(_)) => {}
+                answer => return answer,
+            }
+        }
+    }
+
+    /// The new sealed value of an update, and (format 2) the version it was sealed for.
+    async fn seal_update(
+        &self,
+        session: &Session,
+        key: &SecretKey,
+        args: &UpdateSecret,
+        metadata: &MetadataInput,
+    ) -> Result<(String, Option<i64>), Error> {
+        let ws = &session.workspace.workspace_id;
+        if let SessionKeys::Workspace(_) = session.keys {
+            let value = args.value.as_ref().ok_or_else(|| {
+                Error::new(ErrorCode::Protocol, "format 1 reseals only new values")
+            })?;
+            return Ok((session.keys.seal(ws, key, value, &[], &[])?, None));
+        }
+        // Who reads it after the change, and its value when no new one is given.
+        let (record, value) = match &args.value {
+            Some(v) => {
+                let mut answers = self
+                    .batch_metadata(std::slice::from_ref(key), None, None)
+                    .await?;
+                let (_, record) = answers.pop().ok_or_else(mismatch)?;
+                (record?, v.clone())
+            }
+            None => {
+                let fetched = self.fetch(key.as_str()).await?;
+                (fetched.record, fetched.value)
+            }
+        };
+        let scope = metadata.scope.clone().apply_list(record.scope);
+        let envs = metadata.envs.clone().apply_list(record.envs);
+        let sealed = session.keys.seal(ws, key, &value, &scope, &envs)?;
+        Ok((sealed, args.expected_version.or(Some(record.version))))
     }
 
     /// Deletes the secret for good. Resolves `true`. When an attempt failed in a way that
@@ -627,13 +707,9 @@ fn open_secret(
             format!("asked for secret '{key}' but the server answered with another"),
         ));
     }
-    let envelope = Envelope::parse(&got.ciphertext).ok_or_else(|| {
-        Error::new(
-            ErrorCode::Integrity,
-            format!("Secret '{key}' has a malformed ciphertext"),
-        )
-    })?;
-    let value = envelope.open(&session.key, &session.workspace.workspace_id, key)?;
+    let value = session
+        .keys
+        .open(&session.workspace.workspace_id, key, &got.ciphertext)?;
     Ok(FetchedSecret {
         record: got.record,
         value,

@@ -114,7 +114,11 @@ impl Transport {
         let mut req = self
             .http
             .request(method, url)
-            .bearer_auth(self.bearer.as_str());
+            .bearer_auth(self.bearer.as_str())
+            .header(
+                crate::crypto::keyring::FORMAT_HEADER,
+                crate::crypto::keyring::FORMAT,
+            );
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -67,6 +67,12 @@ impl AccessKey {
         &self.unwrap
     }
 
+    /// This key's X25519 pair (format 2), derived from its unwrap key: grants are wrapped
+    /// to its public half, which the server holds; the private half exists only here.
+    pub fn recipient(&self) -> super::wrap::RecipientSecret {
+        super::wrap::RecipientSecret::derive(&self.unwrap)
+    }
+
     /// The whole key as text, to show the user once.
     pub fn expose(&self) -> Zeroizing<String> {
         Zeroizing::new(format!(

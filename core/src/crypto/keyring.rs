@@ -233,6 +233,7 @@ impl Keyring {
 }
 
 /// A secret's own 256-bit key. Zeroized on drop.
+#[derive(Clone)]
 pub struct DataKey(Zeroizing<[u8; 32]>);
 
 impl DataKey {
@@ -286,6 +287,25 @@ impl SealedSecret {
             out.add_wrap(workspace, key, b, &dk)?;
         }
         Ok((out, dk))
+    }
+
+    /// One more binding's wrap of this value's data key, as text (`<binding>:<wrap>`), to
+    /// be appended to the stored value.
+    pub fn wrap_for(
+        &self,
+        workspace: &str,
+        key: &SecretKey,
+        binding: &Binding,
+        dk: &DataKey,
+    ) -> Result<String, Error> {
+        let mut one = SealedSecret {
+            generation: self.generation,
+            body: Vec::new(),
+            wraps: Vec::new(),
+        };
+        one.add_wrap(workspace, key, binding, dk)?;
+        let (id, wrap) = &one.wraps[0];
+        Ok(Self::wrap_text(id, wrap))
     }
 
     /// Wraps the data key to one more binding.

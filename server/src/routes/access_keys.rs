@@ -372,6 +372,13 @@ pub async fn apply_setup(
     st: &crate::state::AppState,
     body: &Map<String, Value>,
 ) -> Result<WorkspaceInfo, ApiError> {
+    // A server set up already says so, whatever the body.
+    if st.workspace_if_known().await {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this server is already set up",
+        ));
+    }
     validate::reject_unknown_fields(
         body,
         &[

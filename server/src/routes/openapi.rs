@@ -7,7 +7,6 @@
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::validate::{self, MAX_DESCRIPTION_LEN, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_LEN};
 
 use super::secrets::MAX_BATCH_KEYS;
@@ -41,8 +40,8 @@ fn tags_schema() -> Value {
 fn metadata_fields(props: &mut Map<String, Value>) {
     props.insert(
         "ciphertext".into(),
-        json!({"type": "string", "format": "ductape-envelope", "maxLength": MAX_ENVELOPE_LEN,
-               "description": "The value's envelope, sealed by a Ductape client under the workspace key"}),
+        json!({"type": "string", "format": "ductape-envelope", "maxLength": ductape::crypto::keyring::MAX_SEALED_LEN,
+               "description": "The value sealed by a Ductape client: format 2, 'dv2' wrapped to exactly the bindings that may read it; format 1, a 'dv1' envelope under the workspace key"}),
     );
     props.insert(
         "description".into(),
@@ -98,6 +97,8 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
             .collect();
         s["anyOf"] = Value::Array(one_of_each);
         s["additionalProperties"] = json!(false);
+        // Format 2: who can decrypt follows scope and envs, so changing either re-seals.
+        s["dependentRequired"] = json!({"scope": ["ciphertext"], "envs": ["ciphertext"]});
     }
     if let Some(p) = props(schemas, "BatchGetBody") {
         p.insert(
@@ -133,7 +134,7 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
         p.insert(
             "wrapped_key".into(),
             json!({"type": "string", "format": "ductape-wrapped-key",
-                   "description": "The workspace key wrapped for the new key by a Ductape client"}),
+                   "description": "Format 2: the new key's public key and the grant of its binding's key ('dg2'); format 1: the workspace key wrapped for it ('dwk1'). Made by a Ductape client"}),
         );
         p.insert("name".into(), name_schema());
         if let Some(perms) = p.get_mut("permissions") {

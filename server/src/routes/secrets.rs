@@ -308,7 +308,12 @@ pub async fn list(
         None => None,
     };
     if q.limit.is_none() && cursor.is_none() {
-        return Ok(stream_all(st, caller).await?.into_response());
+        let body = stream_all(st, caller).await?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response());
     }
     let limit = q.limit.unwrap_or(ListQuery::DEFAULT_LIMIT);
     if !(1..=ListQuery::MAX_LIMIT).contains(&limit) {
@@ -354,25 +359,26 @@ const STREAM_PAGE: usize = 500;
 /// page is read before answering, so that a failing database is a clean 503.
 async fn stream_all(st: Shared, caller: Caller) -> Result<axum::body::Body, ApiError> {
     let first = visible_page(&st, &caller, None, STREAM_PAGE).await?;
+    // State: the next page, whether `[` is written, whether a record is (for commas).
     let pages = futures_util::stream::unfold(
-        (Some(first), false, st, caller),
-        |(page, started, st, caller)| async move {
+        (Some(first), false, false, st, caller),
+        |(page, opened, any, st, caller)| async move {
             let (records, next) = page?;
             let mut chunk = Vec::with_capacity(records.len() * 256 + 2);
-            if !started {
+            if !opened {
                 chunk.push(b'[');
             }
             for (i, r) in records.iter().enumerate() {
-                if started || i > 0 {
+                if any || i > 0 {
                     chunk.push(b',');
                 }
                 // Serialising plain records cannot fail.
                 let _ = serde_json::to_writer(&mut chunk, r);
             }
-            let started = started || !records.is_empty();
+            let any = any || !records.is_empty();
             let following = match next {
                 None => {
-                    chunk.extend_from_slice(if started { b"]" } else { b"[]" });
+                    chunk.push(b']');
                     None
                 }
                 Some(after) => match visible_page(&st, &caller, Some(after), STREAM_PAGE).await {
@@ -382,14 +388,14 @@ async fn stream_all(st: Shared, caller: Caller) -> Result<axum::body::Body, ApiE
                         tracing::warn!(error = %e.message, "listing stopped part way");
                         return Some((
                             Err(std::io::Error::other("listing failed")),
-                            (None, started, st, caller),
+                            (None, true, any, st, caller),
                         ));
                     }
                 },
             };
             Some((
                 Ok(axum::body::Bytes::from(chunk)),
-                (following, started, st, caller),
+                (following, true, any, st, caller),
             ))
         },
     );
