@@ -372,6 +372,15 @@ fn type_error(field: &str, expected: &str) -> Error {
     Error::invalid_field(format!("field '{field}' must be {expected}"))
 }
 
+/// An integer as JSON Schema counts them: `5` or `5.0` (not `5.5`, not out of range).
+fn json_integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,13 +461,4 @@ mod tests {
         assert!(e.message().contains("allowed: key, expires_at"));
         assert!(!e.message().contains("expiresAt"));
     }
-}
-
-/// An integer as JSON Schema counts them: `5` or `5.0` (not `5.5`, not out of range).
-fn json_integer(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    })
 }
