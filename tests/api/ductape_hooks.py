@@ -1,12 +1,12 @@
 """Schemathesis hooks for the Ductape Secrets API (loaded with SCHEMATHESIS_HOOKS).
 
-JSON Schema cannot say two things the server checks, so these hooks supply them:
+JSON Schema cannot say what the server checks of these, so the hooks supply it:
 
 - ``ciphertext`` must be a format-2 sealed value wrapped to exactly its readers: on a dev
   server that is the unbound binding alone (``DUCTAPE_UNBOUND_BINDING``), so the
   ``ductape-envelope`` format generates well-formed ``dv2`` values wrapped to it. The server
   only checks their form and recipients; it never opens them (it cannot).
-- setup's first key must wrap the workspace key named by ``key_id``;
+- a new key's ``wrapped_key`` is a ``dg2`` grant of the unbound binding (``ductape-wrapped-key``);
 - a new secret's ``expires_at`` must be in the future: a schema-valid expiry in the past is
   moved into the future. Values the schema forbids (not an integer, below 1) are left alone,
   so negative tests still see their rejection.
@@ -22,25 +22,18 @@ from typing import Any
 import schemathesis
 from hypothesis import strategies as st
 
-KEY_ID = os.environ["DUCTAPE_KEY_ID"]
 # Format 2: a dev server has one binding, the unbound one, so every value is wrapped to it.
 UNBOUND = os.environ["DUCTAPE_UNBOUND_BINDING"]
 
 
-def _sealed(prefix: str) -> st.SearchStrategy[str]:
-    # 24-byte nonce + ciphertext + 16-byte tag, base64url without padding.
-    return st.binary(min_size=40, max_size=120).map(
-        lambda raw: f"{prefix}.xc20p.{KEY_ID}." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    )
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _sealed_v2() -> st.SearchStrategy[str]:
     # dv2.<generation>.<nonce + ciphertext + tag>.<binding>:<enc + wrapped key + tag>
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
     return st.tuples(st.binary(min_size=40, max_size=120), st.binary(min_size=80, max_size=80)).map(
-        lambda p: f"dv2.1.{b64(p[0])}.{UNBOUND}:{b64(p[1])}"
+        lambda p: f"dv2.1.{_b64(p[0])}.{UNBOUND}:{_b64(p[1])}"
     )
 
 
@@ -48,11 +41,8 @@ schemathesis.openapi.format("ductape-envelope", _sealed_v2())
 def _grants() -> st.SearchStrategy[str]:
     # dg2.<public key>.<generation>:<binding>:<wrapped binding key>: a grant of the unbound
     # binding (a key with an app or envs names another binding: 409 until it is registered).
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
     return st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=80, max_size=80)).map(
-        lambda p: f"dg2.{b64(p[0])}.1:{UNBOUND}:{b64(p[1])}"
+        lambda p: f"dg2.{_b64(p[0])}.1:{UNBOUND}:{_b64(p[1])}"
     )
 
 
@@ -63,14 +53,6 @@ schemathesis.openapi.format("ductape-wrapped-key", _grants())
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     body = case.body
     if case.method.upper() != "POST" or not isinstance(body, dict):
-        return
-    if case.path == "/v1/setup":
-        # The first key's wrapped workspace key must name the workspace key being set up.
-        key_id, first = body.get("key_id"), body.get("access_key")
-        if isinstance(key_id, str) and isinstance(first, dict):
-            wrapped = first.get("wrapped_key")
-            if isinstance(wrapped, str) and wrapped.startswith(f"dwk1.xc20p.{KEY_ID}."):
-                first["wrapped_key"] = wrapped.replace(KEY_ID, key_id, 1)
         return
     if case.path != "/v1/secrets":
         return

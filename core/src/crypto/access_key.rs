@@ -63,6 +63,8 @@ impl AccessKey {
         &self.secret
     }
 
+    /// Format 1's unwrap key (the client's use only).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) fn unwrap_bytes(&self) -> &[u8; 32] {
         &self.unwrap
     }

@@ -67,19 +67,7 @@ impl Envelope {
             ));
         }
         let aad = value_aad(workspace_id, key.as_str(), wk.id());
-        let bytes = open_raw(wk.bytes(), &aad, &self.nonce, &self.sealed).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Integrity,
-                format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
-            )
-        })?;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::new(
-                ErrorCode::Integrity,
-                format!("Secret '{key}' is not valid UTF-8"),
-            )
-        })?;
-        Ok(Plaintext::new(text))
+        open_value(wk.bytes(), &aad, &self.nonce, &self.sealed, key)
     }
 
     /// Parses the string form. `None` when it is not an envelope of a version we know.
@@ -227,6 +215,30 @@ pub(crate) fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LE
         .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     (nonce, sealed)
+}
+
+/// Opens a sealed value of `key` (both envelope formats): an integrity error names the
+/// secret when the ciphertext does not open or is not UTF-8.
+pub(crate) fn open_value(
+    key_bytes: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    sealed: &[u8],
+    key: &SecretKey,
+) -> Result<Plaintext, Error> {
+    let bytes = open_raw(key_bytes, aad, nonce, sealed).ok_or_else(|| {
+        Error::new(
+            ErrorCode::Integrity,
+            format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
+        )
+    })?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        Error::new(
+            ErrorCode::Integrity,
+            format!("Secret '{key}' is not valid UTF-8"),
+        )
+    })?;
+    Ok(Plaintext::new(text))
 }
 
 pub(crate) fn open_raw(

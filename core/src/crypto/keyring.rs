@@ -361,19 +361,7 @@ impl SealedSecret {
         let aad = value_aad(workspace, key.as_str(), self.generation);
         let (nonce, sealed) = self.body.split_at(envelope::NONCE_LEN);
         let nonce: &[u8; envelope::NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
-        let bytes = envelope::open_raw(&dk.0, &aad, nonce, sealed).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Integrity,
-                format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
-            )
-        })?;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::new(
-                ErrorCode::Integrity,
-                format!("Secret '{key}' is not valid UTF-8"),
-            )
-        })?;
-        Ok(Plaintext::new(text))
+        envelope::open_value(&dk.0, &aad, nonce, sealed, key)
     }
 
     /// The binding ids this value is wrapped to.

@@ -342,10 +342,7 @@ pub(crate) async fn fresh_keyring(
     let Some(ws) = st.storage.workspace().await? else {
         return Ok(None);
     };
-    ws.keyring
-        .map(|r| Keyring::parse(&r))
-        .transpose()
-        .map_err(|_| ApiError::internal("the stored keyring is malformed"))
+    crate::storage::stored_keyring(ws.keyring)
 }
 
 /// The workspace.

@@ -159,16 +159,25 @@ impl AuditEvent {
     }
 }
 
+/// The keyring as stored (format 2), parsed; `None` for a format-1 workspace. A stored
+/// keyring that does not parse is the server's fault (500), never the caller's.
+pub fn stored_keyring(text: Option<String>) -> Result<Option<ductape::crypto::Keyring>, ApiError> {
+    text.map(|t| ductape::crypto::Keyring::parse(&t))
+        .transpose()
+        .map_err(|_| ApiError::internal("the workspace keyring in the database is malformed"))
+}
+
 /// Format 2: a written value must be sealed for exactly the audience the keyring gives its
 /// scope and envs. Backends run this inside the write's transaction with the keyring read
 /// there, so a binding registered at the same moment either is seen here or sees this
 /// secret in its grant scan. `None` (format 1) checks nothing: routes check `dv1` shape.
-pub fn check_sealed(keyring: Option<&str>, s: &StoredSecret) -> Result<(), ApiError> {
+pub fn check_sealed(
+    keyring: Option<&ductape::crypto::Keyring>,
+    s: &StoredSecret,
+) -> Result<(), ApiError> {
     let Some(ring) = keyring else {
         return Ok(());
     };
-    let ring = ductape::crypto::Keyring::parse(ring)
-        .map_err(|_| ApiError::internal("the workspace keyring in the database is malformed"))?;
     let sealed = ductape::crypto::SealedSecret::parse(&s.ciphertext).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UpgradeRequired,

@@ -12,8 +12,9 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, AuditEvent, Check,
-    Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret, Workspace,
+    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, stored_keyring,
+    AuditEvent, Check, Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret,
+    Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -555,11 +556,11 @@ impl Storage for PostgresStorage {
                 .map_err(db)?;
             let mut done = Inserted::with_capacity(items.len());
             let ring = match items.first() {
-                Some((s, _)) => keyring_of(&tx, &s.workspace_id).await?,
+                Some((s, _)) => stored_keyring(keyring_of(&tx, &s.workspace_id).await?)?,
                 None => None,
             };
             for (s, event) in items {
-                if let Err(e) = check_sealed(ring.as_deref(), &s) {
+                if let Err(e) = check_sealed(ring.as_ref(), &s) {
                     done.refuse(e);
                     continue;
                 }
@@ -657,7 +658,7 @@ impl Storage for PostgresStorage {
             let before = s.clone();
             change(&mut s)?;
             if reseals(&before, &s) {
-                check_sealed(keyring_of(&tx, workspace_id).await?.as_deref(), &s)?;
+                check_sealed(stored_keyring(keyring_of(&tx, workspace_id).await?)?.as_ref(), &s)?;
             }
             tx.execute(
                 "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
@@ -730,10 +731,7 @@ impl Storage for PostgresStorage {
                 .await
                 .map_err(db)?
                 .and_then(|r| r.get(0));
-            let stored = stored
-                .map(|s| Keyring::parse(&s))
-                .transpose()
-                .map_err(|_| ApiError::internal("the stored keyring is malformed"))?;
+            let stored = stored_keyring(stored)?;
             let ring = change(stored)?;
             tx.execute(
                 "UPDATE workspaces SET keyring = $1 WHERE id = $2",

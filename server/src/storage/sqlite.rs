@@ -21,8 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::{
-    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, AuditEvent, Check,
-    Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret, Workspace,
+    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, stored_keyring,
+    AuditEvent, Check, Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret,
+    Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -824,7 +825,7 @@ impl Storage for SqliteStorage {
                 .map_err(db)?;
             let mut done = Inserted::with_capacity(items.len());
             let ring = match items.first() {
-                Some((s, _)) => keyring_of(&tx, &s.workspace_id)?,
+                Some((s, _)) => stored_keyring(keyring_of(&tx, &s.workspace_id)?)?,
                 None => None,
             };
             {
@@ -835,7 +836,7 @@ impl Storage for SqliteStorage {
                     ))
                     .map_err(db)?;
                 for (s, event) in items {
-                    if let Err(e) = check_sealed(ring.as_deref(), &s) {
+                    if let Err(e) = check_sealed(ring.as_ref(), &s) {
                         done.refuse(e);
                         continue;
                     }
@@ -923,7 +924,7 @@ impl Storage for SqliteStorage {
             let before = s.clone();
             change(&mut s)?;
             if reseals(&before, &s) {
-                check_sealed(keyring_of(&tx, &ws)?.as_deref(), &s)?;
+                check_sealed(stored_keyring(keyring_of(&tx, &ws)?)?.as_ref(), &s)?;
             }
             tx.execute(
                 "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
@@ -988,10 +989,7 @@ impl Storage for SqliteStorage {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let stored = keyring_of(&tx, &ws)?
-                .map(|s| Keyring::parse(&s))
-                .transpose()
-                .map_err(|_| ApiError::internal("the stored keyring is malformed"))?;
+            let stored = stored_keyring(keyring_of(&tx, &ws)?)?;
             let ring = change(stored)?;
             tx.execute(
                 "UPDATE workspaces SET keyring = ?1 WHERE id = ?2",
