@@ -131,6 +131,7 @@ fn session(key_text: &mut String) -> Reply {
         "workspace": {"workspace_id": body["workspace_id"], "name": "fake", "key_id": body["key_id"], "createdAt": "2024-01-15T10:30:00.000Z"},
         "access_key": {"id": ak.id(), "name": "admin", "permissions": ["admin"], "app": null, "envs": [], "createdAt": "2024-01-15T10:30:00.000Z"},
         "wrapped_key": body["access_key"]["wrapped_key"],
+        "keyring": body["keyring"],
     });
     reply(200, &session.to_string())
 }
