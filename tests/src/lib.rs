@@ -336,6 +336,12 @@ pub async fn raw(
     )
 }
 
+/// Whether a text carries a sealed value of either format (`dv1.` envelope, `dv2.` sealed
+/// value): what must never appear where ciphertext may not go.
+pub fn carries_sealed_value(text: &str) -> bool {
+    text.contains("dv1.") || text.contains("dv2.")
+}
+
 /// Asserts the one error shape of DESIGN.md §3 and returns the code.
 pub fn assert_error_shape(status: u16, body: &serde_json::Value) -> String {
     let e = &body["error"];

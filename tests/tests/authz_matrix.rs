@@ -567,7 +567,7 @@ impl Matrix {
             .filter(|(_, scope, envs)| !p.sees(scope, envs))
             .map(|s| s.0)
             .collect();
-        if !(200..300).contains(&status) && text.contains("dv1.") {
+        if !(200..300).contains(&status) && ductape_e2e::carries_sealed_value(&text) {
             found.push("a refusal carries ciphertext".into());
         }
         match r {
