@@ -190,6 +190,60 @@ pub enum AccessKeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum WorkspaceCommand {
+    /// Rotate the workspace keys: a new key generation, every value re-encrypted under it,
+    /// every remaining access key granted it, the old generation retired. Run it after
+    /// deleting a leaked key. Resumable: run it again after an interruption. Takes an
+    /// unbound admin key.
+    #[command(name = "rotate-key")]
+    RotateKey {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Upgrade a format-1 workspace (one workspace key) to format 2 (keys per app and
+    /// environments), or finish an upgrade left half done. Resumable.
+    Upgrade {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Error> {
+    let (c, rotate) = match &cmd {
+        WorkspaceCommand::RotateKey { client } => (client, true),
+        WorkspaceCommand::Upgrade { client } => (client, false),
+    };
+    let d = Ductape::new(Config::resolve(c.url.as_deref(), c.access_key.as_deref())?)?;
+    let bar = crate::output::progress_bar("resealing", 0);
+    let step = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = if rotate {
+        d.rotate_key_with_progress(step).await
+    } else {
+        d.upgrade_with_progress(step).await
+    };
+    bar.finish_and_clear();
+    let report = report?;
+    if c.json {
+        output::json(&serde_json::json!({
+            "generation": report.generation,
+            "resealed": report.resealed,
+            "started": report.started,
+        }));
+    } else if rotate || report.resealed > 0 || report.started {
+        eprintln!(
+            "Workspace keys at generation {} ({} values resealed by this run).",
+            report.generation, report.resealed
+        );
+    } else {
+        eprintln!("Nothing to upgrade: the workspace is in format 2.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
     let url = args
         .client
@@ -430,7 +484,16 @@ pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
             let mut opts = AccessKeyOptions::new(name, permissions);
             opts.app = app;
             opts.envs = envs;
-            let created = d.access_keys().create(opts).await?;
+            let bar = crate::output::progress_bar("granting", 0);
+            let created = d
+                .access_keys()
+                .create_with_progress(opts, |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await;
+            bar.finish_and_clear();
+            let created = created?;
             if c.json {
                 output::json(&serde_json::json!({
                     "access_key": created.key.expose().as_str(),

@@ -52,6 +52,9 @@ enum Command {
     /// Manage access keys (admin).
     #[command(subcommand, name = "access-keys")]
     AccessKeys(commands::AccessKeysCommand),
+    /// Workspace keys: rotation and the format upgrade (admin).
+    #[command(subcommand)]
+    Workspace(commands::WorkspaceCommand),
     /// Run a command with `$Token{KEY}` references in its environment resolved.
     Run(run::RunArgs),
     /// Check that a JSON configuration's references would resolve (exit 1 if not).
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Init(args) => commands::init(args).await,
             Command::Secrets(cmd) => commands::secrets(cmd).await,
             Command::AccessKeys(cmd) => commands::access_keys(cmd).await,
+            Command::Workspace(cmd) => commands::workspace(cmd).await,
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => run::check(args).await,
             Command::Audit(args) => run::audit(args).await,

@@ -101,3 +101,15 @@ pub fn access_key_line(k: &AccessKeyInfo) -> String {
         k.created_at
     )
 }
+
+/// A progress bar on stderr (hidden when stderr is not a terminal): `{verb} [===> ] n/len`.
+pub fn progress_bar(verb: &str, len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let template = format!(
+        "{{spinner}} {verb} [{{bar:40}}] {{pos}}/{{len}} secrets ({{per_sec}}, {{eta}} left)"
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -8,7 +8,6 @@
 
 use clap::ValueEnum;
 use futures_util::stream::{self, StreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
@@ -78,7 +77,7 @@ pub async fn import(
             shown_key(&twice.key)
         )));
     }
-    let progress = bar(secrets.len() as u64);
+    let progress = crate::output::progress_bar("importing", secrets.len() as u64);
     let mut tally = Tally::default();
     let mut chunks = Vec::new();
     let mut secrets = secrets.into_iter().peekable();
@@ -257,16 +256,6 @@ fn shown_key(key: &str) -> String {
         Ok(k) => k.to_string(),
         Err(_) => "(an invalid key)".into(),
     }
-}
-
-fn bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} importing [{bar:40}] {pos}/{len} secrets ({per_sec}, {eta} left)",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 /// A new file only its owner can read (it will hold plaintext values).

@@ -493,6 +493,11 @@ pub struct PendingWrapsBody {
 pub struct PendingSecret {
     pub key: String,
     pub ciphertext: String,
+    /// Its scope and envs: who may read it (what a reseal wraps the new value to).
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub envs: Vec<String>,
 }
 
 /// One page of the scan: the secrets still to wrap, how many rows it looked at, where to
@@ -538,4 +543,72 @@ pub struct AddWrapsBody {
 pub struct AddWrapsResponse {
     pub added: u64,
     pub stale: u64,
+}
+
+/// An access key as its grants see it (`GET /v1/keyring/grantees`, admin): its binding,
+/// its X25519 public key (`None`: a format-1 key not yet used by a current client) and the
+/// key generations it holds a grant of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Grantee {
+    pub id: String,
+    pub app: Option<String>,
+    #[serde(default)]
+    pub envs: Vec<String>,
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub generations: Vec<u32>,
+}
+
+/// A grant to add to an access key: `dg2.<its public key>.<generation>:<binding>:<wrap>`,
+/// one grant, of the current generation, of the key's own binding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantTo {
+    pub id: String,
+    pub grants: String,
+}
+
+/// `POST /v1/keyring/grants`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddGrantsBody {
+    pub grants: Vec<GrantTo>,
+}
+
+/// `POST /v1/keyring/generations`: starts a rotation (or the upgrade from format 1) with
+/// the next generation's bindings and a grant of it to every access key that has a
+/// public key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewGenerationBody {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub generation: crate::crypto::keyring::Generation,
+    pub grants: Vec<GrantTo>,
+    /// The upgrade from format 1 only: the old workspace key wrapped to the new unbound
+    /// binding (see `Keyring::upgrade_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_key: Option<String>,
+}
+
+/// A value sealed anew under the current generation, replacing the stored one only while
+/// that is still the one whose SHA-256 hex is `of`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Reseal {
+    pub key: String,
+    pub of: String,
+    pub ciphertext: String,
+}
+
+/// `POST /v1/keyring/reseal`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResealBody {
+    pub reseals: Vec<Reseal>,
 }

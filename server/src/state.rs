@@ -22,10 +22,12 @@ pub struct AppState {
     pub rate_limit: Option<RateLimiter>,
     /// Connection and request bounds (the body deadline is applied by the body extractor).
     pub limits: crate::listen::Limits,
-    /// The workspace never changes once set up, so it is read from storage once.
+    /// The workspace, read from storage once: only its format changes after setup (by the
+    /// upgrade, which refreshes it here; routes read the keyring itself fresh).
     workspace: RwLock<Option<Workspace>>,
-    /// Access keys by id, for [`KEY_CACHE_TTL`] (a key's row never changes; it is only
-    /// deleted). Holds the secret's hash, never the secret.
+    /// Access keys by id, for [`KEY_CACHE_TTL`] (a key's row changes only in its grants,
+    /// which `/v1/session` reads fresh; otherwise it is only deleted). Holds the secret's
+    /// hash, never the secret.
     keys: moka::sync::Cache<String, Arc<StoredAccessKey>>,
 }
 
@@ -79,6 +81,13 @@ impl AppState {
     /// Whether the server is known to be set up, without asking the database.
     pub async fn workspace_if_known(&self) -> bool {
         self.workspace.read().await.is_some()
+    }
+
+    /// Reads the workspace from storage again (after the upgrade changed its format).
+    pub async fn refresh_workspace(&self) -> Result<(), ApiError> {
+        let found = self.storage.workspace().await?;
+        *self.workspace.write().await = found;
+        Ok(())
     }
 
     pub async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {

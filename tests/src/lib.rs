@@ -3,6 +3,8 @@
 //! The binary is found at `$DUCTAPE_BIN`, else in the workspace's target directory
 //! (`cargo build -p ductape-cli` first; `scripts/test` does).
 
+pub mod stolen;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -3,148 +3,15 @@
 //! moves who can decrypt; new keys get access without re-encrypting anything; old clients
 //! are refused before they can write a value every key could open.
 
-use ductape::crypto::keyring::open_binding_from;
-use ductape::crypto::wrap::RecipientSecret;
-use ductape::crypto::{AccessGrants, Keyring, SealedSecret};
+use ductape::crypto::{Keyring, SealedSecret};
 use ductape::wire::Permission;
 use ductape::{
     AccessKey, AccessKeyOptions, CreateSecret, Ductape, ErrorCode, SecretKey, UpdateSecret,
 };
+use ductape_e2e::stolen::{offline_attack, postgres_dump, sqlite_dump};
 use ductape_e2e::{raw, PgCluster, Server};
 use reqwest::Method;
 use std::collections::BTreeSet;
-
-/// What a stolen database holds that matters here.
-struct Dump {
-    keyring: String,
-    /// Every access key's stored grants.
-    grants: Vec<String>,
-    /// (key, ciphertext) of every secret.
-    secrets: Vec<(String, String)>,
-    workspace: String,
-}
-
-fn sqlite_dump(file: &std::path::Path) -> Dump {
-    let c = rusqlite::Connection::open(file).unwrap();
-    let (workspace, keyring): (String, String) = c
-        .query_row("SELECT id, keyring FROM workspaces", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    let grants = c
-        .prepare("SELECT wrapped_key FROM access_keys")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let secrets = c
-        .prepare("SELECT key, ciphertext FROM secrets")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    Dump {
-        keyring,
-        grants,
-        secrets,
-        workspace,
-    }
-}
-
-/// Reads the `COPY ... FROM stdin` blocks of a plain `pg_dump`.
-fn pg_dump_rows(dump: &str, table: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let mut rows = Vec::new();
-    let mut lines = dump.lines();
-    while let Some(line) = lines.next() {
-        let Some(rest) = line.strip_prefix(&format!("COPY public.{table} (")) else {
-            continue;
-        };
-        let cols: Vec<String> = rest
-            .split(')')
-            .next()
-            .unwrap()
-            .split(", ")
-            .map(str::to_owned)
-            .collect();
-        for row in lines.by_ref() {
-            if row == "\\." {
-                break;
-            }
-            rows.push(
-                cols.iter()
-                    .cloned()
-                    .zip(row.split('\t').map(str::to_owned))
-                    .collect(),
-            );
-        }
-    }
-    rows
-}
-
-fn postgres_dump(text: &str) -> Dump {
-    let ws = &pg_dump_rows(text, "workspaces")[0];
-    Dump {
-        keyring: ws["keyring"].clone(),
-        workspace: ws["id"].clone(),
-        grants: pg_dump_rows(text, "access_keys")
-            .into_iter()
-            .map(|r| r["wrapped_key"].clone())
-            .collect(),
-        secrets: pg_dump_rows(text, "secrets")
-            .into_iter()
-            .map(|r| (r["key"].clone(), r["ciphertext"].clone()))
-            .collect(),
-    }
-}
-
-/// The attacker: one access key's text and a dump, and only public functions of the core.
-/// Every key pair it can reach (its grants, every binding key wrapped to one it holds) is
-/// tried on every wrap of every secret. Returns the keys whose value it opened.
-fn offline_attack(dump: &Dump, key_text: &str) -> BTreeSet<String> {
-    let ak: AccessKey = key_text.parse().unwrap();
-    let ring = Keyring::parse(&dump.keyring).unwrap();
-    let ws = &dump.workspace;
-    let mine = ak.recipient();
-    let mut held: Vec<(u32, String, RecipientSecret)> = Vec::new();
-    for g in &dump.grants {
-        if let Some(grants) = AccessGrants::parse(g) {
-            // Only its own grants open; trying everyone's costs nothing.
-            if let Ok(opened) = grants.open(ws, ak.id(), &mine) {
-                held.extend(opened);
-            }
-        }
-    }
-    for generation in &ring.generations {
-        for b in &generation.bindings {
-            for (g, id, secret) in &held {
-                if *g == generation.generation {
-                    if let Ok(s) = open_binding_from(ws, *g, b, id, secret) {
-                        held.push((*g, b.id.clone(), s));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let mut opened = BTreeSet::new();
-    for (key, text) in &dump.secrets {
-        let sealed = SealedSecret::parse(text).expect("a dv2 sealed value");
-        let k = SecretKey::parse(key).unwrap();
-        'wraps: for id in sealed.recipients() {
-            for (_, _, secret) in &held {
-                if let Ok(dk) = sealed.open_key(ws, &k, id, secret) {
-                    if sealed.open_value(ws, &k, &dk).is_ok() {
-                        opened.insert(key.clone());
-                        break 'wraps;
-                    }
-                }
-            }
-        }
-    }
-    opened
-}
 
 /// Secrets across apps and environments, and keys bound in several ways.
 async fn populate(d: &Ductape) -> Vec<(&'static str, String)> {

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use super::keys::{Ring, SessionKeys};
 use super::transport::Idempotency;
 use super::Ductape;
-use crate::crypto::keyring::{binding_id, wrap_binding_to, Binding};
+use crate::crypto::keyring::{binding_id, Binding};
 use crate::crypto::wrap::RecipientSecret;
 use crate::crypto::{sha256_hex, AccessGrants, AccessKey, SealedSecret, WrappedKey};
 use crate::error::{Error, ErrorCode};
@@ -184,23 +184,9 @@ impl<'a> AccessKeys<'a> {
         let ws = &session.workspace.workspace_id;
         let current = ring.keyring.current();
         let pair = RecipientSecret::generate();
-        let mut binding = Binding {
-            id: binding_id(app, envs),
-            app: app.map(str::to_owned),
-            envs: envs.to_vec(),
-            public_key: pair.public().to_string(),
-            wraps: Default::default(),
-            pending: true,
-        };
-        let wider: Vec<&Binding> = current
-            .bindings
-            .iter()
-            .filter(|w| binding.within(w))
-            .collect();
-        for w in wider {
-            let wrap = wrap_binding_to(ws, current.generation, &binding.id, &pair, w)?;
-            binding.wraps.insert(w.id.clone(), wrap);
-        }
+        let mut binding =
+            Binding::new(ws, current.generation, app, envs, &pair, &current.bindings)?;
+        binding.pending = true;
         let body = json!({ "generation": current.generation, "binding": binding });
         let answer = self
             .client

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::crypto::keyring::{open_binding_from, DataKey};
+use crate::crypto::keyring::{
+    binding_id, open_binding_from, open_legacy, open_upgrade_key, DataKey,
+};
 use crate::crypto::wrap::RecipientSecret;
 use crate::crypto::{
-    AccessGrants, AccessKey, Envelope, Keyring, Plaintext, SealedSecret, WorkspaceKey,
+    AccessGrants, AccessKey, Envelope, KeyId, Keyring, Plaintext, SealedSecret, WorkspaceKey,
 };
 use crate::error::{Error, ErrorCode};
 use crate::validate::SecretKey;
@@ -28,6 +30,9 @@ pub(crate) struct Ring {
     /// (generation, binding id, its private key) granted to this access key.
     held: Vec<(u32, String, RecipientSecret)>,
     cache: Mutex<HashMap<String, DataKey>>,
+    /// While a format-1 workspace is upgraded: the old workspace key, to open the `dv1`
+    /// values not resealed yet (held by unbound keys, and by format-1 keys converting).
+    workspace_key: Option<WorkspaceKey>,
 }
 
 impl SessionKeys {
@@ -67,6 +72,17 @@ impl SessionKeys {
             SessionKeys::Workspace(wk) => Envelope::parse(text)
                 .ok_or_else(|| malformed(key))?
                 .open(wk, workspace, key),
+            SessionKeys::Ring(ring) if text.starts_with(Envelope::PREFIX) => {
+                let wk = ring.workspace_key.as_ref().ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::KeyringChanged,
+                        format!("Secret '{key}' is still sealed in format 1 while the workspace is upgraded: try again when the upgrade has finished"),
+                    )
+                })?;
+                Envelope::parse(text)
+                    .ok_or_else(|| malformed(key))?
+                    .open(wk, workspace, key)
+            }
             SessionKeys::Ring(ring) => {
                 let sealed = SealedSecret::parse(text).ok_or_else(|| malformed(key))?;
                 let dk = ring.data_key(workspace, key, &sealed)?;
@@ -90,6 +106,7 @@ impl Ring {
         grants: &str,
         workspace: &str,
         ak: &AccessKey,
+        key_id: &str,
     ) -> Result<Ring, Error> {
         let grants = AccessGrants::parse(grants).ok_or_else(|| {
             Error::new(
@@ -105,11 +122,61 @@ impl Ring {
             ));
         }
         let held = grants.open(workspace, ak.id(), &mine)?;
-        Ok(Ring {
+        let mut ring = Ring {
             keyring,
             held,
             cache: Mutex::new(HashMap::new()),
-        })
+            workspace_key: None,
+        };
+        if let Some(text) = &ring.keyring.upgrade_key {
+            let current = ring.keyring.current().generation;
+            let unbound = binding_id(None, &[]);
+            if let Some((_, _, secret)) = ring
+                .held
+                .iter()
+                .find(|(g, b, _)| *g == current && *b == unbound)
+            {
+                let key_id = KeyId::parse(key_id).ok_or_else(|| {
+                    Error::new(ErrorCode::Protocol, "the workspace key id is malformed")
+                })?;
+                ring.workspace_key = Some(open_upgrade_key(
+                    text, workspace, current, &unbound, secret, &key_id,
+                )?);
+            }
+        }
+        Ok(ring)
+    }
+
+    /// A format-1 key's first session in an upgraded workspace: its binding's key from the
+    /// upgrade wrap under the old workspace key `wk`, and the grant of it to this key's
+    /// own public key that the client then stores (so it needs `wk` no more).
+    pub(crate) fn converted(
+        keyring: Keyring,
+        workspace: &str,
+        ak: &AccessKey,
+        app: Option<&str>,
+        envs: &[String],
+        wk: WorkspaceKey,
+    ) -> Result<(Ring, AccessGrants), Error> {
+        let current = keyring.current();
+        let generation = current.generation;
+        let id = binding_id(app, envs);
+        let binding = current.binding(&id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Protocol,
+                format!("this key's binding {id} is not in the keyring"),
+            )
+        })?;
+        let secret = open_legacy(&wk, workspace, generation, binding)?;
+        let mut grants = AccessGrants::new(&ak.recipient().public());
+        grants.grant(workspace, ak.id(), generation, &id, &secret)?;
+        let ring = Ring {
+            keyring,
+            held: vec![(generation, id, secret)],
+            cache: Mutex::new(HashMap::new()),
+            workspace_key: Some(wk),
+        };
+        Ok((ring, grants))
     }
 
     /// The private key of binding `id` in `generation`: granted to this key, or opened from
@@ -178,6 +245,16 @@ impl Ring {
             }
             cache.insert(cache_key, dk.clone());
             return Ok(dk);
+        }
+        if !self.held.iter().any(|(g, _, _)| *g >= sealed.generation) {
+            // Resealed by a rotation this session has not seen: a new session holds it.
+            return Err(Error::new(
+                ErrorCode::KeyringChanged,
+                format!(
+                    "Secret '{key}' is sealed under key generation {}, newer than this session's",
+                    sealed.generation
+                ),
+            ));
         }
         Err(Error::new(
             ErrorCode::Integrity,

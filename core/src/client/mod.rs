@@ -5,19 +5,21 @@ pub mod blocking;
 mod config;
 mod keys;
 mod resolve;
+mod rotation;
 mod secrets;
 mod transport;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
 pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
+pub use rotation::Rotation;
 pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 
 use reqwest::Method;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::crypto::{AccessKey, WrappedKey};
+use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
 use crate::error::{Error, ErrorCode};
 use crate::wire::{AccessKeyInfo, AuditPage, AuditQuery, Health, SessionResponse, WorkspaceInfo};
 use transport::{Idempotency, Transport};
@@ -27,6 +29,28 @@ pub(crate) struct Session {
     pub(crate) workspace: WorkspaceInfo,
     pub(crate) access_key: AccessKeyInfo,
     pub(crate) keys: keys::SessionKeys,
+}
+
+/// Format 1: the workspace key, unwrapped with the access key.
+fn unwrap_workspace_key(
+    text: &str,
+    workspace: &WorkspaceInfo,
+    ak: &AccessKey,
+) -> Result<WorkspaceKey, Error> {
+    let wrapped = WrappedKey::parse(text).ok_or_else(|| {
+        Error::new(
+            ErrorCode::Protocol,
+            "the server sent a malformed wrapped workspace key",
+        )
+    })?;
+    let key = wrapped.unwrap_key(ak.unwrap_bytes(), &workspace.workspace_id, ak.id())?;
+    if key.id().as_str() != workspace.key_id {
+        return Err(Error::new(
+            ErrorCode::Integrity,
+            "the workspace key does not match the workspace's key id",
+        ));
+    }
+    Ok(key)
 }
 
 /// The Ductape Secrets client. Cheap to clone: clones share one connection pool and session.
@@ -77,8 +101,25 @@ impl Ductape {
         self.inner.transport.config()
     }
 
-    /// Authenticates, downloads this access key's wrapped workspace key and unwraps it here.
+    /// Authenticates, downloads this access key's grants (or, in a format-1 workspace, its
+    /// wrapped workspace key) and opens them here. An unbound admin key upgrades a format-1
+    /// workspace to format 2 here (or finishes an upgrade left half done): see
+    /// [`Ductape::upgrade_with_progress`].
     pub async fn init(&self) -> Result<(), Error> {
+        self.open_session().await?;
+        let session = self.session()?;
+        let upgrade = match &session.keys {
+            keys::SessionKeys::Workspace(_) => true,
+            keys::SessionKeys::Ring(ring) => ring.keyring.upgrade_key.is_some(),
+        };
+        if upgrade && rotation::can_rotate(&session.access_key) {
+            self.upgrade_with_progress(|_, _| {}).await?;
+        }
+        Ok(())
+    }
+
+    /// `init()` without the upgrade: reads the session and opens its keys.
+    pub(crate) async fn open_session(&self) -> Result<(), Error> {
         let resp: SessionResponse = self
             .transport()
             .call(Method::GET, "/v1/session", None, Idempotency::Idempotent)
@@ -92,26 +133,41 @@ impl Ductape {
         }
         let ws = &resp.workspace.workspace_id;
         let keys = match resp.keyring {
+            Some(ring) if resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
+                // A format-1 key in an upgraded workspace: it takes its grant, once.
+                ring.check()?;
+                let wk = unwrap_workspace_key(&resp.wrapped_key, &resp.workspace, ak)?;
+                let info = &resp.access_key;
+                let (ring, grants) =
+                    keys::Ring::converted(ring, ws, ak, info.app.as_deref(), &info.envs, wk)?;
+                let body = serde_json::json!({
+                    "grants": [{ "id": ak.id(), "grants": grants.to_string() }]
+                });
+                self.transport()
+                    .call::<serde_json::Value>(
+                        Method::POST,
+                        "/v1/keyring/grants",
+                        Some(&body),
+                        Idempotency::Idempotent,
+                    )
+                    .await?;
+                keys::SessionKeys::Ring(ring)
+            }
             Some(ring) => {
                 ring.check()?;
-                keys::SessionKeys::Ring(keys::Ring::open(ring, &resp.wrapped_key, ws, ak)?)
+                keys::SessionKeys::Ring(keys::Ring::open(
+                    ring,
+                    &resp.wrapped_key,
+                    ws,
+                    ak,
+                    &resp.workspace.key_id,
+                )?)
             }
-            None => {
-                let wrapped = WrappedKey::parse(&resp.wrapped_key).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::Protocol,
-                        "the server sent a malformed wrapped workspace key",
-                    )
-                })?;
-                let key = wrapped.unwrap_key(ak.unwrap_bytes(), ws, ak.id())?;
-                if key.id().as_str() != resp.workspace.key_id {
-                    return Err(Error::new(
-                        ErrorCode::Integrity,
-                        "the workspace key does not match the workspace's key id",
-                    ));
-                }
-                keys::SessionKeys::Workspace(key)
-            }
+            None => keys::SessionKeys::Workspace(unwrap_workspace_key(
+                &resp.wrapped_key,
+                &resp.workspace,
+                ak,
+            )?),
         };
         *write(&self.inner.session) = Some(Arc::new(Session {
             workspace: resp.workspace,

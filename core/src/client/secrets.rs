@@ -441,7 +441,14 @@ impl<'a> Secrets<'a> {
                 Idempotency::Idempotent,
             )
             .await?;
-        open_secret(&session, &key, got)
+        match open_secret(&session, &key, got.clone()) {
+            // Resealed by a rotation since this session began: a fresh session opens it.
+            Err(e) if e.code() == ErrorCode::KeyringChanged => {
+                self.client.open_session().await?;
+                open_secret(&*self.client.session()?, &key, got)
+            }
+            other => other,
+        }
     }
 
     /// Changes the value (re-encrypted here) and/or metadata.
@@ -584,22 +591,39 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<BatchResult>, Error> {
-        let session = self.client.session()?;
+        let mut session = self.client.session()?;
         let results = self.batch_request(keys, app, env, false).await?;
-        Ok(keys
+        let open = |session: &super::Session, key: &SecretKey, item: &BatchItem| match (
+            &item.secret,
+            &item.error,
+        ) {
+            (Some(s), _) if item.key == key.as_str() => open_secret(session, key, s.clone()),
+            (_, Some(e)) => Err(Error::from_server(
+                e.status,
+                Some(e.code.clone()),
+                e.message.clone(),
+                None,
+            )),
+            _ => Err(mismatch()),
+        };
+        let mut out: Vec<BatchResult> = keys
             .iter()
-            .zip(results)
-            .map(|(key, item)| {
-                let result = match (item.secret, item.error) {
-                    (Some(s), _) if item.key == key.as_str() => open_secret(&session, key, s),
-                    (_, Some(e)) => {
-                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
-                    }
-                    _ => Err(mismatch()),
-                };
-                (key.clone(), result)
-            })
-            .collect())
+            .zip(&results)
+            .map(|(key, item)| (key.clone(), open(&session, key, item)))
+            .collect();
+        let stale =
+            |r: &BatchResult| matches!(&r.1, Err(e) if e.code() == ErrorCode::KeyringChanged);
+        if out.iter().any(stale) {
+            // Some were resealed by a rotation since this session began.
+            self.client.open_session().await?;
+            session = self.client.session()?;
+            for ((key, result), item) in out.iter_mut().zip(&results) {
+                if matches!(result, Err(e) if e.code() == ErrorCode::KeyringChanged) {
+                    *result = open(&session, key, item);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Like [`Secrets::batch_get`] but metadata only (no ciphertext leaves the server);

@@ -36,7 +36,7 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    const PREFIX: &'static str = "dv1.xc20p.";
+    pub const PREFIX: &'static str = "dv1.xc20p.";
 
     /// Encrypts `value` for the secret `key` of workspace `workspace_id`.
     pub fn seal(wk: &WorkspaceKey, workspace_id: &str, key: &SecretKey, value: &Plaintext) -> Self {
@@ -123,7 +123,7 @@ impl fmt::Debug for Envelope {
 pub struct WrappedKey(Envelope);
 
 impl WrappedKey {
-    const PREFIX: &'static str = "dwk1.xc20p.";
+    pub const PREFIX: &'static str = "dwk1.xc20p.";
 
     /// Wraps `wk` for the access key `access_key_id` of `workspace_id`.
     pub fn wrap(

@@ -16,7 +16,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use super::wrap::{RecipientKey, RecipientSecret, WrapContext, WrappedTo};
-use super::{b64, envelope, unb64, Plaintext};
+use super::{b64, envelope, unb64, Plaintext, WorkspaceKey};
 use crate::access::Context;
 use crate::error::{Error, ErrorCode};
 use crate::ids::random_bytes;
@@ -59,9 +59,44 @@ pub struct Binding {
     /// client that registered it, or whoever resumes): no access key is issued for it yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// Upgrade from format 1 only: this binding's private key sealed under the old
+    /// workspace key, so a format-1 access key (which holds only that) can take its grant
+    /// once, on its first use by a current client. Dropped when no such key is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<String>,
 }
 
 impl Binding {
+    /// A binding with public key `pair`, its private key wrapped to every binding of
+    /// `among` that is wider than it (so those can grant it).
+    pub fn new(
+        workspace: &str,
+        generation: u32,
+        app: Option<&str>,
+        envs: &[String],
+        pair: &RecipientSecret,
+        among: &[Binding],
+    ) -> Result<Binding, Error> {
+        let mut b = Binding {
+            id: binding_id(app, envs),
+            app: app.map(str::to_owned),
+            envs: envs.to_vec(),
+            public_key: pair.public().to_string(),
+            wraps: BTreeMap::new(),
+            pending: false,
+            legacy: None,
+        };
+        let wider: Vec<&Binding> = among
+            .iter()
+            .filter(|w| w.id != b.id && b.within(w))
+            .collect();
+        for w in wider {
+            let wrap = wrap_binding_to(workspace, generation, &b.id, pair, w)?;
+            b.wraps.insert(w.id.clone(), wrap);
+        }
+        Ok(b)
+    }
+
     /// The access rules of this binding, as a reader's context.
     pub fn context(&self) -> Context<'_> {
         Context {
@@ -97,6 +132,39 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Generation `number` with fresh pairs for the unbound binding and each of `bound`
+    /// (app, envs); each private key wrapped to every wider binding. Returns the private
+    /// keys by binding id, for the grants and upgrade wraps its maker writes.
+    pub fn fresh(
+        workspace: &str,
+        number: u32,
+        bound: &[(Option<String>, Vec<String>)],
+    ) -> Result<(Generation, Vec<(String, RecipientSecret)>), Error> {
+        let mut specs: Vec<(Option<String>, Vec<String>)> = vec![(None, Vec::new())];
+        for (app, envs) in bound {
+            let mut envs = envs.clone();
+            envs.sort();
+            envs.dedup();
+            if !specs.iter().any(|(a, e)| a == app && *e == envs) {
+                specs.push((app.clone(), envs));
+            }
+        }
+        // Widest first, so each binding's wider ones exist when it is made.
+        specs.sort_by_key(|(app, envs)| (app.is_some(), envs.len()));
+        let mut g = Generation {
+            generation: number,
+            bindings: Vec::with_capacity(specs.len()),
+        };
+        let mut secrets = Vec::with_capacity(specs.len());
+        for (app, envs) in &specs {
+            let pair = RecipientSecret::generate();
+            let b = Binding::new(workspace, number, app.as_deref(), envs, &pair, &g.bindings)?;
+            secrets.push((b.id.clone(), pair));
+            g.bindings.push(b);
+        }
+        Ok((g, secrets))
+    }
+
     pub fn binding(&self, id: &str) -> Option<&Binding> {
         self.bindings.iter().find(|b| b.id == id)
     }
@@ -117,6 +185,11 @@ impl Generation {
 pub struct Keyring {
     pub format: u32,
     pub generations: Vec<Generation>,
+    /// Upgrading from format 1 (some values may still be `dv1` envelopes): the old
+    /// workspace key wrapped to the current unbound binding, so an unbound key can reseal
+    /// them. Dropped when the upgrade finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_key: Option<String>,
 }
 
 impl Keyring {
@@ -134,8 +207,10 @@ impl Keyring {
                     public_key: pair.public().to_string(),
                     wraps: BTreeMap::new(),
                     pending: false,
+                    legacy: None,
                 }],
             }],
+            upgrade_key: None,
         };
         (ring, pair)
     }
@@ -181,6 +256,12 @@ impl Keyring {
         self.generations
             .last()
             .expect("a checked keyring has a generation")
+    }
+
+    /// Whether a rotation (or the upgrade from format 1) is under way: values may still be
+    /// sealed under an older generation (or a format-1 envelope).
+    pub fn in_transition(&self) -> bool {
+        self.generations.len() > 1 || self.upgrade_key.is_some()
     }
 
     pub fn generation(&self, generation: u32) -> Option<&Generation> {
@@ -621,6 +702,105 @@ pub fn open_binding_from(
     RecipientSecret::from_bytes(&bytes).ok_or_else(|| malformed("a binding key"))
 }
 
+/// Upgrade from format 1: seals a binding's private key under the old workspace key
+/// (XChaCha20-Poly1305, bound to workspace, generation and binding).
+pub fn seal_legacy(
+    wk: &WorkspaceKey,
+    workspace: &str,
+    generation: u32,
+    binding: &str,
+    secret: &RecipientSecret,
+) -> String {
+    let aad = legacy_aad(workspace, generation, binding);
+    let (nonce, sealed) = envelope::seal_raw(wk.bytes(), &aad, &*secret.to_bytes());
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    b64(&out)
+}
+
+/// Opens [`seal_legacy`]'s output for `binding` with the old workspace key.
+pub fn open_legacy(
+    wk: &WorkspaceKey,
+    workspace: &str,
+    generation: u32,
+    binding: &Binding,
+) -> Result<RecipientSecret, Error> {
+    let gone = || {
+        Error::new(
+            ErrorCode::PermissionDenied,
+            "this access key predates format 2 and the upgrade has retired format-1 keys: ask an admin for a new key",
+        )
+    };
+    let raw = binding.legacy.as_deref().and_then(unb64).ok_or_else(gone)?;
+    if raw.len() < envelope::NONCE_LEN + envelope::TAG_LEN {
+        return Err(malformed("a binding's upgrade wrap"));
+    }
+    let (nonce, sealed) = raw.split_at(envelope::NONCE_LEN);
+    let nonce: &[u8; envelope::NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+    let aad = legacy_aad(workspace, generation, &binding.id);
+    let bytes = envelope::open_raw(wk.bytes(), &aad, nonce, sealed)
+        .ok_or_else(|| malformed("a binding's upgrade wrap"))?;
+    let bytes: &[u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed("a binding key"))?;
+    RecipientSecret::from_bytes(bytes).ok_or_else(|| malformed("a binding key"))
+}
+
+/// Upgrade from format 1: the old workspace key wrapped to the new unbound binding (what
+/// [`Keyring::upgrade_key`] holds while `dv1` values are resealed).
+pub fn wrap_upgrade_key(
+    wk: &WorkspaceKey,
+    workspace: &str,
+    generation: u32,
+    unbound: &Binding,
+) -> Result<String, Error> {
+    let subject = format!("workspace-key:{}", wk.id());
+    let ctx = WrapContext {
+        workspace,
+        generation,
+        subject: &subject,
+        recipient: &unbound.id,
+    };
+    Ok(WrappedTo::seal(&unbound.recipient()?, wk.bytes(), &ctx).raw_b64())
+}
+
+/// Opens [`wrap_upgrade_key`]'s output with the unbound binding's private key.
+pub fn open_upgrade_key(
+    text: &str,
+    workspace: &str,
+    generation: u32,
+    unbound: &str,
+    with: &RecipientSecret,
+    key_id: &super::KeyId,
+) -> Result<WorkspaceKey, Error> {
+    let wrap = WrappedTo::from_raw_b64(text).ok_or_else(|| malformed("the upgrade key"))?;
+    let subject = format!("workspace-key:{key_id}");
+    let ctx = WrapContext {
+        workspace,
+        generation,
+        subject: &subject,
+        recipient: unbound,
+    };
+    let bytes = wrap.open(with, &ctx)?;
+    Ok(WorkspaceKey::from_parts(*bytes, key_id.clone()))
+}
+
+/// Whether `text` has the shape [`seal_legacy`] writes (the server cannot open it).
+pub fn legacy_well_formed(text: &str) -> bool {
+    unb64(text).is_some_and(|raw| raw.len() == envelope::NONCE_LEN + 32 + envelope::TAG_LEN)
+}
+
+fn legacy_aad(workspace: &str, generation: u32, binding: &str) -> Vec<u8> {
+    [
+        b"ductape/legacy/v2".as_slice(),
+        workspace.as_bytes(),
+        generation.to_string().as_bytes(),
+        binding.as_bytes(),
+    ]
+    .join(&0u8)
+}
+
 fn malformed(what: &str) -> Error {
     Error::new(ErrorCode::Protocol, format!("{what} is malformed"))
 }
@@ -655,6 +835,7 @@ mod tests {
                 public_key: pair.public().to_string(),
                 wraps: BTreeMap::new(),
                 pending: false,
+                legacy: None,
             },
             pair,
         )

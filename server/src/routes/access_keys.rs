@@ -327,10 +327,17 @@ pub async fn session(
             ));
         }
     }
+    // Grants change (rotation, upgrade): read them as stored now, not as cached.
+    let wrapped_key = st
+        .storage
+        .access_key(&caller.key.id)
+        .await?
+        .map(|k| k.wrapped_key)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "this access key was deleted"))?;
     Ok(Json(SessionResponse {
         workspace: caller.workspace.info(),
         access_key: caller.key.info(),
-        wrapped_key: caller.key.wrapped_key.clone(),
+        wrapped_key,
         keyring,
     }))
 }

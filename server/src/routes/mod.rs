@@ -24,6 +24,8 @@ use crate::state::AppState;
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
         keyring::register, keyring::pending, keyring::add_wraps, keyring::ready,
+        keyring::grantees, keyring::add_grants, keyring::start, keyring::reseal_pending,
+        keyring::reseal, keyring::finish,
         system::healthz, system::readyz,
     ),
     components(schemas(ductape::wire::SecretPage)),
@@ -79,6 +81,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keyring/bindings/{id}/pending", post(keyring::pending))
         .route("/v1/keyring/bindings/{id}/wraps", post(keyring::add_wraps))
         .route("/v1/keyring/bindings/{id}/ready", post(keyring::ready))
+        .route("/v1/keyring/grantees", get(keyring::grantees))
+        .route("/v1/keyring/grants", post(keyring::add_grants))
+        .route("/v1/keyring/generations", post(keyring::start))
+        .route("/v1/keyring/reseal/pending", post(keyring::reseal_pending))
+        .route("/v1/keyring/reseal", post(keyring::reseal))
+        .route("/v1/keyring/finish", post(keyring::finish))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))

@@ -195,11 +195,31 @@ pub fn reseals(before: &StoredSecret, after: &StoredSecret) -> bool {
         || before.envs != after.envs
 }
 
-/// A change of the keyring inside one transaction: from the stored one (if any), the new one.
+/// A change of the keyring inside one transaction: from the stored one (if any) and the
+/// workspace's access keys as they are then, the new keyring and the keys whose grants
+/// change.
 pub type KeyringChange = Box<
-    dyn FnOnce(Option<ductape::crypto::Keyring>) -> Result<ductape::crypto::Keyring, ApiError>
+    dyn FnOnce(
+            Option<ductape::crypto::Keyring>,
+            &[StoredAccessKey],
+        ) -> Result<KeyringUpdate, ApiError>
         + Send,
 >;
+
+/// What a [`KeyringChange`] writes: the keyring, and access keys' new grants (id, text).
+pub struct KeyringUpdate {
+    pub keyring: ductape::crypto::Keyring,
+    pub grants: Vec<(String, String)>,
+}
+
+impl From<ductape::crypto::Keyring> for KeyringUpdate {
+    fn from(keyring: ductape::crypto::Keyring) -> Self {
+        KeyringUpdate {
+            keyring,
+            grants: Vec::new(),
+        }
+    }
+}
 
 /// A change applied inside one transaction; returning an error rolls it back.
 pub type Modify = Box<dyn FnOnce(&mut StoredSecret) -> Result<(), ApiError> + Send>;

@@ -732,16 +732,35 @@ impl Storage for PostgresStorage {
                 .map_err(db)?
                 .and_then(|r| r.get(0));
             let stored = stored_keyring(stored)?;
-            let ring = change(stored)?;
+            // Locked: a key created or deleted meanwhile waits for this change.
+            let keys: Vec<StoredAccessKey> = tx
+                .query(
+                    &format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id FOR UPDATE"),
+                    &[&workspace_id],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(key_row)
+                .collect();
+            let update = change(stored, &keys)?;
             tx.execute(
                 "UPDATE workspaces SET keyring = $1 WHERE id = $2",
-                &[&ring.to_json(), &workspace_id],
+                &[&update.keyring.to_json(), &workspace_id],
             )
             .await
             .map_err(db)?;
+            for (id, grants) in &update.grants {
+                tx.execute(
+                    "UPDATE access_keys SET wrapped_key = $1 WHERE workspace_id = $2 AND id = $3",
+                    &[grants, &workspace_id, id],
+                )
+                .await
+                .map_err(db)?;
+            }
             append_chained(&tx, &[event]).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(ring)
+            Ok(update.keyring)
         })
         .await
     }

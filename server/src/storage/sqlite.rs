@@ -990,15 +990,31 @@ impl Storage for SqliteStorage {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
             let stored = stored_keyring(keyring_of(&tx, &ws)?)?;
-            let ring = change(stored)?;
+            let keys = {
+                let mut st = tx
+                    .prepare(&format!(
+                        "SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = ?1 ORDER BY created_ms, id"
+                    ))
+                    .map_err(db)?;
+                let rows = st.query_map(params![ws], key_row).map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+            };
+            let update = change(stored, &keys)?;
             tx.execute(
                 "UPDATE workspaces SET keyring = ?1 WHERE id = ?2",
-                params![ring.to_json(), ws],
+                params![update.keyring.to_json(), ws],
             )
             .map_err(db)?;
+            for (id, grants) in &update.grants {
+                tx.execute(
+                    "UPDATE access_keys SET wrapped_key = ?1 WHERE workspace_id = ?2 AND id = ?3",
+                    params![grants, ws, id],
+                )
+                .map_err(db)?;
+            }
             append_chained(&tx, &[event]).map_err(db)?;
             tx.commit().map_err(db)?;
-            Ok(ring)
+            Ok(update.keyring)
         })
         .await
     }
