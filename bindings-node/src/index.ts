@@ -139,6 +139,16 @@ export interface AuditEntry {
   hash: string;
 }
 
+/** What a key rotation did. */
+export interface Rotation {
+  /** The key generation the workspace is at now. */
+  generation: number;
+  /** Values this call sealed anew. */
+  resealed: number;
+  /** Whether this call started the rotation (false: it resumed one). */
+  started: boolean;
+}
+
 /** A page of the audit trail, newest first. */
 export interface AuditPage {
   events: AuditEntry[];
@@ -389,6 +399,15 @@ export default class Ductape {
   /** The audit trail (admin permission), newest first, filtered and paged. */
   audit(query: AuditQuery = {}): Promise<AuditPage> {
     return call(() => this.#native.audit(defined(query)) as Promise<AuditPage>);
+  }
+
+  /**
+   * Rotates the workspace keys (unbound admin key): a new key generation, every value
+   * re-encrypted under it, every remaining access key granted it, the old one retired.
+   * Run it after deleting a leaked key. Resumable: call it again after an interruption.
+   */
+  rotateKey(): Promise<Rotation> {
+    return call(() => this.#native.rotateKey() as Promise<Rotation>);
   }
 
   /** The server URL. */

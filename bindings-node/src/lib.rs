@@ -234,6 +234,11 @@ impl NativeClient {
             .napi()
     }
 
+    #[napi]
+    pub async fn rotate_key(&self) -> napi::Result<Value> {
+        self.inner.rotate_key().await.map(|r| json(&r)).napi()
+    }
+
     /// `query` has the snake_case fields of `AuditQuery` (undefined ones left out).
     #[napi]
     pub async fn audit(&self, query: Option<Value>) -> napi::Result<Value> {

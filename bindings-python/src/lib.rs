@@ -227,6 +227,11 @@ impl NativeClient {
         ))
     }
 
+    fn rotate_key_op(&self) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move { json_answer(c.rotate_key().await) }))
+    }
+
     fn audit_op(&self, filters: &Bound<'_, PyAny>) -> PyResult<Op> {
         let c = self.client()?;
         let q = audit_query(py_to_json(filters)?).py()?;
@@ -451,6 +456,14 @@ impl NativeClient {
         filters: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         Self::run_async(py, self.audit_op(filters)?)
+    }
+
+    fn rotate_key(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.rotate_key_op()?)
+    }
+
+    fn rotate_key_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.rotate_key_op()?)
     }
 
     /// Safe to show: the URL and the access key's public id.

@@ -323,6 +323,13 @@ class Ductape(_Base):
              "before": before, "limit": limit}
         return AuditPage._from_wire(self._native.audit(q))
 
+    def rotate_key(self) -> dict[str, Any]:
+        """Rotates the workspace keys (unbound admin key): a new key generation, every
+        value re-encrypted under it, every remaining access key granted it, the old one
+        retired. Run it after deleting a leaked key. Resumable: call it again after an
+        interruption. Returns ``{"generation", "resealed", "started"}``."""
+        return self._native.rotate_key()
+
 
 class AsyncDuctape(_Base):
     """The asyncio client: the same methods as :class:`Ductape`, as coroutines.
@@ -359,3 +366,6 @@ class AsyncDuctape(_Base):
         q = {"secret_key": secret_key, "access_key_id": access_key_id, "app": app, "env": env,
              "before": before, "limit": limit}
         return AuditPage._from_wire(await self._native.audit_async(q))
+
+    async def rotate_key(self) -> dict[str, Any]:
+        return await self._native.rotate_key_async()

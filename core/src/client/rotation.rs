@@ -28,7 +28,7 @@ use crate::wire::{
 };
 
 /// What a rotation (or upgrade) did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Rotation {
     /// The key generation the workspace is at now.
     pub generation: u32,

@@ -1,0 +1,30 @@
+// Key rotation from Node: one call, the same core as the CLI and Python.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import Ductape from '@ductape/sdk';
+import helpers from './helpers/server.cjs';
+
+let server;
+before(async () => {
+  server = await helpers.startServer();
+});
+after(() => server.stop());
+
+test('rotateKey reseals every value and sessions opened before keep reading', async () => {
+  const admin = new Ductape({ accessKey: server.accessKey, url: server.url });
+  await admin.init();
+  await admin.secrets.create({ key: 'WEB_TOKEN', value: 'web-value', scope: ['web'] });
+  await admin.secrets.create({ key: 'API_TOKEN', value: 'api-value', scope: ['api'] });
+  const out = execFileSync(helpers.ductapeBin(), ['access-keys', 'create', '--name', 'web', '--permissions', 'list,read', '--app', 'web'], {
+    env: { ...process.env, DUCTAPE_URL: server.url, DUCTAPE_ACCESS_KEY: server.accessKey },
+  }).toString();
+  const web = new Ductape({ accessKey: out.trim().replace('DUCTAPE_ACCESS_KEY=', ''), url: server.url });
+  await web.init();
+
+  assert.deepEqual(await admin.rotateKey(), { generation: 2, resealed: 2, started: true });
+  assert.equal((await web.secrets.fetch('WEB_TOKEN')).value, 'web-value');
+  assert.equal((await admin.secrets.fetch('API_TOKEN')).value, 'api-value');
+  await assert.rejects(web.rotateKey(), { code: 'permission_denied' });
+  assert.equal((await admin.rotateKey()).generation, 3);
+});

@@ -1,0 +1,51 @@
+"""Key rotation from Python: one call, the same core as the CLI and Node."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import pytest
+from conftest import Server, ductape_bin
+from ductape import AsyncDuctape, Ductape, PermissionDeniedError
+
+
+@pytest.fixture
+def own_server() -> Server:
+    s = Server()
+    yield s
+    s.stop()
+
+
+def _bound_key(server: Server, app: str) -> str:
+    out = subprocess.run(
+        [ductape_bin(), "access-keys", "create", "--name", app, "--permissions", "list,read", "--app", app],
+        env={**os.environ, "DUCTAPE_URL": server.url, "DUCTAPE_ACCESS_KEY": server.access_key},
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip().removeprefix("DUCTAPE_ACCESS_KEY=")
+
+
+def test_rotate_key_reseals_and_every_session_keeps_reading(own_server: Server) -> None:
+    admin = Ductape(access_key=own_server.access_key, url=own_server.url)
+    admin.init()
+    admin.secrets.create(key="WEB_TOKEN", value="web-value", scope=["web"])
+    admin.secrets.create(key="API_TOKEN", value="api-value", scope=["api"])
+    web = Ductape(access_key=_bound_key(own_server, "web"), url=own_server.url)
+    web.init()  # a session opened before the rotation
+
+    report = admin.rotate_key()
+    assert report == {"generation": 2, "resealed": 2, "started": True}
+    assert web.secrets.fetch("WEB_TOKEN").value == "web-value"
+    assert admin.secrets.fetch("API_TOKEN").value == "api-value"
+    with pytest.raises(PermissionDeniedError, match="unbound admin"):
+        web.rotate_key()
+
+    async def again() -> dict[str, object]:
+        a = AsyncDuctape(access_key=own_server.access_key, url=own_server.url)
+        await a.init()
+        return await a.rotate_key()
+
+    assert asyncio.run(again())["generation"] == 3
+    assert web.secrets.fetch("WEB_TOKEN").value == "web-value"
