@@ -424,3 +424,65 @@ async fn a_rotation_killed_at_random_points_resumes_and_loses_nothing() {
     }
     server.stop();
 }
+
+/// A rotation cut short after its first page: both generations are live. A key made then
+/// reads values of both; a binding nobody used is refused until the rotation is finished;
+/// the next run finishes it.
+#[tokio::test]
+async fn keys_made_during_a_rotation_read_both_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ductape.sqlite");
+    let mut server = Server::persistent(dir.path());
+    server.setup().await;
+    let admin = server.client().await;
+    let want = create_many(&admin, 1200).await;
+    bound_key(&admin, "web", Some("web"), &[]).await;
+
+    let cut = server.client().await;
+    let died = tokio::spawn(async move {
+        cut.rotate_key_with_progress(|_, _| panic!("the client dies here"))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    assert!(died.is_err());
+    let dump = sqlite_dump(&file);
+    assert_eq!(generations(&dump), vec![1, 2]);
+    let on_new = dump
+        .secrets
+        .iter()
+        .filter(|(_, c)| c.starts_with("dv2.2."))
+        .count();
+    assert!(
+        on_new > 0 && on_new < 1200,
+        "{on_new} resealed before the cut"
+    );
+
+    // Same binding as an existing key: granted both generations, reads every value.
+    let web2 = bound_key(&admin, "web-2", Some("web"), &[]).await;
+    let c = server.client_with(&web2).await;
+    for key in in_binding(&want, Some("web"), &[]) {
+        assert_eq!(
+            c.secrets().fetch(&key).await.unwrap().value.expose(),
+            &want[&key]
+        );
+    }
+    // A binding new to the keyring waits for the rotation to finish.
+    let mut o = AccessKeyOptions::new("ops", [Permission::Read]);
+    o.app = Some("ops".into());
+    let e = admin.access_keys().create(o).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict, "{e}");
+    assert!(e.message().contains("rotation"), "{e}");
+
+    let report = admin.rotate_key().await.unwrap();
+    assert_eq!((report.generation, report.started), (2, false));
+    assert_eq!(report.resealed as usize, 1200 - on_new);
+    let dump = sqlite_dump(&file);
+    assert_eq!(generations(&dump), vec![2]);
+    assert_eq!(
+        offline_attack(&dump, &web2),
+        in_binding(&want, Some("web"), &[])
+    );
+    bound_key(&admin, "ops", Some("ops"), &[]).await;
+    server.stop();
+}

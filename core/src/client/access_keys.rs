@@ -78,10 +78,33 @@ impl<'a> AccessKeys<'a> {
         if let Some(app) = &opts.app {
             validate::check_tags("app", vec![app.clone()])?;
         }
-        let mut envs = validate::check_tags("envs", opts.envs)?;
+        let mut envs = validate::check_tags("envs", opts.envs.clone())?;
         envs.sort();
         envs.dedup();
         let key = AccessKey::generate();
+        let mut refreshed = false;
+        loop {
+            let answer = self.register_key(&key, &opts, &envs, &mut progress).await;
+            match answer {
+                // The keyring moved on (a rotation began): refresh the session, grant again.
+                Err(e) if e.code() == ErrorCode::KeyringChanged && !refreshed => {
+                    refreshed = true;
+                    self.client.open_session().await?;
+                }
+                other => return other.map(|info| CreatedAccessKey { key, info }),
+            }
+        }
+    }
+
+    /// Wraps the workspace key (format 1) or grants the binding (format 2) to `key`, and
+    /// registers it.
+    async fn register_key(
+        &self,
+        key: &AccessKey,
+        opts: &AccessKeyOptions,
+        envs: &[String],
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<AccessKeyInfo, Error> {
         let session = self.client.session()?;
         let ws = session.workspace.workspace_id.clone();
         let wrapped_key = match &session.keys {
@@ -90,7 +113,7 @@ impl<'a> AccessKeys<'a> {
             }
             SessionKeys::Ring(_) => {
                 let grants = self
-                    .grant_for(&key, opts.app.as_deref(), &envs, &mut progress)
+                    .grant_for(key, opts.app.as_deref(), envs, progress)
                     .await?;
                 grants.to_string()
             }
@@ -104,8 +127,7 @@ impl<'a> AccessKeys<'a> {
             "app": opts.app,
             "envs": envs,
         });
-        let info: AccessKeyInfo = self
-            .client
+        self.client
             .transport()
             .call(
                 Method::POST,
@@ -113,8 +135,7 @@ impl<'a> AccessKeys<'a> {
                 Some(&body),
                 super::transport::Idempotency::NotIdempotent,
             )
-            .await?;
-        Ok(CreatedAccessKey { key, info })
+            .await
     }
 
     /// Format 2: the grant of the binding `(app, envs)` to the new key, registering the
@@ -133,9 +154,18 @@ impl<'a> AccessKeys<'a> {
             SessionKeys::Workspace(_) => false,
         };
         if missing {
-            self.register_binding(&session, app, envs).await?;
-            self.client.init().await?;
+            let registered = self.register_binding(&session, app, envs).await;
+            self.client.open_session().await?;
             session = self.client.session()?;
+            let now = match &session.keys {
+                SessionKeys::Ring(ring) => ring.keyring.current().binding(&id).is_some(),
+                SessionKeys::Workspace(_) => false,
+            };
+            match registered {
+                // Registered meanwhile by someone else: theirs is as good.
+                Err(e) if e.code() == ErrorCode::Conflict && now => {}
+                other => other?,
+            }
         }
         let SessionKeys::Ring(ring) = &session.keys else {
             return Err(Error::new(
@@ -165,9 +195,18 @@ impl<'a> AccessKeys<'a> {
             // The session's keyring shows the binding ready from now on.
             self.client.init().await?;
         }
-        let secret = ring.binding_secret(ws, current.generation, &id)?;
+        // Every generation holding the binding: during a rotation the key also reads the
+        // values not resealed yet.
         let mut grants = AccessGrants::new(&key.recipient().public());
-        grants.grant(ws, key.id(), current.generation, &id, &secret)?;
+        for g in ring
+            .keyring
+            .generations
+            .iter()
+            .filter(|g| g.binding(&id).is_some())
+        {
+            let secret = ring.binding_secret(ws, g.generation, &id)?;
+            grants.grant(ws, key.id(), g.generation, &id, &secret)?;
+        }
         Ok(grants)
     }
 
@@ -188,8 +227,7 @@ impl<'a> AccessKeys<'a> {
             Binding::new(ws, current.generation, app, envs, &pair, &current.bindings)?;
         binding.pending = true;
         let body = json!({ "generation": current.generation, "binding": binding });
-        let answer = self
-            .client
+        self.client
             .transport()
             .call::<Value>(
                 Method::POST,
@@ -197,12 +235,8 @@ impl<'a> AccessKeys<'a> {
                 Some(&body),
                 Idempotency::NotIdempotent,
             )
-            .await;
-        match answer {
-            // Registered meanwhile by someone else: theirs is as good.
-            Err(e) if e.code() == ErrorCode::Conflict => Ok(()),
-            other => other.map(|_| ()),
-        }
+            .await
+            .map(|_| ())
     }
 
     /// The grant scan: wraps the data key of every secret `binding` may read but is not

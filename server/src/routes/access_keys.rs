@@ -123,8 +123,8 @@ fn parse_new_key(
     })
 }
 
-/// Format 2: a new key's grants must be exactly one, of the current generation, of the
-/// binding its app and envs name, which must be registered and ready.
+/// Format 2: a new key's grants must be of the binding its app and envs name, registered
+/// and ready: of the current generation, and of no generation that lacks it.
 fn check_grants(
     text: &str,
     ring: &Keyring,
@@ -154,15 +154,29 @@ fn check_grants(
             format!("binding {want} is still being granted the secrets it may read: finish that first (creating a key for it again resumes it)"),
         ));
     }
-    match grants.grants.as_slice() {
-        [(g, b, _)] if *g == current.generation && *b == want => Ok(grants.to_string()),
-        _ => Err(ApiError::new(
+    // One grant per generation that has the binding (during a rotation, the old one too,
+    // so the key reads values not resealed yet), the current one among them.
+    let fits = grants.grants.iter().all(|(g, b, _)| {
+        *b == want
+            && ring
+                .generation(*g)
+                .and_then(|gen| gen.binding(&want))
+                .is_some_and(|b| !b.pending)
+    });
+    let has_current = grants
+        .grants
+        .iter()
+        .any(|(g, _, _)| *g == current.generation);
+    if fits && has_current {
+        Ok(grants.to_string())
+    } else {
+        Err(ApiError::new(
             ErrorCode::KeyringChanged,
             format!(
-                "field 'wrapped_key' must grant exactly binding {want} of key generation {}",
+                "field 'wrapped_key' must grant binding {want} of key generation {} (and of older generations holding it, only)",
                 current.generation
             ),
-        )),
+        ))
     }
 }
 
