@@ -12,7 +12,7 @@
 //!
 //! Prints one JSON object (the numbers, and the ratios against format 1).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,16 +67,28 @@ fn client_cpu(quick: bool) -> serde_json::Value {
     });
     let mut seal = serde_json::Map::new();
     let mut sizes = serde_json::Map::new();
+    let mut seal_held = serde_json::Map::new();
     for bound in [0usize, 5, 100] {
-        let (g, _) = generation(ws, bound);
+        let (g, secrets) = generation(ws, bound);
         let t = time_us(if bound == 100 { n / 10 } else { n }, || {
-            let (s, _) =
-                SealedSecret::seal(ws, &key, 1, &value, g.audience(&[], &[])).unwrap();
+            let (s, _) = SealedSecret::seal(ws, &key, 1, &value, g.audience(&[], &[])).unwrap();
             std::hint::black_box(s.to_string());
         });
         seal.insert(format!("bindings_{}", bound + 1), t.into());
+        // An unbound admin's client holds every binding's key: shared wraps.
+        let held = |b: &Binding| secrets.iter().find(|(id, _)| *id == b.id).map(|(_, s)| s);
+        let t = time_us(n, || {
+            let (s, _) =
+                SealedSecret::seal_holding(ws, &key, 1, &value, g.audience(&[], &[]), held)
+                    .unwrap();
+            std::hint::black_box(s.to_string());
+        });
+        seal_held.insert(format!("bindings_{}", bound + 1), t.into());
         let (s, _) = SealedSecret::seal(ws, &key, 1, &value, g.audience(&[], &[])).unwrap();
-        sizes.insert(format!("bindings_{}", bound + 1), s.to_string().len().into());
+        sizes.insert(
+            format!("bindings_{}", bound + 1),
+            s.to_string().len().into(),
+        );
     }
     // Opening: the unbound binding's key on its wrap (no cache), then the data key alone.
     let (g, secrets) = generation(ws, 5);
@@ -89,27 +101,38 @@ fn client_cpu(quick: bool) -> serde_json::Value {
         let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
         std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
     });
+    let (shared, _) = SealedSecret::seal_holding(ws, &key, 1, &value, g.audience(&[], &[]), |b| {
+        secrets.iter().find(|(id, _)| *id == b.id).map(|(_, s)| s)
+    })
+    .unwrap();
+    let shared_text = shared.to_string();
+    let v2_open_shared = time_us(n, || {
+        let s = SealedSecret::parse(&shared_text).unwrap();
+        let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
+        std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
+    });
     let v2_open_cached = time_us(n, || {
         let s = SealedSecret::parse(&text).unwrap();
         std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
     });
     // The grant scan, per secret: open the data key, wrap it to the new binding.
     let pair = RecipientSecret::generate();
-    let newcomer =
-        Binding::new(ws, 1, Some("newapp"), &[], &pair, &g.bindings).unwrap();
+    let newcomer = Binding::new(ws, 1, Some("newapp"), &[], &pair, &g.bindings).unwrap();
     let grant = time_us(n, || {
-        let s = SealedSecret::parse(&text).unwrap();
+        let s = SealedSecret::parse(&shared_text).unwrap();
         let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
-        std::hint::black_box(s.wrap_for(ws, &key, &newcomer, &dk).unwrap());
+        std::hint::black_box(s.wrap_for(ws, &key, &newcomer, &dk, Some(&pair)).unwrap());
     });
-    let per_wrap = (sizes["bindings_101"].as_f64().unwrap() - sizes["bindings_1"].as_f64().unwrap())
-        / 100.0;
+    let per_wrap =
+        (sizes["bindings_101"].as_f64().unwrap() - sizes["bindings_1"].as_f64().unwrap()) / 100.0;
     serde_json::json!({
         "x25519_keygen_us": keygen,
         "v1_seal_us": v1_seal,
         "v1_open_us": v1_open,
-        "v2_seal_us": seal,
+        "v2_seal_to_public_keys_us": seal,
+        "v2_seal_holding_keys_us": seal_held,
         "v2_open_us": v2_open,
+        "v2_open_shared_us": v2_open_shared,
         "v2_open_cached_us": v2_open_cached,
         "open_ratio_uncached": v2_open / v1_open,
         "grant_per_secret_us": grant,
@@ -124,23 +147,13 @@ struct Server {
     child: Child,
     url: String,
     token: Option<String>,
-    _dir: tempfile_dir::Dir,
+    _dir: tempfile::TempDir,
 }
 
-mod tempfile_dir {
-    /// A directory removed on drop (std only).
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn start(bin: &PathBuf, dir: tempfile_dir::Dir) -> Server {
+fn start(bin: &Path, dir: tempfile::TempDir) -> Server {
     let mut child = Command::new(bin)
         .args(["server", "--data-dir"])
-        .arg(&dir.0)
+        .arg(dir.path())
         .args(["--addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -150,11 +163,16 @@ fn start(bin: &PathBuf, dir: tempfile_dir::Dir) -> Server {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(20)).expect("the server starts");
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server starts");
     let url = first.strip_prefix("DUCTAPE_URL=").map(str::to_owned);
     // A fresh server prints its setup token right after the URL.
     let token = rx
@@ -169,11 +187,8 @@ fn start(bin: &PathBuf, dir: tempfile_dir::Dir) -> Server {
     }
 }
 
-fn temp_dir(name: &str) -> tempfile_dir::Dir {
-    let d = std::env::temp_dir().join(format!("ductape-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    tempfile_dir::Dir(d)
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
 }
 
 async fn client(url: &str, key: &str) -> Ductape {
@@ -194,10 +209,14 @@ async fn p50_fetch(d: &Ductape, keys: &[String], rounds: usize) -> f64 {
     median(v)
 }
 
-async fn end_to_end(bin: &PathBuf, fixture: &PathBuf, quick: bool) -> serde_json::Value {
+async fn end_to_end(bin: &Path, fixture: &Path, quick: bool) -> serde_json::Value {
     // Format 1: the v1 fixture, read by its bound key (web/prd), which does not upgrade it.
-    let v1_dir = temp_dir("v1");
-    std::fs::copy(fixture.join("ductape.sqlite"), v1_dir.0.join("ductape.sqlite")).unwrap();
+    let v1_dir = temp_dir();
+    std::fs::copy(
+        fixture.join("ductape.sqlite"),
+        v1_dir.path().join("ductape.sqlite"),
+    )
+    .unwrap();
     let keys: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture.join("keys.json")).unwrap()).unwrap();
     let mut v1 = start(bin, v1_dir);
@@ -211,7 +230,7 @@ async fn end_to_end(bin: &PathBuf, fixture: &PathBuf, quick: bool) -> serde_json
 
     // Format 2: a fresh workspace with the same secrets, read by a web/prd key, and 100
     // bound keys of other bindings (so every unscoped value is wrapped 100 more times).
-    let mut v2 = start(bin, temp_dir("v2"));
+    let mut v2 = start(bin, temp_dir());
     let (admin_key, _) = ductape::setup(&v2.url, v2.token.as_deref().unwrap(), "bench")
         .await
         .unwrap();
@@ -244,6 +263,14 @@ async fn end_to_end(bin: &PathBuf, fixture: &PathBuf, quick: bool) -> serde_json
             .unwrap();
         create_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    // Values this reader has never opened, with the same readers as the format-1 ones.
+    for i in 0..creates {
+        admin
+            .secrets()
+            .create(CreateSecret::new(format!("FRESH_{i}"), format!("fresh {i}")).scope(["web"]))
+            .await
+            .unwrap();
+    }
     let v2c = client(&v2.url, &web.expose()).await;
 
     let rounds = if quick { 300 } else { 3000 };
@@ -257,14 +284,16 @@ async fn end_to_end(bin: &PathBuf, fixture: &PathBuf, quick: bool) -> serde_json
     // Distinct values, never fetched before by this session: every fetch opens a wrap.
     let cold = Ductape::new(Config::new(&v2.url, web.expose().parse().unwrap())).unwrap();
     cold.init().await.unwrap();
-    let fresh: Vec<String> = (0..creates).map(|i| format!("NEW_{i}")).collect();
+    let fresh: Vec<String> = (0..creates).map(|i| format!("FRESH_{i}")).collect();
     let v2_uncached = p50_fetch(&cold, &fresh, fresh.len()).await;
     // A new binding over many secrets: the grant scan (every secret it may read wrapped to
     // it, page by page) as `access-keys create` runs it.
     let many = if quick { 5_000 } else { 100_000 };
     let mut batch = Vec::with_capacity(many);
     for i in 0..many {
-        batch.push(CreateSecret::new(format!("BULK_{i:06}"), format!("bulk value {i}")).scope(["bulk"]));
+        batch.push(
+            CreateSecret::new(format!("BULK_{i:06}"), format!("bulk value {i}")).scope(["bulk"]),
+        );
     }
     for chunk in batch.chunks(5_000) {
         for (k, a) in admin.secrets().create_batch(chunk.to_vec()).await.unwrap() {

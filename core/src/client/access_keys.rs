@@ -277,7 +277,13 @@ impl<'a> AccessKeys<'a> {
                 wraps.push(AddWrap {
                     key: s.key.clone(),
                     of: sha256_hex(&s.ciphertext),
-                    wrap: sealed.wrap_for(ws, &key, binding, &dk)?,
+                    wrap: sealed.wrap_for(
+                        ws,
+                        &key,
+                        binding,
+                        &dk,
+                        ring.holding(ws, sealed.generation, &binding.id).as_deref(),
+                    )?,
                 });
             }
             if !wraps.is_empty() {

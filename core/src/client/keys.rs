@@ -2,7 +2,7 @@
 //! keyring with the binding keys granted to this access key.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::crypto::keyring::{
     binding_id, open_binding_from, open_legacy, open_upgrade_key, DataKey,
@@ -25,11 +25,17 @@ pub(crate) enum SessionKeys {
     Ring(Ring),
 }
 
+/// A binding's private key as this session holds it (`None`: it cannot open it).
+type Held = Option<Arc<RecipientSecret>>;
+
 pub(crate) struct Ring {
     pub(crate) keyring: Keyring,
     /// (generation, binding id, its private key) granted to this access key.
     held: Vec<(u32, String, RecipientSecret)>,
     cache: Mutex<HashMap<String, DataKey>>,
+    /// Binding private keys opened this session (or found not openable: `None`), by
+    /// generation and binding: a writer wraps shared to the bindings it holds.
+    opened: Mutex<HashMap<(u32, String), Held>>,
     /// While a format-1 workspace is upgraded: the old workspace key, to open the `dv1`
     /// values not resealed yet (held by unbound keys, and by format-1 keys converting).
     workspace_key: Option<WorkspaceKey>,
@@ -49,12 +55,13 @@ impl SessionKeys {
             SessionKeys::Workspace(wk) => Ok(Envelope::seal(wk, workspace, key, value).to_string()),
             SessionKeys::Ring(ring) => {
                 let g = ring.keyring.current();
-                let (sealed, _) = SealedSecret::seal(
+                let (sealed, _) = SealedSecret::seal_holding(
                     workspace,
                     key,
                     g.generation,
                     value,
                     g.audience(scope, envs),
+                    |b| ring.holding(workspace, g.generation, &b.id),
                 )?;
                 Ok(sealed.to_string())
             }
@@ -126,6 +133,7 @@ impl Ring {
             keyring,
             held,
             cache: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
             workspace_key: None,
         };
         if let Some(text) = &ring.keyring.upgrade_key {
@@ -174,6 +182,7 @@ impl Ring {
             keyring,
             held: vec![(generation, id, secret)],
             cache: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
             workspace_key: Some(wk),
         };
         Ok((ring, grants))
@@ -213,6 +222,34 @@ impl Ring {
             ErrorCode::PermissionDenied,
             format!("this access key cannot grant binding {id}: it is not within this key's own binding (an unbound admin key can)"),
         ))
+    }
+
+    /// The private key of binding `id` in `generation` if this session can open it (cached,
+    /// so each is opened once a session).
+    pub(crate) fn holding(
+        &self,
+        workspace: &str,
+        generation: u32,
+        id: &str,
+    ) -> Option<Arc<RecipientSecret>> {
+        let slot = (generation, id.to_owned());
+        if let Some(found) = self
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&slot)
+        {
+            return found.clone();
+        }
+        let found = self
+            .binding_secret(workspace, generation, id)
+            .ok()
+            .map(Arc::new);
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot, found.clone());
+        found
     }
 
     /// The data key of a sealed value, from the cache or opened with a held binding key.

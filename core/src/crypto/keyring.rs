@@ -346,13 +346,30 @@ pub struct SealedSecret {
 impl SealedSecret {
     pub const PREFIX: &'static str = "dv2.";
 
-    /// Seals `value` for `key` under a fresh data key, wrapped to `audience`.
+    /// Seals `value` for `key` under a fresh data key, wrapped to `audience` (to their
+    /// public keys).
     pub fn seal<'a>(
         workspace: &str,
         key: &SecretKey,
         generation: u32,
         value: &Plaintext,
         audience: impl IntoIterator<Item = &'a Binding>,
+    ) -> Result<(SealedSecret, DataKey), Error> {
+        Self::seal_holding(workspace, key, generation, value, audience, |_| {
+            None::<&RecipientSecret>
+        })
+    }
+
+    /// [`SealedSecret::seal`] by a writer holding some bindings' private keys: `holding`
+    /// gives them, and those bindings get shared wraps (no key agreement; see
+    /// [`WrappedTo`]), the others wraps to their public keys.
+    pub fn seal_holding<'a, H: std::ops::Deref<Target = RecipientSecret>>(
+        workspace: &str,
+        key: &SecretKey,
+        generation: u32,
+        value: &Plaintext,
+        audience: impl IntoIterator<Item = &'a Binding>,
+        holding: impl Fn(&Binding) -> Option<H>,
     ) -> Result<(SealedSecret, DataKey), Error> {
         let dk = DataKey::generate();
         let aad = value_aad(workspace, key.as_str(), generation);
@@ -365,37 +382,41 @@ impl SealedSecret {
             wraps: Vec::new(),
         };
         for b in audience {
-            out.add_wrap(workspace, key, b, &dk)?;
+            let held = holding(b);
+            out.add_wrap(workspace, key, b, &dk, held.as_deref())?;
         }
         Ok((out, dk))
     }
 
     /// One more binding's wrap of this value's data key, as text (`<binding>:<wrap>`), to
-    /// be appended to the stored value.
+    /// be appended to the stored value; shared when the caller holds the binding's key.
     pub fn wrap_for(
         &self,
         workspace: &str,
         key: &SecretKey,
         binding: &Binding,
         dk: &DataKey,
+        held: Option<&RecipientSecret>,
     ) -> Result<String, Error> {
         let mut one = SealedSecret {
             generation: self.generation,
             body: Vec::new(),
             wraps: Vec::new(),
         };
-        one.add_wrap(workspace, key, binding, dk)?;
+        one.add_wrap(workspace, key, binding, dk, held)?;
         let (id, wrap) = &one.wraps[0];
         Ok(Self::wrap_text(id, wrap))
     }
 
-    /// Wraps the data key to one more binding.
+    /// Wraps the data key to one more binding: shared if `held` is its private key, else
+    /// to its public key.
     pub fn add_wrap(
         &mut self,
         workspace: &str,
         key: &SecretKey,
         binding: &Binding,
         dk: &DataKey,
+        held: Option<&RecipientSecret>,
     ) -> Result<(), Error> {
         let subject = format!("secret:{key}");
         let ctx = WrapContext {
@@ -404,7 +425,12 @@ impl SealedSecret {
             subject: &subject,
             recipient: &binding.id,
         };
-        let wrap = WrappedTo::seal(&binding.recipient()?, &dk.0, &ctx);
+        let wrap = match held {
+            Some(secret) if secret.public().to_string() == binding.public_key => {
+                WrappedTo::seal_shared(secret, &dk.0, &ctx)
+            }
+            _ => WrappedTo::seal(&binding.recipient()?, &dk.0, &ctx),
+        };
         self.wraps.push((binding.id.clone(), wrap));
         Ok(())
     }
@@ -815,6 +841,7 @@ fn not_for_you(key: &SecretKey) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Envelope;
 
     fn k(s: &str) -> SecretKey {
         SecretKey::parse(s).unwrap()
@@ -887,6 +914,97 @@ mod tests {
         let dk = back.open_key("ws", &key, &web.id, &web_key).unwrap();
         assert!(back.open_value("ws", &k("OTHER"), &dk).is_err());
         assert!(!format!("{back:?}").contains(&text[20..40]));
+    }
+
+    #[test]
+    fn a_writer_holding_a_binding_wraps_shared_and_readers_open_both_kinds() {
+        let (ring, unbound) = Keyring::first();
+        let (web, web_key) = binding(Some("web"), &[]);
+        let (api, api_key) = binding(Some("api"), &[]);
+        let mut g = ring.current().clone();
+        g.bindings.extend([web.clone(), api.clone()]);
+        let key = k("K");
+        // Holding the unbound and web keys (not api's): shared for those two.
+        let holding = |b: &Binding| match b.id.as_str() {
+            id if id == g.bindings[0].id => Some(&unbound),
+            id if id == web.id => Some(&web_key),
+            _ => None,
+        };
+        let everyone: Vec<&Binding> = g.bindings.iter().collect();
+        let (sealed, _) =
+            SealedSecret::seal_holding("ws", &key, 1, &Plaintext::from("v"), everyone, holding)
+                .unwrap();
+        let back = SealedSecret::parse(&sealed.to_string()).unwrap();
+        let lens: Vec<usize> = back.wraps.iter().map(|(_, w)| w.raw_b64().len()).collect();
+        assert!(
+            lens[0] < lens[2] && lens[1] < lens[2],
+            "shared, shared, public: {lens:?}"
+        );
+        for (id, pair) in [
+            (&g.bindings[0].id, &unbound),
+            (&web.id, &web_key),
+            (&api.id, &api_key),
+        ] {
+            let dk = back.open_key("ws", &key, id, pair).unwrap();
+            assert_eq!(back.open_value("ws", &key, &dk).unwrap().expose(), "v");
+        }
+        assert!(back.open_key("ws", &key, &web.id, &api_key).is_err());
+        assert!(back.open_key("ws", &k("OTHER"), &web.id, &web_key).is_err());
+        // A stale key for a binding (another public key) is not used for a shared wrap.
+        let stale = RecipientSecret::generate();
+        let (other, _) =
+            SealedSecret::seal_holding("ws", &key, 1, &Plaintext::from("v"), [&web], |_| {
+                Some(&stale)
+            })
+            .unwrap();
+        assert!(other.open_key("ws", &key, &web.id, &web_key).is_ok());
+        assert!(other.open_key("ws", &key, &web.id, &stale).is_err());
+    }
+
+    #[test]
+    fn a_first_generation_and_the_upgrade_wraps_open_for_their_holders_only() {
+        let bound = vec![
+            (Some("web".to_owned()), vec!["prd".to_owned()]),
+            (Some("web".to_owned()), vec![]),
+            (None, vec!["dev".to_owned()]),
+        ];
+        let (g, secrets) = Generation::fresh("ws", 3, &bound).unwrap();
+        assert_eq!(g.bindings.len(), 4);
+        assert!(g.bindings[0].is_unbound());
+        let ring = Keyring {
+            format: FORMAT,
+            generations: vec![g.clone()],
+            upgrade_key: None,
+        };
+        ring.check().unwrap();
+        // web/prd is wrapped to web and to the unbound binding, not to dev.
+        let web_prd = g
+            .binding(&binding_id(Some("web"), &tags(&["prd"])))
+            .unwrap();
+        let wider: Vec<&String> = web_prd.wraps.keys().collect();
+        assert_eq!(wider.len(), 2);
+        let web_id = binding_id(Some("web"), &[]);
+        let web_secret = &secrets.iter().find(|(id, _)| *id == web_id).unwrap().1;
+        let opened = open_binding_from("ws", 3, web_prd, &web_id, web_secret).unwrap();
+        assert_eq!(opened.public().to_string(), web_prd.public_key);
+        // Upgrade wraps: the old workspace key opens a binding's key; another does not.
+        let wk = WorkspaceKey::generate();
+        let mut b = web_prd.clone();
+        b.legacy = Some(seal_legacy(&wk, "ws", 3, &b.id, &opened));
+        assert!(legacy_well_formed(b.legacy.as_deref().unwrap()));
+        assert_eq!(
+            open_legacy(&wk, "ws", 3, &b).unwrap().public().to_string(),
+            b.public_key
+        );
+        assert!(open_legacy(&WorkspaceKey::generate(), "ws", 3, &b).is_err());
+        assert!(open_legacy(&wk, "ws", 4, &b).is_err());
+        let unbound = &g.bindings[0];
+        let unbound_secret = &secrets.iter().find(|(id, _)| *id == unbound.id).unwrap().1;
+        let text = wrap_upgrade_key(&wk, "ws", 3, unbound).unwrap();
+        let back = open_upgrade_key(&text, "ws", 3, &unbound.id, unbound_secret, wk.id()).unwrap();
+        let probe = Envelope::seal(&wk, "ws", &k("P"), &Plaintext::from("p"));
+        assert_eq!(probe.open(&back, "ws", &k("P")).unwrap().expose(), "p");
+        assert!(open_upgrade_key(&text, "ws", 3, &unbound.id, web_secret, wk.id()).is_err());
     }
 
     #[test]

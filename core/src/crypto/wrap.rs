@@ -117,6 +117,15 @@ impl RecipientSecret {
         out
     }
 
+    /// The symmetric key of shared wraps to this pair, derived from its private key.
+    fn shared_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, self.to_bytes().as_slice())
+            .expand(b"ductape shared wrap v2", out.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
     /// The pair whose private key is `bytes` (as from [`RecipientSecret::to_bytes`]).
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Self> {
         let secret = <Suite as Kem>::PrivateKey::from_bytes(bytes).ok()?;
@@ -135,11 +144,23 @@ impl fmt::Debug for RecipientSecret {
     }
 }
 
-/// A 32-byte key sealed to one recipient: `dk2.<base64url(enc ‖ ciphertext ‖ tag)>`.
+/// A 32-byte key sealed to one recipient: `dk2.<base64url(raw)>`, one of two kinds told
+/// apart by length:
+///
+/// - **to the public key** (80 bytes: `enc ‖ ciphertext ‖ tag`): HPKE, what anyone can make;
+/// - **shared** (72 bytes: `nonce ‖ ciphertext ‖ tag`): XChaCha20-Poly1305 under a key
+///   derived (HKDF-SHA256) from the recipient's *private* key, what a writer already holding
+///   that key makes instead (a microsecond, not an X25519 key agreement). Exactly the holders
+///   of the private key open either kind; the context is the associated data of both.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WrappedTo {
     raw: Vec<u8>,
 }
+
+/// Bytes of a shared wrap: XChaCha20 nonce, the 32-byte key, the tag.
+const SHARED_LEN: usize = 24 + 32 + TAG_LEN;
+/// Bytes of a wrap to a public key: encapsulated key, the 32-byte key, the tag.
+const PUBLIC_LEN: usize = KEY_LEN + 32 + TAG_LEN;
 
 impl WrappedTo {
     pub const PREFIX: &'static str = "dk2.";
@@ -165,6 +186,16 @@ impl WrappedTo {
         WrappedTo { raw }
     }
 
+    /// Seals `key` for the holders of `to`'s private key, which the caller holds too: a
+    /// shared wrap (see the type).
+    pub fn seal_shared(to: &RecipientSecret, key: &[u8; 32], ctx: &WrapContext<'_>) -> Self {
+        let (nonce, sealed) =
+            super::envelope::seal_raw(&to.shared_key(), &ctx.info(), key.as_slice());
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&sealed);
+        WrappedTo { raw }
+    }
+
     /// Opens the wrap with the recipient's private key, for the same context.
     pub fn open(
         &self,
@@ -180,7 +211,22 @@ impl WrappedTo {
                 ),
             )
         };
-        if self.raw.len() != KEY_LEN + 32 + TAG_LEN {
+        if self.raw.len() == SHARED_LEN {
+            let (nonce, sealed) = self.raw.split_at(super::envelope::NONCE_LEN);
+            let nonce: &[u8; super::envelope::NONCE_LEN] =
+                nonce.try_into().expect("split at NONCE_LEN");
+            let opened = super::envelope::open_raw(&with.shared_key(), &ctx.info(), nonce, sealed)
+                .ok_or_else(refused)?;
+            let mut out = Zeroizing::new([0u8; 32]);
+            out.copy_from_slice(
+                opened
+                    .get(..32)
+                    .filter(|_| opened.len() == 32)
+                    .ok_or_else(refused)?,
+            );
+            return Ok(out);
+        }
+        if self.raw.len() != PUBLIC_LEN {
             return Err(refused());
         }
         let (enc, rest) = self.raw.split_at(KEY_LEN);
@@ -211,7 +257,7 @@ impl WrappedTo {
     /// Reads the bare base64url form (inside a larger self-describing text).
     pub fn from_raw_b64(s: &str) -> Option<Self> {
         let raw = unb64(s)?;
-        (raw.len() == KEY_LEN + 32 + TAG_LEN).then_some(WrappedTo { raw })
+        (raw.len() == PUBLIC_LEN || raw.len() == SHARED_LEN).then_some(WrappedTo { raw })
     }
 
     /// The bare base64url form, without the prefix.
@@ -243,6 +289,32 @@ mod tests {
             subject,
             recipient: "k1",
         }
+    }
+
+    #[test]
+    fn a_shared_wrap_opens_only_with_the_private_key_and_its_context() {
+        let alice = RecipientSecret::derive(&[1; 32]);
+        let bob = RecipientSecret::derive(&[2; 32]);
+        let key = [9u8; 32];
+        let wrap = WrappedTo::seal_shared(&alice, &key, &ctx("secret:A"));
+        let text = wrap.to_string();
+        let back = WrappedTo::parse(&text).unwrap();
+        assert_eq!(*back.open(&alice, &ctx("secret:A")).unwrap(), key);
+        assert!(back.open(&bob, &ctx("secret:A")).is_err(), "another key");
+        assert!(
+            back.open(&alice, &ctx("secret:B")).is_err(),
+            "another context"
+        );
+        // Not the public key: the symmetric key is derived from the private one.
+        assert!(!text.contains(&alice.public().to_string()));
+        let mut raw = unb64(text.strip_prefix(WrappedTo::PREFIX).unwrap()).unwrap();
+        raw[30] ^= 1;
+        let tampered = WrappedTo::from_raw_b64(&b64(&raw)).unwrap();
+        assert!(tampered.open(&alice, &ctx("secret:A")).is_err(), "altered");
+        assert!(
+            WrappedTo::from_raw_b64(&b64(&raw[..70])).is_none(),
+            "neither length"
+        );
     }
 
     #[test]
