@@ -1,5 +1,6 @@
 //! Keys wrapped to a public key: the building block of cryptographic least privilege (see
-//! "Design (planned)" in docs/architecture.md). Not used by the envelope format yet.
+//! "Cryptographic least privilege" in docs/architecture.md), used by format 2's values and
+//! grants (`keyring.rs`).
 //!
 //! A 32-byte key is sealed to a recipient's X25519 public key with HPKE (RFC 9180) in base
 //! mode — DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305 — through the `hpke`
