@@ -19,6 +19,29 @@ fn fixture() -> (tempfile::TempDir, Value) {
     (dir, keys)
 }
 
+/// The fixture's web/prd key reads exactly `web_prd_reads`, each to its value; returns them.
+async fn assert_web_prd_reads(bound: &ductape::Ductape, keys: &Value) -> Vec<String> {
+    let readable: Vec<String> = keys["web_prd_reads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    for (key, value) in keys["values"].as_object().unwrap() {
+        let got = bound.secrets().fetch(key).await;
+        if readable.contains(key) {
+            assert_eq!(
+                got.unwrap().value.expose(),
+                value.as_str().unwrap(),
+                "{key}"
+            );
+        } else {
+            assert!(got.is_err(), "{key} is outside web/prd");
+        }
+    }
+    readable
+}
+
 #[tokio::test]
 async fn a_v1_database_opens_with_its_keys_and_bindings_hold() {
     let (dir, keys) = fixture();
@@ -38,24 +61,7 @@ async fn a_v1_database_opens_with_its_keys_and_bindings_hold() {
     assert_eq!(admin.secrets().fetch("ROTATED").await.unwrap().version, 2);
 
     let bound = server.client_with(keys["web_prd"].as_str().unwrap()).await;
-    let readable: Vec<&str> = keys["web_prd_reads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    for (key, value) in values {
-        let got = bound.secrets().fetch(key).await;
-        if readable.contains(&key.as_str()) {
-            assert_eq!(
-                got.unwrap().value.expose(),
-                value.as_str().unwrap(),
-                "{key}"
-            );
-        } else {
-            assert!(got.is_err(), "{key} is outside web/prd");
-        }
-    }
+    assert_web_prd_reads(&bound, &keys).await;
     // The audit chain written by that release still verifies.
     let verified = admin
         .verify_audit()
@@ -213,24 +219,7 @@ async fn a_v1_database_is_upgraded_in_place_and_least_privilege_then_holds() {
 
     // The format-1 bound key with a current client: it takes its grant, once.
     let bound = server.client_with(web_text).await;
-    let readable: Vec<&str> = keys["web_prd_reads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    for (key, value) in &values {
-        let got = bound.secrets().fetch(key).await;
-        if readable.contains(&key.as_str()) {
-            assert_eq!(
-                got.unwrap().value.expose(),
-                value.as_str().unwrap(),
-                "{key}"
-            );
-        } else {
-            assert!(got.is_err(), "{key} is outside web/prd");
-        }
-    }
+    let readable = assert_web_prd_reads(&bound, &keys).await;
     let done = rows(&file);
     assert!(done.keys.values().all(|k| k.starts_with("dg2.")));
     let ring = ductape::crypto::Keyring::parse(done.keyring.as_deref().unwrap()).unwrap();
@@ -245,8 +234,7 @@ async fn a_v1_database_is_upgraded_in_place_and_least_privilege_then_holds() {
     // what it may read (REVOKED is revoked, not hidden: its scope is open).
     server.stop();
     let dump = ductape_e2e::stolen::sqlite_dump(&file);
-    let mut expected: std::collections::BTreeSet<String> =
-        readable.iter().map(|k| k.to_string()).collect();
+    let mut expected: std::collections::BTreeSet<String> = readable.into_iter().collect();
     expected.insert("REVOKED".into());
     assert_eq!(
         ductape_e2e::stolen::offline_attack(&dump, web_text),

@@ -126,19 +126,23 @@ impl Ductape {
         }))
     }
 
-    /// Step 1: the next generation and its grants. `wk`: upgrading from format 1.
-    async fn start(&self, session: &Session, wk: Option<&WorkspaceKey>) -> Result<(), Error> {
-        let ws = &session.workspace.workspace_id;
-        let me = self.config().access_key();
-        let grantees: Vec<Grantee> = self
-            .transport()
+    /// Every access key as grants see it.
+    async fn grantees(&self) -> Result<Vec<Grantee>, Error> {
+        self.transport()
             .call(
                 Method::GET,
                 "/v1/keyring/grantees",
                 None,
                 Idempotency::Idempotent,
             )
-            .await?;
+            .await
+    }
+
+    /// Step 1: the next generation and its grants. `wk`: upgrading from format 1.
+    async fn start(&self, session: &Session, wk: Option<&WorkspaceKey>) -> Result<(), Error> {
+        let ws = &session.workspace.workspace_id;
+        let me = self.config().access_key();
+        let grantees = self.grantees().await?;
         if wk.is_none() {
             if let Some(g) = grantees
                 .iter()
@@ -226,15 +230,7 @@ impl Ductape {
     ) -> Result<(), Error> {
         let ws = &session.workspace.workspace_id;
         let current = ring.keyring.current().generation;
-        let grantees: Vec<Grantee> = self
-            .transport()
-            .call(
-                Method::GET,
-                "/v1/keyring/grantees",
-                None,
-                Idempotency::Idempotent,
-            )
-            .await?;
+        let grantees = self.grantees().await?;
         let mut grants = Vec::new();
         for g in grantees
             .iter()

@@ -263,58 +263,95 @@ pub async fn add_wraps(
     let body: AddWrapsBody = typed(body)?;
     let ring = format2(fresh_keyring(&st).await?)?;
     let binding = administered(&caller, &ring, &id)?;
-    if body.wraps.len() > PendingWraps::MAX_SECRETS {
+    let generation = ring.current().generation;
+    let items = body
+        .wraps
+        .into_iter()
+        .map(|w| (w.key, w.of, w.wrap))
+        .collect();
+    let mut event = audit_trail::event(&caller, "keyring.grant", &binding.id, None, None);
+    event.detail = Some(format!("binding={}", binding.id));
+    let answer = replace_unchanged(
+        &st,
+        &caller,
+        ("wraps", "wrap"),
+        items,
+        // Only values of the current generation are wrapped to its bindings.
+        |s| SealedSecret::parse(&s.ciphertext).is_some_and(|v| v.generation == generation),
+        |i, s, wrap| {
+            if !lacks(binding, s) {
+                return Err(invalid(format!(
+                    "wraps[{i}]: binding {} may not read secret '{}' or holds a wrap of it already",
+                    binding.id, s.key
+                )));
+            }
+            // One wrap (no ',': that would append several), to this binding, and the value
+            // with it appended still a well-formed sealed value.
+            let new = format!("{},{wrap}", s.ciphertext);
+            let ok = !wrap.contains(',')
+                && SealedSecret::parse(&new)
+                    .is_some_and(|n| n.wraps.last().is_some_and(|(b, _)| *b == binding.id));
+            if !ok {
+                return Err(invalid(format!(
+                    "wraps[{i}]: field 'wrap' must be '{}:<wrapped data key>' made by a Ductape client",
+                    binding.id
+                )));
+            }
+            Ok(new)
+        },
+        event,
+    )
+    .await?;
+    Ok(Json(answer))
+}
+
+/// Replaces stored values compare-and-swap, for a batch of `(key, of, text)`: each secret
+/// whose stored value still hashes (SHA-256 hex) to `of` and is `eligible` gets what
+/// `replace` makes of it and `text` (or refuses the whole batch); the others are counted
+/// stale, as are those changed between the read and the write.
+async fn replace_unchanged(
+    st: &crate::state::AppState,
+    caller: &Caller,
+    (field, item): (&str, &str),
+    items: Vec<(String, String, String)>,
+    eligible: impl Fn(&StoredSecret) -> bool,
+    replace: impl Fn(usize, &StoredSecret, &str) -> Result<String, ApiError>,
+    mut event: crate::storage::AuditEvent,
+) -> Result<AddWrapsResponse, ApiError> {
+    if items.len() > PendingWraps::MAX_SECRETS {
         return Err(invalid(format!(
-            "field 'wraps' holds at most {} wraps",
+            "field '{field}' holds at most {} items",
             PendingWraps::MAX_SECRETS
         )));
     }
-    let keys: Vec<String> = body.wraps.iter().map(|w| w.key.clone()).collect();
+    let keys: Vec<String> = items.iter().map(|(k, _, _)| k.clone()).collect();
     let rows = st.storage.get_secrets(&caller.workspace.id, &keys).await?;
-    let mut items = Vec::new();
+    let mut changes = Vec::new();
     let mut stale = 0;
-    for (i, w) in body.wraps.iter().enumerate() {
-        let Some(s) = rows.iter().find(|s| s.key == w.key) else {
-            stale += 1;
-            continue;
-        };
-        let current = SealedSecret::parse(&s.ciphertext)
-            .is_some_and(|v| v.generation == ring.current().generation);
-        if sha256_hex(&s.ciphertext) != w.of || !current {
-            stale += 1;
-            continue;
+    for (i, (key, of, text)) in items.iter().enumerate() {
+        match rows.iter().find(|s| s.key == *key) {
+            Some(s) if sha256_hex(&s.ciphertext) == *of && eligible(s) => {
+                let new = replace(i, s, text)?;
+                changes.push((s.key.clone(), s.ciphertext.clone(), new));
+            }
+            _ => stale += 1,
         }
-        if !lacks(binding, s) {
-            return Err(invalid(format!(
-                "wraps[{i}]: binding {} may not read secret '{}' or holds a wrap of it already",
-                binding.id, s.key
-            )));
-        }
-        // One wrap (no ',': that would append several), to this binding, and the value
-        // with it appended still a well-formed sealed value.
-        let new = format!("{},{}", s.ciphertext, w.wrap);
-        let ok = !w.wrap.contains(',')
-            && SealedSecret::parse(&new)
-                .is_some_and(|n| n.wraps.last().is_some_and(|(b, _)| *b == binding.id));
-        if !ok {
-            return Err(invalid(format!(
-                "wraps[{i}]: field 'wrap' must be '{}:<wrapped data key>' made by a Ductape client",
-                binding.id
-            )));
-        }
-        items.push((s.key.clone(), s.ciphertext.clone(), new));
     }
-    let mut event = audit_trail::event(&caller, "keyring.grant", &binding.id, None, None);
-    event.detail = Some(format!("wraps={}", items.len()));
+    let detail = event.detail.take().unwrap_or_default();
+    event.detail = Some(
+        format!("{detail} {item}s={}", changes.len())
+            .trim()
+            .to_owned(),
+    );
     let replaced = st
         .storage
-        .replace_ciphertexts(&caller.workspace.id, items, event)
+        .replace_ciphertexts(&caller.workspace.id, changes, event)
         .await?;
     let added = replaced.iter().filter(|r| **r).count() as u64;
-    Ok(Json(AddWrapsResponse {
+    Ok(AddWrapsResponse {
         added,
         stale: stale + replaced.len() as u64 - added,
-    }))
+    })
 }
 
 /// Mark the binding ready once no secret it may read lacks its wrap (admin, within): then
@@ -761,47 +798,33 @@ pub async fn reseal(
     let body: ResealBody = typed(body)?;
     require_unbound_admin(&caller)?;
     let ring = in_transition(fresh_keyring(&st).await?)?;
-    if body.reseals.len() > PendingWraps::MAX_SECRETS {
-        return Err(invalid(format!(
-            "field 'reseals' holds at most {} values",
-            PendingWraps::MAX_SECRETS
-        )));
-    }
-    let keys: Vec<String> = body.reseals.iter().map(|r| r.key.clone()).collect();
-    let rows = st.storage.get_secrets(&caller.workspace.id, &keys).await?;
-    let mut items = Vec::new();
-    let mut stale = 0;
-    for (i, r) in body.reseals.iter().enumerate() {
-        let Some(s) = rows.iter().find(|s| s.key == r.key) else {
-            stale += 1;
-            continue;
-        };
-        if sha256_hex(&s.ciphertext) != r.of || !not_current(&ring, s) {
-            stale += 1;
-            continue;
-        }
-        let sealed = SealedSecret::parse(&r.ciphertext).ok_or_else(|| {
-            invalid(format!("reseals[{i}]: field 'ciphertext' must be a value sealed by a Ductape client ('dv2')"))
-        })?;
-        ring.check_audience(&sealed, &s.scope, &s.envs)
-            .map_err(|e| ApiError::new(e.code(), format!("reseals[{i}]: {}", e.message())))?;
-        items.push((s.key.clone(), s.ciphertext.clone(), r.ciphertext.clone()));
-    }
+    let items = body
+        .reseals
+        .into_iter()
+        .map(|r| (r.key, r.of, r.ciphertext))
+        .collect();
     let mut event = audit_trail::event(&caller, "keyring.reseal", "", None, None);
-    event.detail = Some(format!(
-        "generation={} values={}",
-        ring.current().generation,
-        items.len()
-    ));
-    let replaced = st
-        .storage
-        .replace_ciphertexts(&caller.workspace.id, items, event)
-        .await?;
-    let added = replaced.iter().filter(|r| **r).count() as u64;
-    Ok(Json(AddWrapsResponse {
-        added,
-        stale: stale + replaced.len() as u64 - added,
-    }))
+    event.detail = Some(format!("generation={}", ring.current().generation));
+    let answer = replace_unchanged(
+        &st,
+        &caller,
+        ("reseals", "value"),
+        items,
+        |s| not_current(&ring, s),
+        |i, s, text| {
+            let sealed = SealedSecret::parse(text).ok_or_else(|| {
+                invalid(format!(
+                    "reseals[{i}]: field 'ciphertext' must be a value sealed by a Ductape client ('dv2')"
+                ))
+            })?;
+            ring.check_audience(&sealed, &s.scope, &s.envs)
+                .map_err(|e| ApiError::new(e.code(), format!("reseals[{i}]: {}", e.message())))?;
+            Ok(text.to_owned())
+        },
+        event,
+    )
+    .await?;
+    Ok(Json(answer))
 }
 
 /// Finish a rotation (or the upgrade): once every value is sealed under the current

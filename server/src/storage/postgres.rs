@@ -209,6 +209,24 @@ fn secret_row(r: &Row) -> StoredSecret {
     }
 }
 
+/// The workspace's access keys, locked until the transaction ends (row locks held by any
+/// server sharing the database).
+async fn locked_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    workspace_id: &str,
+) -> Result<Vec<StoredAccessKey>, ApiError> {
+    Ok(tx
+        .query(
+            &format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id FOR UPDATE"),
+            &[&workspace_id],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(key_row)
+        .collect())
+}
+
 fn key_row(r: &Row) -> StoredAccessKey {
     let perms: Vec<String> = r.get(5);
     StoredAccessKey {
@@ -508,18 +526,7 @@ impl Storage for PostgresStorage {
             let tx = c.transaction().await.map_err(db)?;
             // Locking every key of the workspace serialises concurrent deletions (on any
             // server): the second sees the first's result before counting admin keys.
-            let keys: Vec<StoredAccessKey> = tx
-                .query(
-                    &format!(
-                        "SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 FOR UPDATE"
-                    ),
-                    &[&workspace_id],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(key_row)
-                .collect();
+            let keys = locked_keys(&tx, workspace_id).await?;
             let target = keys
                 .iter()
                 .find(|k| k.id == id)
@@ -733,16 +740,7 @@ impl Storage for PostgresStorage {
                 .and_then(|r| r.get(0));
             let stored = stored_keyring(stored)?;
             // Locked: a key created or deleted meanwhile waits for this change.
-            let keys: Vec<StoredAccessKey> = tx
-                .query(
-                    &format!("SELECT {KEY_COLS} FROM access_keys WHERE workspace_id = $1 ORDER BY created_ms, id FOR UPDATE"),
-                    &[&workspace_id],
-                )
-                .await
-                .map_err(db)?
-                .iter()
-                .map(key_row)
-                .collect();
+            let keys = locked_keys(&tx, workspace_id).await?;
             let update = change(stored, &keys)?;
             tx.execute(
                 "UPDATE workspaces SET keyring = $1 WHERE id = $2",
