@@ -245,3 +245,51 @@ async fn a_v1_database_is_upgraded_in_place_and_least_privilege_then_holds() {
         values.len()
     );
 }
+
+/// `ductape workspace upgrade` does the upgrade explicitly (and says so in `--json`), then
+/// finds nothing to do; `rotate-key` then rotates the upgraded workspace.
+#[tokio::test]
+async fn the_cli_upgrades_a_v1_workspace_and_then_rotates_it() {
+    let (dir, keys) = fixture();
+    let file = dir.path().join("ductape.sqlite");
+    let server = Server::persistent(dir.path());
+    let admin = keys["admin"].as_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(ductape_e2e::ductape_bin())
+            .args(args)
+            .args(["--json"])
+            .env("DUCTAPE_URL", &server.url)
+            .env("DUCTAPE_ACCESS_KEY", admin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = run(&["workspace", "upgrade"]);
+    assert_eq!(first["generation"], 1);
+    assert_eq!(first["started"], true);
+    assert_eq!(first["resealed"], 7);
+    assert!(rows(&file)
+        .ciphertexts
+        .iter()
+        .all(|c| c.starts_with("dv2.1.")));
+    let again = run(&["workspace", "upgrade"]);
+    assert_eq!(
+        (again["started"].as_bool(), again["resealed"].as_u64()),
+        (Some(false), Some(0))
+    );
+    // The format-1 bound key converts on first use; then the workspace can rotate.
+    server.client_with(keys["web_prd"].as_str().unwrap()).await;
+    let rotated = run(&["workspace", "rotate-key"]);
+    assert_eq!(rotated["generation"], 2);
+    assert!(rows(&file)
+        .ciphertexts
+        .iter()
+        .all(|c| c.starts_with("dv2.2.")));
+    let bound = server.client_with(keys["web_prd"].as_str().unwrap()).await;
+    assert_web_prd_reads(&bound, &keys).await;
+}
