@@ -74,6 +74,14 @@ export interface UpdateSecretInput {
   expires_at?: number | null;
   /** Fail with 409 `version_conflict` unless the secret is at this version. */
   expected_version?: number;
+  /** The same as `expected_version` (the name `delete`/`revoke`/`restore` use too). */
+  ifVersion?: number;
+}
+
+/** Options of `delete`, `revoke` and `restore`. */
+export interface IfVersion {
+  /** Only if the secret is still at this version: else rejects with 409 `version_conflict`. */
+  ifVersion?: number;
 }
 
 /** The app and environment a configuration is resolved for. */
@@ -322,22 +330,28 @@ export class Secrets {
 
   /** Changes the value (re-encrypted locally) and/or metadata. */
   update(key: string, args: UpdateSecretInput): Promise<Secret> {
-    return call(() => this.#native.update(key, defined(args)) as Promise<Secret>);
+    // `ifVersion` travels as the core's `if_version`; anything else is checked by the core.
+    let wire: unknown = args;
+    if (args !== null && typeof args === 'object' && !Array.isArray(args) && 'ifVersion' in args) {
+      const { ifVersion, ...rest } = args;
+      wire = { ...rest, if_version: ifVersion };
+    }
+    return call(() => this.#native.update(key, defined(wire)) as Promise<Secret>);
   }
 
   /** Deletes the secret for good. Resolves `true`. */
-  delete(key: string): Promise<boolean> {
-    return call(() => this.#native.delete(key));
+  delete(key: string, options: IfVersion = {}): Promise<boolean> {
+    return call(() => this.#native.delete(key, options.ifVersion));
   }
 
   /** Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`. */
-  revoke(key: string): Promise<boolean> {
-    return call(() => this.#native.revoke(key));
+  revoke(key: string, options: IfVersion = {}): Promise<boolean> {
+    return call(() => this.#native.revoke(key, options.ifVersion));
   }
 
   /** Undoes a revoke. */
-  restore(key: string): Promise<Secret> {
-    return call(() => this.#native.restore(key) as Promise<Secret>);
+  restore(key: string, options: IfVersion = {}): Promise<Secret> {
+    return call(() => this.#native.restore(key, options.ifVersion) as Promise<Secret>);
   }
 
   /** A copy of `config` (any JSON-like value) with every `$Token{KEY}` replaced by the

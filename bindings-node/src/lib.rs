@@ -180,20 +180,28 @@ impl NativeClient {
     }
 
     #[napi]
-    pub async fn delete(&self, key: String) -> napi::Result<bool> {
-        self.inner.secrets().delete(&key).await.napi()
-    }
-
-    #[napi]
-    pub async fn revoke(&self, key: String) -> napi::Result<bool> {
-        self.inner.secrets().revoke(&key).await.napi()
-    }
-
-    #[napi]
-    pub async fn restore(&self, key: String) -> napi::Result<Value> {
+    pub async fn delete(&self, key: String, if_version: Option<i64>) -> napi::Result<bool> {
         self.inner
             .secrets()
-            .restore(&key)
+            .delete_if_version(&key, if_version)
+            .await
+            .napi()
+    }
+
+    #[napi]
+    pub async fn revoke(&self, key: String, if_version: Option<i64>) -> napi::Result<bool> {
+        self.inner
+            .secrets()
+            .revoke_if_version(&key, if_version)
+            .await
+            .napi()
+    }
+
+    #[napi]
+    pub async fn restore(&self, key: String, if_version: Option<i64>) -> napi::Result<Value> {
+        self.inner
+            .secrets()
+            .restore_if_version(&key, if_version)
             .await
             .map(|r| json(&r))
             .napi()

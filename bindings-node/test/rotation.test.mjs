@@ -28,3 +28,17 @@ test('rotateKey reseals every value and sessions opened before keep reading', as
   await assert.rejects(web.rotateKey(), { code: 'permission_denied' });
   assert.equal((await admin.rotateKey()).generation, 3);
 });
+
+test('ifVersion guards update, revoke, restore and delete', async () => {
+  const d = new Ductape({ accessKey: server.accessKey, url: server.url });
+  await d.init();
+  await d.secrets.create({ key: 'GUARDED', value: 'one' });
+  await assert.rejects(d.secrets.update('GUARDED', { value: 'two', ifVersion: 5 }), { code: 'version_conflict', status: 409 });
+  assert.equal((await d.secrets.update('GUARDED', { value: 'two', ifVersion: 1 })).version, 2);
+  await assert.rejects(d.secrets.revoke('GUARDED', { ifVersion: 1 }), { code: 'version_conflict' });
+  assert.equal(await d.secrets.revoke('GUARDED', { ifVersion: 2 }), true);
+  assert.equal((await d.secrets.restore('GUARDED', { ifVersion: 3 })).version, 4);
+  await assert.rejects(d.secrets.delete('GUARDED', { ifVersion: 3 }), { code: 'version_conflict' });
+  assert.equal((await d.secrets.fetch('GUARDED')).value, 'two');
+  assert.equal(await d.secrets.delete('GUARDED', { ifVersion: 4 }), true);
+});

@@ -183,25 +183,31 @@ impl NativeClient {
         }))
     }
 
-    fn delete_op(&self, key: String) -> PyResult<Op> {
+    fn delete_op(&self, key: String, if_version: Option<i64>) -> PyResult<Op> {
         let c = self.client()?;
         Ok(op(async move {
-            c.secrets().delete(&key).await.map(Answer::Bool)
+            c.secrets()
+                .delete_if_version(&key, if_version)
+                .await
+                .map(Answer::Bool)
         }))
     }
 
-    fn revoke_op(&self, key: String) -> PyResult<Op> {
+    fn revoke_op(&self, key: String, if_version: Option<i64>) -> PyResult<Op> {
         let c = self.client()?;
         Ok(op(async move {
-            c.secrets().revoke(&key).await.map(Answer::Bool)
+            c.secrets()
+                .revoke_if_version(&key, if_version)
+                .await
+                .map(Answer::Bool)
         }))
     }
 
-    fn restore_op(&self, key: String) -> PyResult<Op> {
+    fn restore_op(&self, key: String, if_version: Option<i64>) -> PyResult<Op> {
         let c = self.client()?;
-        Ok(op(
-            async move { json_answer(c.secrets().restore(&key).await) },
-        ))
+        Ok(op(async move {
+            json_answer(c.secrets().restore_if_version(&key, if_version).await)
+        }))
     }
 
     fn resolve_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
@@ -376,34 +382,49 @@ impl NativeClient {
         Self::run_async(py, self.update_op(key, args)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn delete(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.delete_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn delete(&self, py: Python<'_>, key: String, if_version: Option<i64>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.delete_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn delete_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.delete_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn delete_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        if_version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.delete_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn revoke(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.revoke_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn revoke(&self, py: Python<'_>, key: String, if_version: Option<i64>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.revoke_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn revoke_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.revoke_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn revoke_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        if_version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.revoke_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn restore(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.restore_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn restore(&self, py: Python<'_>, key: String, if_version: Option<i64>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.restore_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn restore_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.restore_op(key)?)
+    #[pyo3(signature = (key, if_version=None))]
+    fn restore_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        if_version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.restore_op(key, if_version)?)
     }
 
     #[pyo3(signature = (args))]

@@ -49,3 +49,22 @@ def test_rotate_key_reseals_and_every_session_keeps_reading(own_server: Server) 
 
     assert asyncio.run(again())["generation"] == 3
     assert web.secrets.fetch("WEB_TOKEN").value == "web-value"
+
+
+def test_if_version_guards_every_change(own_server: Server) -> None:
+    from ductape import ConflictError
+
+    d = Ductape(access_key=own_server.access_key, url=own_server.url)
+    d.init()
+    d.secrets.create(key="GUARDED", value="one")
+    with pytest.raises(ConflictError):
+        d.secrets.update("GUARDED", value="two", if_version=5)
+    assert d.secrets.update("GUARDED", value="two", if_version=1).version == 2
+    with pytest.raises(ConflictError):
+        d.secrets.revoke("GUARDED", if_version=1)
+    assert d.secrets.revoke("GUARDED", if_version=2)
+    assert d.secrets.restore("GUARDED", if_version=3).version == 4
+    with pytest.raises(ConflictError):
+        d.secrets.delete("GUARDED", if_version=3)
+    assert d.secrets.fetch("GUARDED").value == "two"
+    assert d.secrets.delete("GUARDED", if_version=4)

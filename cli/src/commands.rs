@@ -130,24 +130,36 @@ pub enum SecretsCommand {
         /// Remove the expiry.
         #[arg(long, conflicts_with = "expires_at")]
         no_expiry: bool,
+        /// Only if the secret is still at this version (else exit 1, version_conflict).
+        #[arg(long)]
+        if_version: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Delete a secret for good.
     Delete {
         key: String,
+        /// Only if the secret is still at this version (else exit 1, version_conflict).
+        #[arg(long)]
+        if_version: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Revoke a secret (kept, but its value can no longer be read).
     Revoke {
         key: String,
+        /// Only if the secret is still at this version (else exit 1, version_conflict).
+        #[arg(long)]
+        if_version: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Undo a revoke.
     Restore {
         key: String,
+        /// Only if the secret is still at this version (else exit 1, version_conflict).
+        #[arg(long)]
+        if_version: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -366,9 +378,13 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             value_stdin,
             meta,
             no_expiry,
+            if_version,
             client: c,
         } => {
             let mut args = UpdateSecret::new();
+            if let Some(v) = if_version {
+                args = args.expected_version(v);
+            }
             if let Some(v) = read_value(&value, value_stdin)? {
                 args = args.value(v);
             }
@@ -384,14 +400,22 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
                 println!("updated {} (version {})", rec.key, rec.version);
             }
         }
-        SecretsCommand::Delete { key, client: c } => {
+        SecretsCommand::Delete {
+            key,
+            if_version,
+            client: c,
+        } => {
             let d = client(&c).await?;
-            d.secrets().delete(&key).await?;
+            d.secrets().delete_if_version(&key, if_version).await?;
             done(&c, "deleted", &key);
         }
-        SecretsCommand::Revoke { key, client: c } => {
+        SecretsCommand::Revoke {
+            key,
+            if_version,
+            client: c,
+        } => {
             let d = client(&c).await?;
-            d.secrets().revoke(&key).await?;
+            d.secrets().revoke_if_version(&key, if_version).await?;
             done(&c, "revoked", &key);
         }
         SecretsCommand::Usage { key, client: c } => {
@@ -412,9 +436,13 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
                 }
             }
         }
-        SecretsCommand::Restore { key, client: c } => {
+        SecretsCommand::Restore {
+            key,
+            if_version,
+            client: c,
+        } => {
             let d = client(&c).await?;
-            let rec = d.secrets().restore(&key).await?;
+            let rec = d.secrets().restore_if_version(&key, if_version).await?;
             if c.json {
                 output::json(&rec);
             } else {

@@ -287,10 +287,15 @@ pub const METADATA_FIELDS: [&str; 5] = ["description", "token_type", "scope", "e
 
 /// Reads the optional `expected_version` (optimistic concurrency) of an update.
 pub fn expected_version(obj: &Map<String, Value>) -> Result<Option<i64>, Error> {
-    match obj.get("expected_version") {
+    version_field(obj, "expected_version")
+}
+
+/// Reads an optional positive version number from field `name`.
+pub fn version_field(obj: &Map<String, Value>, name: &str) -> Result<Option<i64>, Error> {
+    match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => json_integer(v).filter(|n| *n > 0).map(Some).ok_or_else(|| {
-            Error::invalid_field("field 'expected_version' must be a positive integer")
+            Error::invalid_field(format!("field '{name}' must be a positive integer"))
         }),
     }
 }

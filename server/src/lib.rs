@@ -17,6 +17,7 @@
 pub mod audit_trail;
 pub mod auth;
 pub mod body;
+pub mod conditional;
 pub mod error;
 pub mod listen;
 pub mod metrics;

@@ -117,6 +117,7 @@ class Secrets:
         envs: Sequence[str] | None | _Unset = UNSET,
         expires_at: int | None | _Unset = UNSET,
         expected_version: int | None = None,
+        if_version: int | None = None,
     ) -> SecretMetadata:
         """Changes the value (re-encrypted locally) and/or metadata. Arguments left out are
         kept; ``None`` clears a metadata field."""
@@ -128,20 +129,22 @@ class Secrets:
             envs=envs,
             expires_at=expires_at,
             expected_version=expected_version if expected_version is not None else UNSET,
+            if_version=if_version if if_version is not None else UNSET,
         )
         return SecretMetadata._from_wire(self._native.update(key, args))
 
-    def delete(self, key: str) -> bool:
-        """Deletes the secret for good. Returns ``True``."""
-        return bool(self._native.delete(key))
+    def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        """Deletes the secret for good. Returns ``True``. With ``if_version``, only if the
+        secret is still at that version (else :class:`ConflictError`)."""
+        return bool(self._native.delete(key, if_version))
 
-    def revoke(self, key: str) -> bool:
+    def revoke(self, key: str, *, if_version: int | None = None) -> bool:
         """Revokes the secret (kept, but its value can no longer be read). Returns ``True``."""
-        return bool(self._native.revoke(key))
+        return bool(self._native.revoke(key, if_version))
 
-    def restore(self, key: str) -> SecretMetadata:
+    def restore(self, key: str, *, if_version: int | None = None) -> SecretMetadata:
         """Undoes a revoke."""
-        return SecretMetadata._from_wire(self._native.restore(key))
+        return SecretMetadata._from_wire(self._native.restore(key, if_version))
 
     def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
         """A copy of ``config`` (any JSON-like value) with every ``$Token{KEY}`` replaced by
@@ -215,6 +218,7 @@ class AsyncSecrets:
         envs: Sequence[str] | None | _Unset = UNSET,
         expires_at: int | None | _Unset = UNSET,
         expected_version: int | None = None,
+        if_version: int | None = None,
     ) -> SecretMetadata:
         args = _update_args(
             value=value,
@@ -224,17 +228,18 @@ class AsyncSecrets:
             envs=envs,
             expires_at=expires_at,
             expected_version=expected_version if expected_version is not None else UNSET,
+            if_version=if_version if if_version is not None else UNSET,
         )
         return SecretMetadata._from_wire(await self._native.update_async(key, args))
 
-    async def delete(self, key: str) -> bool:
-        return bool(await self._native.delete_async(key))
+    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
+        return bool(await self._native.delete_async(key, if_version))
 
-    async def revoke(self, key: str) -> bool:
-        return bool(await self._native.revoke_async(key))
+    async def revoke(self, key: str, *, if_version: int | None = None) -> bool:
+        return bool(await self._native.revoke_async(key, if_version))
 
-    async def restore(self, key: str) -> SecretMetadata:
-        return SecretMetadata._from_wire(await self._native.restore_async(key))
+    async def restore(self, key: str, *, if_version: int | None = None) -> SecretMetadata:
+        return SecretMetadata._from_wire(await self._native.restore_async(key, if_version))
 
     async def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
         return await self._native.resolve_async({"config": config, "app": app, "env": env})

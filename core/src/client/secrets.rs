@@ -87,7 +87,7 @@ impl UpdateSecret {
         validate::reject_unknown_fields(
             obj,
             &[
-                &["value", "expected_version"][..],
+                &["value", "expected_version", "if_version"][..],
                 &validate::METADATA_FIELDS,
             ]
             .concat(),
@@ -96,7 +96,18 @@ impl UpdateSecret {
             None | Some(Value::Null) => None,
             Some(_) => Some(Plaintext::from(validate::required_string(obj, "value")?)),
         };
-        let expected_version = validate::expected_version(obj)?;
+        // `if_version` (the SDKs' name, as for delete/revoke/restore) or `expected_version`.
+        let expected_version = match (
+            validate::expected_version(obj)?,
+            validate::version_field(obj, "if_version")?,
+        ) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::invalid_field(
+                    "fields 'if_version' and 'expected_version' disagree",
+                ))
+            }
+            (a, b) => a.or(b),
+        };
         Ok(UpdateSecret {
             value,
             metadata: MetadataInput::from_object(obj)?,
@@ -554,15 +565,22 @@ impl<'a> Secrets<'a> {
     /// Deletes the secret for good. Resolves `true`. When an attempt failed in a way that
     /// may have carried it out and the retry finds the secret gone, that is success too.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.delete_if_version(key, None).await
+    }
+
+    /// [`Secrets::delete`], only if the secret is still at `version` (409
+    /// `version_conflict` otherwise; sent as `If-Match`).
+    pub async fn delete_if_version(&self, key: &str, version: Option<i64>) -> Result<bool, Error> {
         let key = SecretKey::parse(key)?;
         let (result, maybe_done) = self
             .client
             .transport()
-            .call_tracked::<DeletedResponse>(
+            .call_full::<DeletedResponse>(
                 Method::DELETE,
                 &secret_path(&key, ""),
                 None,
                 Idempotency::Idempotent,
+                version,
             )
             .await;
         match result {
@@ -574,13 +592,27 @@ impl<'a> Secrets<'a> {
 
     /// Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`.
     pub async fn revoke(&self, key: &str) -> Result<bool, Error> {
-        let record = self.lifecycle(key, "/revoke").await?;
+        self.revoke_if_version(key, None).await
+    }
+
+    /// [`Secrets::revoke`], only if the secret is still at `version` (409 otherwise).
+    pub async fn revoke_if_version(&self, key: &str, version: Option<i64>) -> Result<bool, Error> {
+        let record = self.lifecycle(key, "/revoke", version).await?;
         Ok(record.status == crate::wire::SecretStatus::Revoked)
     }
 
     /// Undoes a revoke.
     pub async fn restore(&self, key: &str) -> Result<SecretRecord, Error> {
-        self.lifecycle(key, "/restore").await
+        self.restore_if_version(key, None).await
+    }
+
+    /// [`Secrets::restore`], only if the secret is still at `version` (409 otherwise).
+    pub async fn restore_if_version(
+        &self,
+        key: &str,
+        version: Option<i64>,
+    ) -> Result<SecretRecord, Error> {
+        self.lifecycle(key, "/restore", version).await
     }
 
     /// Reads many secrets in one request, as the server allows for `app`/`env`; each result
@@ -694,17 +726,24 @@ impl<'a> Secrets<'a> {
             .await
     }
 
-    async fn lifecycle(&self, key: &str, action: &str) -> Result<SecretRecord, Error> {
+    async fn lifecycle(
+        &self,
+        key: &str,
+        action: &str,
+        version: Option<i64>,
+    ) -> Result<SecretRecord, Error> {
         let key = SecretKey::parse(key)?;
         self.client
             .transport()
-            .call(
+            .call_full(
                 Method::POST,
                 &secret_path(&key, action),
                 None,
                 Idempotency::Idempotent,
+                version,
             )
             .await
+            .0
     }
 }
 

@@ -66,10 +66,22 @@ impl Transport {
         body: Option<&Value>,
         idem: Idempotency,
     ) -> (Result<T, Error>, bool) {
+        self.call_full(method, path, body, idem, None).await
+    }
+
+    /// [`Transport::call_tracked`] with `If-Match: "<version>"` when a version is required.
+    pub(crate) async fn call_full<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+        if_match: Option<i64>,
+    ) -> (Result<T, Error>, bool) {
         let mut attempt = 0u32;
         let mut maybe_done = false;
         loop {
-            match self.send_once(method.clone(), path, body).await {
+            match self.send_once(method.clone(), path, body, if_match).await {
                 Ok(v) => return (Ok(v), maybe_done),
                 Err(Failed {
                     error: e,
@@ -109,6 +121,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<&Value>,
+        if_match: Option<i64>,
     ) -> Result<T, Failed> {
         let url = format!("{}{}", self.config.url, path);
         let mut req = self
@@ -119,6 +132,9 @@ impl Transport {
                 crate::crypto::keyring::FORMAT_HEADER,
                 crate::crypto::keyring::FORMAT,
             );
+        if let Some(v) = if_match {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
+        }
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::audit_trail;
 use crate::auth::{Caller, OwnedBinding, Shared};
 use crate::body::{JsonObject, PathParam};
+use crate::conditional;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{AuditEvent, ReadAnswers, ReadRule, StoredSecret};
@@ -403,39 +404,52 @@ async fn stream_all(st: Shared, caller: Caller) -> Result<axum::body::Body, ApiE
 }
 
 /// Get one secret: metadata and ciphertext. 410 when revoked or expired.
-#[utoipa::path(get, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
-    responses((status = 200, body = SecretWithCiphertext), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/secrets/{key}", tag = "secrets",
+    params(("key" = String, Path), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read: 304 if the secret is still at it")),
+    responses((status = 200, body = SecretWithCiphertext, headers(("ETag" = String))), (status = 304, description = "The client's copy is current", headers(("ETag" = String))),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("access_key" = [])))]
 pub async fn get(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
-) -> Result<Json<SecretWithCiphertext>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     caller.require(Permission::Read)?;
     let key = SecretKey::parse(&key)?;
     let mut results = read_checked(&st, &caller, "read", vec![key], Claim::default()).await?;
-    match results.pop() {
-        Some(Ok(s)) => Ok(Json(s)),
-        Some(Err(e)) => Err(e.into()),
-        None => Err(ApiError::internal("read returned nothing")),
-    }
+    let s = match results.pop() {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(ApiError::internal("read returned nothing")),
+    };
+    // The read is checked and audited as any: a 304 means the client uses its copy.
+    let tag = conditional::etag(s.record.version, &s.ciphertext);
+    let mut response = if conditional::none_match(&headers, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(s).into_response()
+    };
+    response.headers_mut().insert(axum::http::header::ETAG, tag);
+    Ok(response)
 }
 
 /// Change a secret's value and/or metadata; `null` clears a metadata field.
-#[utoipa::path(patch, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
+#[utoipa::path(patch, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
     request_body = UpdateSecretBody,
-    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("access_key" = [])))]
 pub async fn update(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
+    headers: axum::http::HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Json<SecretRecord>, ApiError> {
     let key = SecretKey::parse(&key)?;
     let mut event = audit_trail::event(&caller, "update", key.as_str(), None, None);
     event.detail = Some(changed_fields(&body));
-    let outcome = update_secret(&st, &caller, &key, &body, event.clone()).await;
+    let outcome = update_secret(&st, &caller, &key, &headers, &body, event.clone()).await;
     audit_trail::record_refusal(&st, event, &outcome).await;
     outcome.map(Json)
 }
@@ -444,6 +458,7 @@ async fn update_secret(
     st: &AppState,
     caller: &Caller,
     key: &SecretKey,
+    headers: &axum::http::HeaderMap,
     body: &serde_json::Map<String, Value>,
     event: AuditEvent,
 ) -> Result<SecretRecord, ApiError> {
@@ -460,7 +475,8 @@ async fn update_secret(
             validate::required_string(body, "ciphertext")?,
         )?),
     };
-    let expected_version = validate::expected_version(body)?;
+    let expected_version =
+        conditional::required_version(headers, validate::expected_version(body)?)?;
     let meta = MetadataInput::from_object(body)?;
     if ciphertext.is_none() && meta.is_empty() {
         return Err(ductape::Error::invalid_field(
@@ -486,12 +502,7 @@ async fn update_secret(
             key.as_str(),
             Box::new(move |s| {
                 writable(s, &binding)?;
-                if let Some(v) = expected_version.filter(|v| *v != s.version) {
-                    return Err(ApiError::new(
-                        ErrorCode::VersionConflict,
-                        format!("Secret '{}' is at version {}, not {v}", s.key, s.version),
-                    ));
-                }
+                conditional::check_version(&s.key, expected_version, s.version)?;
                 if let Some(c) = ciphertext {
                     s.ciphertext = c;
                 }
@@ -513,23 +524,29 @@ async fn update_secret(
 }
 
 /// Delete a secret for good.
-#[utoipa::path(delete, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path)),
-    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+#[utoipa::path(delete, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
+    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("access_key" = [])))]
 pub async fn delete(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = SecretKey::parse(&key)?;
     let event = audit_trail::event(&caller, "delete", key.as_str(), None, None);
     let outcome = async {
         caller.require(Permission::Write)?;
+        let want = conditional::if_match(&headers)?;
         let binding = caller.owned_binding();
         st.storage
             .delete_secret(
                 &caller.workspace.id,
                 key.as_str(),
-                Box::new(move |s| writable(s, &binding)),
+                Box::new(move |s| {
+                    writable(s, &binding)?;
+                    conditional::check_version(&s.key, want, s.version)
+                }),
                 event.clone(),
             )
             .await
@@ -545,31 +562,36 @@ pub async fn delete(
 }
 
 /// Revoke a secret: listed still, but its value can no longer be read.
-#[utoipa::path(post, path = "/v1/secrets/{key}/revoke", tag = "secrets", params(("key" = String, Path)),
-    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+#[utoipa::path(post, path = "/v1/secrets/{key}/revoke", tag = "secrets", params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("access_key" = [])))]
 pub async fn revoke(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<SecretRecord>, ApiError> {
-    set_revoked(st, caller, key, true).await
+    set_revoked(st, caller, key, &headers, true).await
 }
 
 /// Undo a revoke.
-#[utoipa::path(post, path = "/v1/secrets/{key}/restore", tag = "secrets", params(("key" = String, Path)),
-    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody)), security(("access_key" = [])))]
+#[utoipa::path(post, path = "/v1/secrets/{key}/restore", tag = "secrets", params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
+    responses((status = 200, body = SecretRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("access_key" = [])))]
 pub async fn restore(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<SecretRecord>, ApiError> {
-    set_revoked(st, caller, key, false).await
+    set_revoked(st, caller, key, &headers, false).await
 }
 
 async fn set_revoked(
     st: Shared,
     caller: Caller,
     key: String,
+    headers: &axum::http::HeaderMap,
     revoked: bool,
 ) -> Result<Json<SecretRecord>, ApiError> {
     let key = SecretKey::parse(&key)?;
@@ -577,6 +599,7 @@ async fn set_revoked(
     let event = audit_trail::event(&caller, action, key.as_str(), None, None);
     let outcome = async {
         caller.require(Permission::Revoke)?;
+        let want = conditional::if_match(headers)?;
         let binding = caller.owned_binding();
         st.storage
             .modify_secret(
@@ -584,6 +607,7 @@ async fn set_revoked(
                 key.as_str(),
                 Box::new(move |s| {
                     writable(s, &binding)?;
+                    conditional::check_version(&s.key, want, s.version)?;
                     // Revoking a revoked secret (or restoring an active one) changes nothing.
                     if s.revoked != revoked {
                         s.revoked = revoked;
