@@ -42,7 +42,9 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         )
     };
     let text = value.to_str().map_err(|_| bad())?.trim();
-    if text == "*" {
+    // `*` (any version), or an empty header (as if absent: some clients send one for "no
+    // condition"): no version required.
+    if text == "*" || text.is_empty() {
         return Ok(None);
     }
     let inner = text
@@ -58,16 +60,16 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .ok_or_else(bad)
 }
 
-/// The version a change must find: `If-Match` or the body's `expected_version`, which
-/// must agree when both are given.
+/// The version a change must find: `If-Match` or the body's `expected_version`. Both given
+/// and different: no version satisfies them, so the change is refused as a conflict.
 pub fn required_version(
     headers: &HeaderMap,
     from_body: Option<i64>,
 ) -> Result<Option<i64>, ApiError> {
     match (if_match(headers)?, from_body) {
         (Some(h), Some(b)) if h != b => Err(ApiError::new(
-            ErrorCode::InvalidField,
-            format!("header 'If-Match' ({h}) and field 'expected_version' ({b}) disagree"),
+            ErrorCode::VersionConflict,
+            format!("header 'If-Match' ({h}) and field 'expected_version' ({b}) cannot both hold"),
         )),
         (h, b) => Ok(h.or(b)),
     }
@@ -104,6 +106,7 @@ mod tests {
             Some(12)
         );
         assert_eq!(if_match(&headers(IF_MATCH, "*")).unwrap(), None);
+        assert_eq!(if_match(&headers(IF_MATCH, "")).unwrap(), None);
         for junk in ["3", "\"x\"", "\"0\"", "\"-1\"", "\"\""] {
             assert_eq!(
                 if_match(&headers(IF_MATCH, junk)).unwrap_err().code,

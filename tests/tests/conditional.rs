@@ -147,12 +147,13 @@ async fn every_change_honours_if_match_and_a_stale_one_changes_nothing() {
         (after.version, after.description.clone()),
         (value_before.version, None)
     );
-    // Junk, and a header disagreeing with the body: 422.
-    for (header, body) in [
-        ("1", serde_json::json!({"description": "x"})),
+    // Junk: 422; a header disagreeing with the body: no version satisfies both, 409.
+    for (header, body, want) in [
+        ("1", serde_json::json!({"description": "x"}), 422),
         (
             "\"1\"",
             serde_json::json!({"description": "x", "expected_version": 2}),
+            409,
         ),
     ] {
         let (status, _, answer) = send(
@@ -164,7 +165,7 @@ async fn every_change_honours_if_match_and_a_stale_one_changes_nothing() {
             Some(body),
         )
         .await;
-        assert_eq!(status, 422, "{answer}");
+        assert_eq!(status, want, "{answer}");
     }
     // The full tag from a read, or the version alone, or *: applied.
     let (_, tag, _) = send(&server, &admin, Method::GET, "/v1/secrets/K", None, None).await;

@@ -201,6 +201,12 @@ fn refine_operation(path: &str, op: &mut Value) {
                 key_schema()
             };
         }
+        // What `conditional::if_match` accepts: a version, a tag this server sent, * or
+        // nothing (an empty header is no condition).
+        if param["in"] == "header" && param["name"] == "If-Match" {
+            param["schema"] = json!({"type": "string",
+                "pattern": "^(|\\*|\"[1-9][0-9]{0,17}(-[0-9a-f]{12})?\")$"});
+        }
     }
     let secured = op.get("security").is_some();
     let has_body = op.get("requestBody").is_some();
