@@ -96,6 +96,8 @@ const fn p(
 #[derive(Clone, Copy, Debug)]
 enum Req {
     Get(usize),
+    /// A conditional read (`If-None-Match: *`): 304 only where a read would succeed.
+    GetIfNoneMatch(usize),
     PatchDescription(usize),
     PatchScopeToB(usize),
     PatchWiden(usize),
@@ -117,6 +119,8 @@ enum Req {
     KeyDeleteUnbound,
     Session,
     Workspace,
+    KeyringGrantees,
+    ResealPending,
 }
 
 impl Req {
@@ -125,6 +129,7 @@ impl Req {
         for s in 0..SECRETS.len() {
             v.extend([
                 Req::Get(s),
+                Req::GetIfNoneMatch(s),
                 Req::PatchDescription(s),
                 Req::PatchScopeToB(s),
                 Req::PatchWiden(s),
@@ -149,6 +154,8 @@ impl Req {
             Req::KeyDeleteUnbound,
             Req::Session,
             Req::Workspace,
+            Req::KeyringGrantees,
+            Req::ResealPending,
         ]);
         v
     }
@@ -156,7 +163,7 @@ impl Req {
     /// The permission the route needs (`None`: any valid key).
     fn needs(self) -> Option<Permission> {
         Some(match self {
-            Req::Get(_) | Req::BatchGet => Read,
+            Req::Get(_) | Req::GetIfNoneMatch(_) | Req::BatchGet => Read,
             Req::List | Req::Usage(_) => List,
             Req::PatchDescription(_)
             | Req::PatchScopeToB(_)
@@ -172,7 +179,9 @@ impl Req {
             | Req::KeysList
             | Req::KeyCreateUnboundAdmin
             | Req::KeyCreateInside
-            | Req::KeyDeleteUnbound => Admin,
+            | Req::KeyDeleteUnbound
+            | Req::KeyringGrantees
+            | Req::ResealPending => Admin,
             Req::Session | Req::Workspace => return None,
         })
     }
@@ -181,8 +190,11 @@ impl Req {
         !matches!(
             self,
             Req::Get(_)
+                | Req::GetIfNoneMatch(_)
                 | Req::Usage(_)
                 | Req::BatchGet
+                | Req::KeyringGrantees
+                | Req::ResealPending
                 | Req::List
                 | Req::Audit
                 | Req::KeysList
@@ -257,6 +269,21 @@ fn expect(p: &Principal, r: Req) -> u16 {
                 404
             }
         }
+        Req::GetIfNoneMatch(s) => {
+            if p.sees(SECRETS[s].1, SECRETS[s].2) {
+                304
+            } else {
+                404
+            }
+        }
+        // Reseals are for an unbound admin, and there is no rotation under way.
+        Req::ResealPending => {
+            if p.bound() {
+                403
+            } else {
+                409
+            }
+        }
         Req::PatchDescription(s) | Req::Delete(s) | Req::Revoke(s) | Req::Restore(s) => {
             guarded(s, SECRETS[s].1, SECRETS[s].2)
         }
@@ -305,7 +332,8 @@ fn expect(p: &Principal, r: Req) -> u16 {
         | Req::Audit
         | Req::KeysList
         | Req::Session
-        | Req::Workspace => 200,
+        | Req::Workspace
+        | Req::KeyringGrantees => 200,
     }
 }
 
@@ -447,6 +475,23 @@ impl Matrix {
         let bearer = self.bearers[i].as_deref();
         let secret = |s: usize| SECRETS[s].0;
         let (inside_scope, inside_envs) = p.inside();
+        if let Req::GetIfNoneMatch(s) = r {
+            let mut req = ductape_e2e::http()
+                .get(format!("{}/v1/secrets/{}", self.server.url, secret(s)))
+                .header("if-none-match", "*");
+            if let Some(b) = bearer {
+                req = req.bearer_auth(b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let etag = resp.headers().get("etag").is_some();
+            let got: Value = resp.json().await.unwrap_or(Value::Null);
+            let mut leaks = self.leaks(p, r, status, &got);
+            if etag && status != 304 {
+                leaks.push(format!("an ETag sent with {status}"));
+            }
+            return (status, leaks);
+        }
         let (method, path, body) = match r {
             Req::Get(s) => (Method::GET, format!("/v1/secrets/{}", secret(s)), None),
             Req::PatchDescription(s) => (
@@ -553,6 +598,13 @@ impl Matrix {
             }
             Req::Session => (Method::GET, "/v1/session".into(), None),
             Req::Workspace => (Method::GET, "/v1/workspace".into(), None),
+            Req::KeyringGrantees => (Method::GET, "/v1/keyring/grantees".into(), None),
+            Req::ResealPending => (
+                Method::POST,
+                "/v1/keyring/reseal/pending".into(),
+                Some(json!({})),
+            ),
+            Req::GetIfNoneMatch(_) => unreachable!("sent above"),
         };
         let (status, got) = self.call(bearer, method, &path, body).await;
         (status, self.leaks(p, r, status, &got))
@@ -644,7 +696,13 @@ impl Matrix {
                     }
                 }
             }
-            Req::KeysList if status == 200 && p.bound() => {
+            Req::GetIfNoneMatch(s) if status == 404 => {
+                let want = format!("Secret '{}' not found", SECRETS[s].0);
+                if got["error"]["message"] != want.as_str() {
+                    found.push(format!("404 says more than not found: {text}"));
+                }
+            }
+            Req::KeysList | Req::KeyringGrantees if status == 200 && p.bound() => {
                 for k in got.as_array().into_iter().flatten() {
                     if k["app"].as_str() != p.app {
                         found.push(format!("a key outside the binding is listed: {k}"));
@@ -674,7 +732,9 @@ async fn run_matrix(server: Server, backend: &str) {
             let (got, leaks) = m.send(i, r).await;
             requests += 1;
             let who = principal.name;
-            if (200..300).contains(&got) && !(200..300).contains(&want) {
+            // A 304 hands over as much as a 200 (the client's copy is confirmed current).
+            let through = |c: u16| (200..300).contains(&c) || c == 304;
+            if through(got) && !through(want) {
                 escapes.push(format!("{who} {r:?}: got {got}, the rules say {want}"));
             } else if got != want {
                 mismatches.push(format!("{who} {r:?}: got {got}, the rules say {want}"));
