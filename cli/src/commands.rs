@@ -554,3 +554,30 @@ pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
+    let c = &args.client;
+    let findings = ductape::client::doctor(c.url.as_deref(), c.access_key.as_deref()).await;
+    if c.json {
+        output::json(&findings);
+    } else {
+        for f in &findings {
+            let mark = if f.ok { "ok  " } else { "FAIL" };
+            println!("{mark} {:<10} {}", f.check, f.detail);
+            if let Some(fix) = &f.fix {
+                println!("     {:<10} -> {fix}", "");
+            }
+        }
+    }
+    Ok(if findings.iter().all(|f| f.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

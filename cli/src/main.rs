@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "ductape",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DUCTAPE_COMMIT"), ")"),
     about = "Ductape Secrets: zero-knowledge secrets server and client"
 )]
 struct Cli {
@@ -61,6 +61,25 @@ enum Command {
     Check(run::CheckArgs),
     /// List the audit trail (admin).
     Audit(run::AuditArgs),
+    /// Check what stands between this machine and a working client: URL, server, TLS,
+    /// readiness, clock, access key and session; each problem with its fix (exit 1 if any).
+    Doctor(commands::DoctorArgs),
+    /// Print a shell completion script: `source <(ductape completions bash)`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `ductape man > ductape.1`.
+    Man,
+}
+
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(text: &[u8]) -> Result<ExitCode, ductape::Error> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ductape::Error::new(
+            ductape::ErrorCode::Config,
+            format!("cannot write: {e}"),
+        )),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn main() -> ExitCode {
@@ -85,6 +104,24 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => run::check(args).await,
             Command::Audit(args) => run::audit(args).await,
+            Command::Doctor(args) => commands::doctor(args).await,
+            Command::Completions { shell } => {
+                let mut text = Vec::new();
+                clap_complete::generate(
+                    shell,
+                    &mut <Cli as clap::CommandFactory>::command(),
+                    "ductape",
+                    &mut text,
+                );
+                print_all(&text)
+            }
+            Command::Man => {
+                let mut text = Vec::new();
+                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                    .render(&mut text)
+                    .expect("rendering into memory cannot fail");
+                print_all(&text)
+            }
         }
     });
     match result {

@@ -198,3 +198,90 @@ fn init_sets_up_a_fresh_server_and_access_keys_can_be_issued() {
     assert_eq!(keys[1]["app"], "payments");
     assert!(!stdout(&o).contains("secret"), "no secret parts listed");
 }
+
+#[test]
+fn doctor_says_what_works_and_what_to_fix() {
+    let server = Server::dev();
+    let o = run(&server, &["doctor", "--json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let findings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks,
+        ["url", "server", "ready", "clock", "access key", "session"]
+    );
+    assert!(findings.as_array().unwrap().iter().all(|f| f["ok"] == true));
+    // The key never shows: only its id.
+    let key = server.access_key.clone().unwrap();
+    let secret_part = key.split('.').nth(1).unwrap();
+    assert!(!stdout(&o).contains(secret_part));
+
+    // A key the server does not know: the session fails with what to do.
+    let stranger = ductape::AccessKey::generate();
+    let o = Command::new(ductape_bin())
+        .args(["doctor", "--url", &server.url])
+        .env("DUCTAPE_ACCESS_KEY", stranger.expose().as_str())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(text.contains("FAIL session"), "{text}");
+    assert!(text.contains("ask an admin for a new one"), "{text}");
+    assert!(!text.contains(stranger.secret()));
+
+    // Nothing listening: the server check says where it looked.
+    let o = Command::new(ductape_bin())
+        .args(["doctor", "--url", "http://127.0.0.1:9"])
+        .env_remove("DUCTAPE_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(
+        text.contains("is the server running at http://127.0.0.1:9?"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL access key"), "{text}");
+}
+
+#[test]
+fn completions_man_page_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(ductape_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let text = stdout(&o);
+        assert!(
+            text.contains("rotate-key") && text.contains("secrets"),
+            "{shell}"
+        );
+    }
+    let o = Command::new(ductape_bin()).arg("man").output().unwrap();
+    assert!(stdout(&o).contains(".TH ductape 1"));
+    let o = Command::new(ductape_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let v = stdout(&o);
+    assert!(
+        v.starts_with(&format!("ductape {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    // A reader that stops early is not an error (and no panic).
+    let mut child = Command::new(ductape_bin())
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+}

@@ -3,6 +3,7 @@
 mod access_keys;
 pub mod blocking;
 mod config;
+mod doctor;
 mod keys;
 mod resolve;
 mod rotation;
@@ -11,6 +12,7 @@ mod transport;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
+pub use doctor::{doctor, Finding};
 pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
 pub use rotation::Rotation;
 pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
