@@ -324,7 +324,61 @@ fn read_value(v: &ValueArgs, stdin_ok: bool) -> Result<Option<Plaintext>, Error>
     Ok(Some(Plaintext::new(text)))
 }
 
+impl SecretsCommand {
+    /// The secret a command names, and how to reach the server (for "did you mean").
+    fn target(&self) -> Option<(String, ClientArgs)> {
+        match self {
+            SecretsCommand::Get { key, client }
+            | SecretsCommand::Update { key, client, .. }
+            | SecretsCommand::Delete { key, client, .. }
+            | SecretsCommand::Revoke { key, client, .. }
+            | SecretsCommand::Restore { key, client, .. }
+            | SecretsCommand::Usage { key, client } => Some((key.clone(), client.clone())),
+            _ => None,
+        }
+    }
+}
+
 pub async fn secrets(cmd: SecretsCommand) -> Result<ExitCode, Error> {
+    let target = cmd.target();
+    match (secrets_command(cmd).await, target) {
+        (Err(e), Some((key, c))) if e.code() == ErrorCode::SecretNotFound => {
+            Err(with_suggestion(&c, &key, e).await)
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// A "not found" for `key`, naming the closest key the caller may list (among the first
+/// 1,000) when one is a likely typo of it.
+async fn with_suggestion(c: &ClientArgs, key: &str, e: Error) -> Error {
+    let Ok(d) = client(c).await else {
+        return e;
+    };
+    let query = ListQuery {
+        limit: Some(ListQuery::MAX_LIMIT),
+        cursor: None,
+    };
+    let Ok(page) = d.secrets().page(&query).await else {
+        return e; // no list permission: nothing to suggest from
+    };
+    let wanted = key.to_ascii_lowercase();
+    let best = page
+        .secrets
+        .iter()
+        .map(|s| {
+            let d = strsim::damerau_levenshtein(&wanted, &s.key.to_ascii_lowercase());
+            (d, &s.key)
+        })
+        .filter(|(dist, k)| *dist <= (key.len() / 4).clamp(1, 3) && k.as_str() != key)
+        .min();
+    match best {
+        Some((_, k)) => Error::new(e.code(), format!("{} (did you mean '{k}'?)", e.message())),
+        None => e,
+    }
+}
+
+async fn secrets_command(cmd: SecretsCommand) -> Result<ExitCode, Error> {
     match cmd {
         SecretsCommand::Create {
             key,

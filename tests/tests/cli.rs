@@ -285,3 +285,45 @@ fn completions_man_page_and_version() {
     let o = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
+
+#[test]
+fn errors_suggest_the_fix() {
+    let server = Server::dev();
+    let o = run(
+        &server,
+        &["secrets", "create", "STRIPE_API_KEY", "--value", "v"],
+        None,
+    );
+    assert!(o.status.success());
+    let o = run(&server, &["secrets", "get", "STRIPE_APIKEY"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("Secret 'STRIPE_APIKEY' not found (did you mean 'STRIPE_API_KEY'?)"),
+        "{err}"
+    );
+    let o = run(&server, &["secrets", "revoke", "stripe_api_key"], None);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("did you mean 'STRIPE_API_KEY'?"),
+        "case slips too"
+    );
+    let o = run(&server, &["secrets", "get", "SOMETHING_ELSE"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not found") && !err.contains("did you mean"),
+        "{err}"
+    );
+    // Nothing listening: the error says where it looked and what checks it.
+    let o = Command::new(ductape_bin())
+        .args(["secrets", "list", "--url", "http://127.0.0.1:9"])
+        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "cannot connect to the Ductape server at http://127.0.0.1:9: is it running there?"
+        ),
+        "{err}"
+    );
+}

@@ -205,9 +205,15 @@ fn network_error(e: reqwest::Error) -> Failed {
     let (code, message, reached_server) = if e.is_timeout() {
         (ErrorCode::Timeout, format!("request timed out: {e}"), true)
     } else if e.is_connect() {
+        let at = e
+            .url()
+            .map(|u| format!(" at {}", u.origin().ascii_serialization()))
+            .unwrap_or_default();
         (
             ErrorCode::Connection,
-            format!("cannot connect to the Ductape server: {e}"),
+            format!(
+                "cannot connect to the Ductape server{at}: is it running there? (`ductape doctor` checks) ({e})"
+            ),
             false,
         )
     } else {
