@@ -99,7 +99,9 @@ impl NativeClient {
             timeout: None,
             max_retries: None,
         });
-        let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref()).napi()?;
+        let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref())
+            .napi()?
+            .sdk("ductape-node");
         if let Some(t) = o.timeout {
             config = config.timeout(seconds_to_duration("timeout", t).napi()?);
         }

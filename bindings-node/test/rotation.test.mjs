@@ -42,3 +42,18 @@ test('ifVersion guards update, revoke, restore and delete', async () => {
   assert.equal((await d.secrets.fetch('GUARDED')).value, 'two');
   assert.equal(await d.secrets.delete('GUARDED', { ifVersion: 4 }), true);
 });
+
+test('requests name the Node SDK in User-Agent', async () => {
+  const http = await import('node:http');
+  let agent;
+  const listener = http.createServer((req, res) => {
+    agent = req.headers['user-agent'];
+    res.writeHead(503, { connection: 'close' }).end();
+  });
+  await new Promise((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const { port } = listener.address();
+  const d = new Ductape({ accessKey: `dtpk_0123456789abcdef.${'A'.repeat(43)}.${'A'.repeat(43)}`, url: `http://127.0.0.1:${port}`, maxRetries: 0 });
+  await assert.rejects(d.init());
+  listener.close();
+  assert.match(agent, /^ductape-node\//);
+});

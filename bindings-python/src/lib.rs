@@ -289,7 +289,7 @@ impl NativeClient {
         timeout: Option<f64>,
         max_retries: Option<u32>,
     ) -> PyResult<Self> {
-        let mut config = Config::resolve(url, access_key).py()?;
+        let mut config = Config::resolve(url, access_key).py()?.sdk("ductape-python");
         if let Some(t) = timeout {
             config = config.timeout(seconds_to_duration("timeout", t).py()?);
         }

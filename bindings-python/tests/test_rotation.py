@@ -68,3 +68,30 @@ def test_if_version_guards_every_change(own_server: Server) -> None:
         d.secrets.delete("GUARDED", if_version=3)
     assert d.secrets.fetch("GUARDED").value == "two"
     assert d.secrets.delete("GUARDED", if_version=4)
+
+
+def test_requests_name_the_python_sdk_in_user_agent() -> None:
+    import socket
+    import threading
+
+    import ductape
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        seen.append(conn.recv(65536))
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    port = listener.getsockname()[1]
+    d = Ductape(access_key="dtpk_0123456789abcdef." + "A" * 43 + "." + "A" * 43,
+                url=f"http://127.0.0.1:{port}", max_retries=0)
+    with pytest.raises(ductape.DuctapeError):
+        d.init()
+    request = seen[0].decode().lower()
+    assert "user-agent: ductape-python/" in request, request

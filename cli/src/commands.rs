@@ -77,6 +77,9 @@ impl MetadataArgs {
 #[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Create a secret; the value comes from --value, --value-file or stdin.
+    #[command(
+        after_help = "Examples:\n  echo -n 'sk_live_51ABC' | ductape secrets create STRIPE_API_KEY --scope payments --envs prd\n  ductape secrets create DB_URL --value-file db-url.txt --expires-at 2082758400\n  ductape secrets create DEBUG_TOKEN --value abc --description 'dev only' --envs dev"
+    )]
     Create {
         key: String,
         #[command(flatten)]
@@ -112,6 +115,9 @@ pub enum SecretsCommand {
         client: ClientArgs,
     },
     /// Print a secret's value (with --json, the whole secret).
+    #[command(
+        after_help = "Examples:\n  ductape secrets get STRIPE_API_KEY\n  export DB_URL=\"$(ductape secrets get DB_URL)\"\n  ductape secrets get STRIPE_API_KEY --json"
+    )]
     Get {
         key: String,
         #[command(flatten)]
@@ -174,6 +180,9 @@ pub enum SecretsCommand {
 #[derive(Subcommand)]
 pub enum AccessKeysCommand {
     /// Issue a new access key; prints it once.
+    #[command(
+        after_help = "Examples:\n  ductape access-keys create --name ci --permissions list,read --app web --envs prd\n  ductape access-keys create --name ops-admin --permissions admin\n  ductape access-keys create --name deployer --permissions list,read,write --app web --json"
+    )]
     Create {
         #[arg(long)]
         name: String,
@@ -208,7 +217,10 @@ pub enum WorkspaceCommand {
     /// every remaining access key granted it, the old generation retired. Run it after
     /// deleting a leaked key. Resumable: run it again after an interruption. Takes an
     /// unbound admin key.
-    #[command(name = "rotate-key")]
+    #[command(
+        name = "rotate-key",
+        after_help = "Examples:\n  ductape access-keys delete 3f2a9c0d1e4b5a67 && ductape workspace rotate-key\n  ductape workspace rotate-key --json   # {\"generation\": 2, \"resealed\": 1200, \"started\": true}"
+    )]
     RotateKey {
         #[command(flatten)]
         client: ClientArgs,

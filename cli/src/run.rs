@@ -11,6 +11,9 @@ use crate::ClientArgs;
 use ductape::{AuditQuery, Error, ErrorCode, ResolveOptions};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  DATABASE_URL='postgres://app:$Token{DB_PASSWORD}@db/app' ductape run --app web --env prd -- ./server\n  ductape run --app web --env prd --inject -- node app.js"
+)]
 pub struct RunArgs {
     /// The app tag to resolve for (checked against each secret's scope).
     #[arg(long)]

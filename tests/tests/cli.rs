@@ -263,6 +263,26 @@ fn completions_man_page_and_version() {
             "{shell}"
         );
     }
+    // The main commands' --help ends with examples that name the command itself.
+    for cmd in [
+        &["secrets", "create"][..],
+        &["secrets", "get"],
+        &["access-keys", "create"],
+        &["run"],
+        &["workspace", "rotate-key"],
+    ] {
+        let o = Command::new(ductape_bin())
+            .args(cmd)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = stdout(&o);
+        let example = format!("ductape {}", cmd.join(" "));
+        assert!(
+            help.contains("Examples:") && help.contains(&example),
+            "{cmd:?}: {help}"
+        );
+    }
     let o = Command::new(ductape_bin()).arg("man").output().unwrap();
     assert!(stdout(&o).contains(".TH ductape 1"));
     let o = Command::new(ductape_bin())

@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) backoff_max: Duration,
     /// Extra trusted root certificates (PEM), for servers with a private CA.
     pub(crate) ca_pem: Option<Vec<u8>>,
+    /// Which SDK this is, for `User-Agent` (`<sdk>/<version>`).
+    pub(crate) sdk: &'static str,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Config {
         Config {
             url: url.into().trim_end_matches('/').to_owned(),
             access_key,
+            sdk: "ductape-rust",
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_retries: 3,
@@ -70,6 +73,13 @@ impl Config {
         let mut config = Config::new(url, access_key);
         config.ca_pem = ca_from_env()?;
         Ok(config)
+    }
+
+    /// Names the SDK in `User-Agent` (`ductape-python`, `ductape-node`; default
+    /// `ductape-rust`), with this build's version.
+    pub fn sdk(mut self, name: &'static str) -> Self {
+        self.sdk = name;
+        self
     }
 
     /// Trusts the PEM root certificate(s) of a private CA, besides the public roots

@@ -99,7 +99,9 @@ pub async fn doctor(url: Option<&str>, access_key: Option<&str>) -> Vec<Finding>
 async fn check_server(url: &str, out: &mut Vec<Finding>) -> bool {
     let client = match ca_from_env().and_then(|ca| {
         let t = Duration::from_secs(10);
-        http_client(ca.as_deref(), t, t)
+        http_client(ca.as_deref(), t, t)?
+            .build()
+            .map_err(super::transport::build_error)
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -347,5 +347,7 @@ pub async fn health(url: &str) -> Result<Health, Error> {
 /// A client for calls without an access key, trusting `DUCTAPE_CA_CERT` like the others.
 fn anonymous_client() -> Result<reqwest::Client, Error> {
     let t = std::time::Duration::from_secs(30);
-    transport::http_client(config::ca_from_env()?.as_deref(), t, t)
+    transport::http_client(config::ca_from_env()?.as_deref(), t, t)?
+        .build()
+        .map_err(transport::build_error)
 }

@@ -32,7 +32,10 @@ impl Transport {
             config.ca_pem.as_deref(),
             config.timeout,
             config.connect_timeout,
-        )?;
+        )?
+        .user_agent(format!("{}/{}", config.sdk, env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(build_error)?;
         let bearer = config.access_key.bearer();
         Ok(Transport {
             http,
@@ -158,12 +161,13 @@ impl Transport {
     }
 }
 
-/// The HTTP client: timeouts, user agent, and the extra trusted roots of a private CA.
+/// The HTTP client's builder: timeouts, the default user agent, and the extra trusted roots
+/// of a private CA.
 pub(crate) fn http_client(
     ca_pem: Option<&[u8]>,
     timeout: Duration,
     connect_timeout: Duration,
-) -> Result<reqwest::Client, Error> {
+) -> Result<reqwest::ClientBuilder, Error> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(connect_timeout)
@@ -178,12 +182,14 @@ pub(crate) fn http_client(
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| {
-        Error::new(
-            ErrorCode::Config,
-            format!("cannot build the HTTP client: {e}"),
-        )
-    })
+    Ok(builder)
+}
+
+pub(crate) fn build_error(e: reqwest::Error) -> Error {
+    Error::new(
+        ErrorCode::Config,
+        format!("cannot build the HTTP client: {e}"),
+    )
 }
 
 /// A failed attempt, and whether the request may have reached the server.
