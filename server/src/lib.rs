@@ -14,6 +14,10 @@
 //! # Ok(()) }
 //! ```
 
+/// The first client release that reads and writes format 2, named in 426 answers. Changes
+/// only with the wire format, not with every release.
+pub const MIN_CLIENT: &str = "0.1.0";
+
 pub mod audit_trail;
 pub mod auth;
 pub mod body;

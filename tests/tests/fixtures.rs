@@ -187,6 +187,12 @@ async fn a_v1_database_is_upgraded_in_place_and_least_privilege_then_holds() {
     assert_eq!(resp.status().as_u16(), 426);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upgrade_required", "{body}");
+    let says = body["error"]["message"].as_str().unwrap();
+    // It names the first client release that reads the format.
+    assert!(
+        says.contains("upgrade your Ductape client") && says.contains(".0 or later"),
+        "{says}"
+    );
     assert!(old_session.secrets().fetch("WEB_PRD").await.is_err());
     let admin_bearer = admin_text
         .parse::<ductape::AccessKey>()

@@ -134,7 +134,7 @@ fn check_grants(
     if text.starts_with("dwk1.") {
         return Err(ApiError::new(
             ErrorCode::UpgradeRequired,
-            "this workspace uses format 2 (keys hold grants of their binding's key): upgrade your Ductape client",
+            format!("this workspace uses format 2 (keys hold grants of their binding's key): upgrade your Ductape client to {} or later", crate::MIN_CLIENT),
         ));
     }
     let grants = AccessGrants::parse(text).ok_or_else(|| {
@@ -337,7 +337,7 @@ pub async fn session(
             // A client that predates format 2 would seal values every key could open.
             return Err(ApiError::new(
                 ErrorCode::UpgradeRequired,
-                "this workspace uses data format 2 and this client predates it: upgrade your Ductape client (pip/npm/cargo) to use it",
+                format!("this workspace uses data format 2 and this client predates it: upgrade your Ductape client (pip/npm/cargo) to {} or later", crate::MIN_CLIENT),
             ));
         }
     }

@@ -861,7 +861,7 @@ fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
         if Envelope::parse(c).is_some() {
             return Err(ApiError::new(
                 ErrorCode::UpgradeRequired,
-                "this workspace uses format 2 (values sealed per secret to their readers' keys) and this 'dv1' envelope predates it: upgrade your Ductape client",
+                format!("this workspace uses format 2 (values sealed per secret to their readers' keys) and this 'dv1' envelope predates it: upgrade your Ductape client to {} or later", crate::MIN_CLIENT),
             ));
         }
         return Err(ductape::Error::invalid_field(

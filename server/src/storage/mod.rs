@@ -181,7 +181,7 @@ pub fn check_sealed(
     let sealed = ductape::crypto::SealedSecret::parse(&s.ciphertext).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UpgradeRequired,
-            "this workspace uses format 2 (values sealed per secret to their readers' keys): field 'ciphertext' must be a 'dv2' sealed value; upgrade your Ductape client",
+            format!("this workspace uses format 2 (values sealed per secret to their readers' keys): field 'ciphertext' must be a 'dv2' sealed value; upgrade your Ductape client to {} or later", crate::MIN_CLIENT),
         )
     })?;
     ring.check_audience(&sealed, &s.scope, &s.envs)
