@@ -452,14 +452,16 @@ impl<'a> Secrets<'a> {
                 Idempotency::Idempotent,
             )
             .await?;
-        match open_secret(&session, &key, got.clone()) {
+        let mut value = open_value(&session, &key, &got);
+        if resealed(&value) {
             // Resealed by a rotation since this session began: a fresh session opens it.
-            Err(e) if e.code() == ErrorCode::KeyringChanged => {
-                self.client.open_session().await?;
-                open_secret(&*self.client.session()?, &key, got)
-            }
-            other => other,
+            self.client.open_session().await?;
+            value = open_value(&*self.client.session()?, &key, &got);
         }
+        Ok(FetchedSecret {
+            record: got.record,
+            value: value?,
+        })
     }
 
     /// Changes the value (re-encrypted here) and/or metadata.
@@ -623,13 +625,13 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<BatchResult>, Error> {
-        let mut session = self.client.session()?;
+        let session = self.client.session()?;
         let results = self.batch_request(keys, app, env, false).await?;
         let open = |session: &super::Session, key: &SecretKey, item: &BatchItem| match (
             &item.secret,
             &item.error,
         ) {
-            (Some(s), _) if item.key == key.as_str() => open_secret(session, key, s.clone()),
+            (Some(s), _) if item.key == key.as_str() => open_value(session, key, s),
             (_, Some(e)) => Err(Error::from_server(
                 e.status,
                 Some(e.code.clone()),
@@ -638,24 +640,33 @@ impl<'a> Secrets<'a> {
             )),
             _ => Err(mismatch()),
         };
-        let mut out: Vec<BatchResult> = keys
+        let mut values: Vec<Result<Plaintext, Error>> = keys
             .iter()
             .zip(&results)
-            .map(|(key, item)| (key.clone(), open(&session, key, item)))
+            .map(|(key, item)| open(&session, key, item))
             .collect();
-        let stale =
-            |r: &BatchResult| matches!(&r.1, Err(e) if e.code() == ErrorCode::KeyringChanged);
-        if out.iter().any(stale) {
+        if values.iter().any(resealed) {
             // Some were resealed by a rotation since this session began.
             self.client.open_session().await?;
-            session = self.client.session()?;
-            for ((key, result), item) in out.iter_mut().zip(&results) {
-                if matches!(result, Err(e) if e.code() == ErrorCode::KeyringChanged) {
-                    *result = open(&session, key, item);
+            let session = self.client.session()?;
+            for ((value, key), item) in values.iter_mut().zip(keys).zip(&results) {
+                if resealed(value) {
+                    *value = open(&session, key, item);
                 }
             }
         }
-        Ok(out)
+        Ok(keys
+            .iter()
+            .zip(results)
+            .zip(values)
+            .map(|((key, item), value)| {
+                let fetched = value.and_then(|value| {
+                    let record = item.secret.ok_or_else(mismatch)?.record;
+                    Ok(FetchedSecret { record, value })
+                });
+                (key.clone(), fetched)
+            })
+            .collect())
     }
 
     /// Like [`Secrets::batch_get`] but metadata only (no ciphertext leaves the server);
@@ -759,22 +770,25 @@ fn secret_path(key: &SecretKey, suffix: &str) -> String {
     format!("/v1/secrets/{}{}", key.as_str(), suffix)
 }
 
-fn open_secret(
+/// Whether an open failed because the value is sealed under a key generation newer than
+/// the session's (a rotation went on meanwhile).
+fn resealed<T>(r: &Result<T, Error>) -> bool {
+    matches!(r, Err(e) if e.code() == ErrorCode::KeyringChanged)
+}
+
+/// Opens the value of `got`, which must be the secret `key` asked for.
+fn open_value(
     session: &super::Session,
     key: &SecretKey,
-    got: SecretWithCiphertext,
-) -> Result<FetchedSecret, Error> {
+    got: &SecretWithCiphertext,
+) -> Result<Plaintext, Error> {
     if got.record.key != key.as_str() {
         return Err(Error::new(
             ErrorCode::Integrity,
             format!("asked for secret '{key}' but the server answered with another"),
         ));
     }
-    let value = session
+    session
         .keys
-        .open(&session.workspace.workspace_id, key, &got.ciphertext)?;
-    Ok(FetchedSecret {
-        record: got.record,
-        value,
-    })
+        .open(&session.workspace.workspace_id, key, &got.ciphertext)
 }

@@ -217,6 +217,37 @@ pub(crate) fn seal_raw(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> ([u8; NONCE_LE
     (nonce, sealed)
 }
 
+/// `nonce ‖ ciphertext ‖ tag` in one buffer: how format 2 stores what it seals.
+pub(crate) fn seal_joined(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let (nonce, sealed) = seal_raw(key, aad, msg);
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// The nonce and the sealed rest of [`seal_joined`]'s output; `None` when too short to
+/// hold a nonce and a tag.
+pub(crate) fn split_joined(raw: &[u8]) -> Option<(&[u8; NONCE_LEN], &[u8])> {
+    if raw.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, sealed) = raw.split_at(NONCE_LEN);
+    Some((nonce.try_into().ok()?, sealed))
+}
+
+/// Opens a 32-byte key sealed by [`seal_joined`]; `None` when it does not open or is not
+/// 32 bytes.
+pub(crate) fn open_joined_key(
+    key: &[u8; 32],
+    aad: &[u8],
+    raw: &[u8],
+) -> Option<Zeroizing<[u8; 32]>> {
+    let (nonce, sealed) = split_joined(raw)?;
+    let opened = open_raw(key, aad, nonce, sealed)?;
+    let bytes: &[u8; 32] = opened.as_slice().try_into().ok()?;
+    Some(Zeroizing::new(*bytes))
+}
+
 /// Opens a sealed value of `key` (both envelope formats): an integrity error names the
 /// secret when the ciphertext does not open or is not UTF-8.
 pub(crate) fn open_value(

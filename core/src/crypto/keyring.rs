@@ -373,9 +373,7 @@ impl SealedSecret {
     ) -> Result<(SealedSecret, DataKey), Error> {
         let dk = DataKey::generate();
         let aad = value_aad(workspace, key.as_str(), generation);
-        let (nonce, sealed) = envelope::seal_raw(&dk.0, &aad, value.expose().as_bytes());
-        let mut body = nonce.to_vec();
-        body.extend_from_slice(&sealed);
+        let body = envelope::seal_joined(&dk.0, &aad, value.expose().as_bytes());
         let mut out = SealedSecret {
             generation,
             body,
@@ -466,8 +464,8 @@ impl SealedSecret {
         dk: &DataKey,
     ) -> Result<Plaintext, Error> {
         let aad = value_aad(workspace, key.as_str(), self.generation);
-        let (nonce, sealed) = self.body.split_at(envelope::NONCE_LEN);
-        let nonce: &[u8; envelope::NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let (nonce, sealed) =
+            envelope::split_joined(&self.body).expect("parse and seal make a long enough body");
         envelope::open_value(&dk.0, &aad, nonce, sealed, key)
     }
 
@@ -494,9 +492,7 @@ impl SealedSecret {
         };
         let generation: u32 = generation.parse().ok().filter(|g| *g > 0)?;
         let body = unb64(body)?;
-        if body.len() < envelope::NONCE_LEN + envelope::TAG_LEN {
-            return None;
-        }
+        envelope::split_joined(&body)?;
         let mut out = Vec::new();
         for w in wraps.split(',') {
             let (id, raw) = w.split_once(':')?;
@@ -738,10 +734,11 @@ pub fn seal_legacy(
     secret: &RecipientSecret,
 ) -> String {
     let aad = legacy_aad(workspace, generation, binding);
-    let (nonce, sealed) = envelope::seal_raw(wk.bytes(), &aad, &*secret.to_bytes());
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    b64(&out)
+    b64(&envelope::seal_joined(
+        wk.bytes(),
+        &aad,
+        &*secret.to_bytes(),
+    ))
 }
 
 /// Opens [`seal_legacy`]'s output for `binding` with the old workspace key.
@@ -758,19 +755,10 @@ pub fn open_legacy(
         )
     };
     let raw = binding.legacy.as_deref().and_then(unb64).ok_or_else(gone)?;
-    if raw.len() < envelope::NONCE_LEN + envelope::TAG_LEN {
-        return Err(malformed("a binding's upgrade wrap"));
-    }
-    let (nonce, sealed) = raw.split_at(envelope::NONCE_LEN);
-    let nonce: &[u8; envelope::NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
     let aad = legacy_aad(workspace, generation, &binding.id);
-    let bytes = envelope::open_raw(wk.bytes(), &aad, nonce, sealed)
+    let bytes = envelope::open_joined_key(wk.bytes(), &aad, &raw)
         .ok_or_else(|| malformed("a binding's upgrade wrap"))?;
-    let bytes: &[u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| malformed("a binding key"))?;
-    RecipientSecret::from_bytes(bytes).ok_or_else(|| malformed("a binding key"))
+    RecipientSecret::from_bytes(&bytes).ok_or_else(|| malformed("a binding key"))
 }
 
 /// Upgrade from format 1: the old workspace key wrapped to the new unbound binding (what

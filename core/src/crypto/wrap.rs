@@ -190,11 +190,9 @@ impl WrappedTo {
     /// Seals `key` for the holders of `to`'s private key, which the caller holds too: a
     /// shared wrap (see the type).
     pub fn seal_shared(to: &RecipientSecret, key: &[u8; 32], ctx: &WrapContext<'_>) -> Self {
-        let (nonce, sealed) =
-            super::envelope::seal_raw(&to.shared_key(), &ctx.info(), key.as_slice());
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&sealed);
-        WrappedTo { raw }
+        WrappedTo {
+            raw: super::envelope::seal_joined(&to.shared_key(), &ctx.info(), key.as_slice()),
+        }
     }
 
     /// Opens the wrap with the recipient's private key, for the same context.
@@ -213,19 +211,8 @@ impl WrappedTo {
             )
         };
         if self.raw.len() == SHARED_LEN {
-            let (nonce, sealed) = self.raw.split_at(super::envelope::NONCE_LEN);
-            let nonce: &[u8; super::envelope::NONCE_LEN] =
-                nonce.try_into().expect("split at NONCE_LEN");
-            let opened = super::envelope::open_raw(&with.shared_key(), &ctx.info(), nonce, sealed)
-                .ok_or_else(refused)?;
-            let mut out = Zeroizing::new([0u8; 32]);
-            out.copy_from_slice(
-                opened
-                    .get(..32)
-                    .filter(|_| opened.len() == 32)
-                    .ok_or_else(refused)?,
-            );
-            return Ok(out);
+            return super::envelope::open_joined_key(&with.shared_key(), &ctx.info(), &self.raw)
+                .ok_or_else(refused);
         }
         if self.raw.len() != PUBLIC_LEN {
             return Err(refused());

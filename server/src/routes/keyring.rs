@@ -647,7 +647,10 @@ pub async fn start(
     .await;
     audit_trail::record_refusal(&st, event, &outcome).await;
     let ring = outcome?;
-    st.refresh_workspace().await?;
+    if ring.upgrade_key.is_some() {
+        // The upgrade changed the workspace's format: this server's cached copy follows.
+        st.refresh_workspace().await?;
+    }
     Ok((StatusCode::CREATED, Json(ring)))
 }
 
