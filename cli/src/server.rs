@@ -39,6 +39,17 @@ pub struct ServerArgs {
     /// Delete audit events older than this many days (checked hourly). Default: keep all.
     #[arg(long, env = "DUCTAPE_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<std::num::NonZeroU32>,
+    /// Keep at most this many versions of each secret, the current one included (the
+    /// oldest are pruned as new ones are made). Default: keep every version.
+    #[arg(long, env = "DUCTAPE_MAX_VERSIONS")]
+    max_versions: Option<std::num::NonZeroU32>,
+    /// Days a deleted secret stays in the trash (for `ductape secrets undelete`) before it
+    /// is gone for good. 0: deletes are permanent at once.
+    #[arg(long, env = "DUCTAPE_TRASH_DAYS", default_value_t = ductape_server::storage::Retention::DEFAULT_TRASH_DAYS)]
+    trash_days: u32,
+    /// The trash retention in seconds (overrides --trash-days; for tests).
+    #[arg(long, env = "DUCTAPE_TRASH_SECONDS", hide = true)]
+    trash_seconds: Option<u64>,
     /// A PEM CA certificate to trust for the PostgreSQL server's TLS (see `sslmode` in the URL).
     #[arg(long, env = "DUCTAPE_DATABASE_CA_CERT", requires = "database")]
     database_ca_cert: Option<PathBuf>,
@@ -153,7 +164,16 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         };
         Arc::new(SqliteStorage::open_with(&path, sync).map_err(fail)?)
     };
-    let mut state = AppState::new(storage).with_limits(limits.clone());
+    let trash_secs = args
+        .trash_seconds
+        .unwrap_or(u64::from(args.trash_days) * 86_400);
+    let retention = ductape_server::storage::Retention {
+        max_versions: args.max_versions.map(|n| n.get()),
+        trash_ms: i64::try_from(trash_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+    };
+    let mut state = AppState::new(storage)
+        .with_limits(limits.clone())
+        .with_retention(retention);
     if let Some(n) = args.rate_limit {
         state = state.with_rate_limit(n);
     }
@@ -162,6 +182,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         let secs = u64::from(days.get()) * 86_400;
         ductape_server::spawn_audit_pruner(state.clone(), std::time::Duration::from_secs(secs));
     }
+    ductape_server::spawn_trash_purger(state.clone());
     let listener = ductape_server::listen::bind(args.addr)
         .map_err(|e| fail(format!("cannot listen on {}: {e}", args.addr)))?;
     let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;

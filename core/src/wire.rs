@@ -145,6 +145,89 @@ pub struct UpdateSecretBody {
     pub expected_version: Option<i64>,
 }
 
+/// `DELETE /v1/secrets/{key}` query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete at once with its history instead of moving it to the trash (admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permanent: Option<bool>,
+}
+
+/// One version of a secret (`GET /v1/secrets/{key}/versions`): when it was made, by which
+/// access key, what it changed (field names, never values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SecretVersion {
+    pub version: i64,
+    /// When this version was made.
+    pub created_at: String,
+    /// The access key that made it (absent for versions made before history was kept).
+    pub access_key_id: Option<String>,
+    /// That key's name when it made the version.
+    pub access_key_name: Option<String>,
+    /// `create`, `update`, `revoke`, `restore`, `rollback` or `undelete`.
+    pub action: Option<String>,
+    /// The fields it set: `value` for the value, metadata field names.
+    pub fields: Vec<String>,
+    /// A rollback's source version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<i64>,
+    /// The secret's status at this version.
+    pub status: SecretStatus,
+    /// Whether this is the current version.
+    pub current: bool,
+}
+
+/// `GET /v1/secrets/{key}/versions`: newest first, a page at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VersionPage {
+    pub versions: Vec<SecretVersion>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// `GET /v1/secrets/{key}/versions` query.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    /// Versions per page, 1 to 1000 (default 100).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page: versions older than it.
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<i64>,
+}
+
+impl VersionQuery {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+/// `POST /v1/secrets/{key}/rollback`: a new current version with an earlier version's
+/// value (metadata stays as it is).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RollbackBody {
+    /// The version whose value becomes current again.
+    pub version: i64,
+    /// That value sealed anew by the client, when the stored one cannot be copied (its
+    /// readers or key generation differ from the secret's now: 409 `keyring_changed`
+    /// without it). Ductape clients send it only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    /// Optimistic concurrency, as `If-Match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+}
+
 /// `POST /v1/secrets/batch-get`: many secrets in one request, for resolution.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

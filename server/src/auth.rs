@@ -35,6 +35,11 @@ impl Caller {
         }
     }
 
+    /// The access key's id and name, as history records who made a version.
+    pub fn who(&self) -> (&str, &str) {
+        (&self.key.id, &self.key.name)
+    }
+
     /// 403 unless the key holds `p` (or admin).
     pub fn require(&self, p: Permission) -> Result<(), ApiError> {
         if p.granted_by(&self.key.permissions) {

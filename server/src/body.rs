@@ -131,6 +131,30 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
     }
 }
 
+/// Several path parameters (`/{key}/versions/{version}`), with the same rejection.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PathParams<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathParams(p))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::MalformedBody,
+                    "the path parameters are not valid UTF-8",
+                )
+            })
+    }
+}
+
 /// Reads a JSON object body into a typed request: 422 with serde's account of the first
 /// field it objects to (a missing or unknown field, a wrong type).
 pub fn typed<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<T, ApiError> {

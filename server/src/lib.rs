@@ -106,6 +106,28 @@ pub fn spawn_audit_pruner(state: Arc<AppState>, retention: std::time::Duration) 
     });
 }
 
+/// Empties the trash of secrets deleted longer ago than the retention allows: now and then
+/// every hour (undelete refuses them before that already).
+pub fn spawn_trash_purger(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let cutoff = state.retention.trash_cutoff(ductape::ids::now_millis());
+            match state.storage.purge_trash(cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(
+                    purged = n,
+                    "deleted secrets past the trash retention removed"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "emptying the trash failed; will retry")
+                }
+            }
+        }
+    });
+}
+
 /// Whether a server without a workspace issued a setup token.
 #[derive(Debug)]
 pub enum SetupToken {

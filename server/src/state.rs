@@ -22,6 +22,8 @@ pub struct AppState {
     pub rate_limit: Option<RateLimiter>,
     /// Connection and request bounds (the body deadline is applied by the body extractor).
     pub limits: crate::listen::Limits,
+    /// How many versions of a secret are kept, and how long deleted secrets stay in the trash.
+    pub retention: crate::storage::Retention,
     /// The workspace, read from storage once: only its format changes after setup (by the
     /// upgrade, which refreshes it here; routes read the keyring itself fresh).
     workspace: RwLock<Option<Workspace>>,
@@ -38,6 +40,7 @@ impl AppState {
             metrics: Arc::default(),
             rate_limit: None,
             limits: crate::listen::Limits::default(),
+            retention: crate::storage::Retention::default(),
             workspace: RwLock::new(None),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -69,6 +72,12 @@ impl AppState {
         self.rate_limit = Some(governor::RateLimiter::keyed(governor::Quota::per_second(
             per_second,
         )));
+        self
+    }
+
+    /// Keeps history and trash as `retention` says.
+    pub fn with_retention(mut self, retention: crate::storage::Retention) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -13,7 +13,8 @@ pub struct Dump {
     pub keyring: String,
     /// Every access key's stored grants.
     pub grants: Vec<String>,
-    /// (key, ciphertext) of every secret.
+    /// (key, ciphertext) of every stored value: current secrets, their earlier versions and
+    /// the trash.
     pub secrets: Vec<(String, String)>,
     pub workspace: String,
 }
@@ -32,13 +33,17 @@ pub fn sqlite_dump(file: &std::path::Path) -> Dump {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let secrets = c
-        .prepare("SELECT key, ciphertext FROM secrets")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut secrets = Vec::new();
+    for table in ["secrets", "secret_versions", "trash"] {
+        let rows: Vec<(String, String)> = c
+            .prepare(&format!("SELECT key, ciphertext FROM {table}"))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        secrets.extend(rows);
+    }
     Dump {
         keyring,
         grants,
@@ -86,8 +91,9 @@ pub fn postgres_dump(text: &str) -> Dump {
             .into_iter()
             .map(|r| r["wrapped_key"].clone())
             .collect(),
-        secrets: pg_dump_rows(text, "secrets")
+        secrets: ["secrets", "secret_versions", "trash"]
             .into_iter()
+            .flat_map(|t| pg_dump_rows(text, t))
             .map(|r| (r["key"].clone(), r["ciphertext"].clone()))
             .collect(),
     }

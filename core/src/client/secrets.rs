@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::fmt;
 
 use super::keys::SessionKeys;
@@ -11,7 +11,8 @@ use crate::error::{Error, ErrorCode};
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
 use crate::wire::{
     BatchCreateBody, BatchCreateResponse, BatchGetResponse, BatchItem, DeletedResponse, ListQuery,
-    SecretPage, SecretRecord, SecretWithCiphertext, UsageEntry,
+    SecretPage, SecretRecord, SecretVersion, SecretWithCiphertext, UsageEntry, VersionPage,
+    VersionQuery,
 };
 
 /// Arguments of `secrets().create(...)`: the documented fields.
@@ -441,27 +442,174 @@ impl<'a> Secrets<'a> {
     /// Fetches one secret and decrypts its value here.
     pub async fn fetch(&self, key: &str) -> Result<FetchedSecret, Error> {
         let key = SecretKey::parse(key)?;
+        self.fetch_at(&key, &secret_path(&key, "")).await
+    }
+
+    /// Fetches an earlier version of a secret (its metadata then, its value decrypted
+    /// here), under the access rules of a read of the secret as it is now.
+    pub async fn fetch_version(&self, key: &str, version: i64) -> Result<FetchedSecret, Error> {
+        let key = SecretKey::parse(key)?;
+        let fetched = self
+            .fetch_at(
+                &key,
+                &secret_path(&key, &format!("/versions/{}", positive(version)?)),
+            )
+            .await?;
+        if fetched.record.version != version {
+            return Err(Error::new(
+                ErrorCode::Integrity,
+                format!("asked for version {version} of '{key}' but the server answered with version {}", fetched.record.version),
+            ));
+        }
+        Ok(fetched)
+    }
+
+    async fn fetch_at(&self, key: &SecretKey, path: &str) -> Result<FetchedSecret, Error> {
         let session = self.client.session()?;
         let got: SecretWithCiphertext = self
             .client
             .transport()
-            .call(
-                Method::GET,
-                &secret_path(&key, ""),
-                None,
-                Idempotency::Idempotent,
-            )
+            .call(Method::GET, path, None, Idempotency::Idempotent)
             .await?;
-        let mut value = open_value(&session, &key, &got);
+        let mut value = open_value(&session, key, &got);
         if resealed(&value) {
             // Resealed by a rotation since this session began: a fresh session opens it.
             self.client.open_session().await?;
-            value = open_value(&*self.client.session()?, &key, &got);
+            value = open_value(&*self.client.session()?, key, &got);
         }
         Ok(FetchedSecret {
             record: got.record,
             value: value?,
         })
+    }
+
+    /// Every kept version of a secret, newest first: when, by which access key, what
+    /// changed (field names, never values). Reads page by page.
+    pub async fn versions(&self, key: &str) -> Result<Vec<SecretVersion>, Error> {
+        let mut all = Vec::new();
+        let mut query = VersionQuery {
+            limit: Some(VersionQuery::MAX_LIMIT),
+            cursor: None,
+        };
+        loop {
+            let page = self.versions_page(key, &query).await?;
+            all.extend(page.versions);
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of [`Secrets::versions`].
+    pub async fn versions_page(
+        &self,
+        key: &str,
+        query: &VersionQuery,
+    ) -> Result<VersionPage, Error> {
+        let key = SecretKey::parse(key)?;
+        let mut params = Vec::new();
+        if let Some(l) = query.limit {
+            params.push(format!("limit={l}"));
+        }
+        if let Some(c) = query.cursor {
+            params.push(format!("cursor={c}"));
+        }
+        let path = secret_path(&key, &format!("/versions?{}", params.join("&")));
+        self.client
+            .transport()
+            .call(Method::GET, &path, None, Idempotency::Idempotent)
+            .await
+    }
+
+    /// Makes a new current version with `version`'s value (metadata stays; history is
+    /// never rewritten). The server copies the stored ciphertext when it is still sealed
+    /// for the secret's readers; otherwise (format 2, after a change of readers or a key
+    /// rotation) the value is opened and sealed anew here, which needs `read` too.
+    pub async fn rollback(&self, key: &str, version: i64) -> Result<SecretRecord, Error> {
+        self.rollback_if_version(key, version, None).await
+    }
+
+    /// [`Secrets::rollback`], only if the secret is still at `if_version` (409
+    /// `version_conflict` otherwise; sent as `If-Match`).
+    pub async fn rollback_if_version(
+        &self,
+        key: &str,
+        version: i64,
+        if_version: Option<i64>,
+    ) -> Result<SecretRecord, Error> {
+        let key = SecretKey::parse(key)?;
+        let path = secret_path(&key, "/rollback");
+        let mut body = json!({ "version": positive(version)? });
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (answer, _) = self
+                .client
+                .transport()
+                .call_full::<SecretRecord>(
+                    Method::POST,
+                    &path,
+                    Some(&body),
+                    Idempotency::NotIdempotent,
+                    if_version,
+                )
+                .await;
+            match answer {
+                Err(e) if attempts < 4 && e.code() == ErrorCode::KeyringChanged => {
+                    // Sealed for other readers or an older key generation: seal it anew.
+                    let old = self.fetch_version(key.as_str(), version).await?;
+                    let mut now = self
+                        .batch_metadata(std::slice::from_ref(&key), None, None)
+                        .await?;
+                    let (_, record) = now.pop().ok_or_else(mismatch)?;
+                    let record = record?;
+                    let session = self.client.session()?;
+                    let sealed = session.keys.seal(
+                        &session.workspace.workspace_id,
+                        &key,
+                        &old.value,
+                        &record.scope,
+                        &record.envs,
+                    )?;
+                    body = json!({
+                        "version": version,
+                        "ciphertext": sealed,
+                        "expected_version": if_version.unwrap_or(record.version),
+                    });
+                }
+                // Changed between our read and our write (not a version the caller asked
+                // for): read and seal again.
+                Err(e)
+                    if attempts < 4
+                        && e.code() == ErrorCode::VersionConflict
+                        && if_version.is_none()
+                        && body.get("ciphertext").is_some() => {}
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Brings back the secret most recently deleted under `key` (with its history) from
+    /// the trash, as a new version.
+    pub async fn undelete(&self, key: &str) -> Result<SecretRecord, Error> {
+        let key = SecretKey::parse(key)?;
+        // Not retried blindly: a second undelete would find its own secret in the way.
+        self.client
+            .transport()
+            .call(
+                Method::POST,
+                &secret_path(&key, "/undelete"),
+                None,
+                Idempotency::NotIdempotent,
+            )
+            .await
+    }
+
+    /// Deletes the secret and its history at once instead of moving them to the trash
+    /// (admin). Resolves `true`.
+    pub async fn delete_permanently(&self, key: &str, version: Option<i64>) -> Result<bool, Error> {
+        self.remove(key, version, "?permanent=true").await
     }
 
     /// Changes the value (re-encrypted here) and/or metadata.
@@ -564,7 +712,8 @@ impl<'a> Secrets<'a> {
         Ok((sealed, args.expected_version.or(Some(record.version))))
     }
 
-    /// Deletes the secret for good. Resolves `true`. When an attempt failed in a way that
+    /// Deletes the secret: it moves to the server's trash with its history (see
+    /// [`Secrets::undelete`]) and reads answer 404 at once. Resolves `true`. When an attempt failed in a way that
     /// may have carried it out and the retry finds the secret gone, that is success too.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.delete_if_version(key, None).await
@@ -573,13 +722,17 @@ impl<'a> Secrets<'a> {
     /// [`Secrets::delete`], only if the secret is still at `version` (409
     /// `version_conflict` otherwise; sent as `If-Match`).
     pub async fn delete_if_version(&self, key: &str, version: Option<i64>) -> Result<bool, Error> {
+        self.remove(key, version, "").await
+    }
+
+    async fn remove(&self, key: &str, version: Option<i64>, query: &str) -> Result<bool, Error> {
         let key = SecretKey::parse(key)?;
         let (result, maybe_done) = self
             .client
             .transport()
             .call_full::<DeletedResponse>(
                 Method::DELETE,
-                &secret_path(&key, ""),
+                &secret_path(&key, query),
                 None,
                 Idempotency::Idempotent,
                 version,
@@ -755,6 +908,15 @@ impl<'a> Secrets<'a> {
             )
             .await
             .0
+    }
+}
+
+/// A version number as the server takes it.
+fn positive(version: i64) -> Result<i64, Error> {
+    if version > 0 {
+        Ok(version)
+    } else {
+        Err(Error::invalid_field("a version must be a positive integer"))
     }
 }
 

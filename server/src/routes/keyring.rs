@@ -150,7 +150,7 @@ pub async fn pending(
     let ring = format2(fresh_keyring(&st).await?)?;
     let binding = administered(&caller, &ring, &id)?;
     let total = match body.after {
-        None => Some(st.storage.count_secrets(&caller.workspace.id).await?),
+        None => Some(st.storage.count_sealed(&caller.workspace.id).await?),
         Some(_) => None,
     };
     let page = scan(&st, &caller.workspace.id, body.after, |s| lacks(binding, s)).await?;
@@ -192,34 +192,34 @@ impl Page {
     }
 }
 
-/// The secrets `wanted` picks, from `after` on: rounds of 500 rows until the end, a round
-/// that found any (so a page holds at most 500), or [`SCAN_ROWS`] rows looked at.
+/// The stored values `wanted` picks (current secrets, their earlier versions and the
+/// trash, see `Storage::list_sealed`), from `after` on: rounds of 500 secret keys until the
+/// end, a round that found any, or [`SCAN_ROWS`] rows looked at. A value stored in several
+/// rows (a version kept unchanged in history) is listed once: one replacement covers all.
 async fn scan(
     st: &crate::state::AppState,
     workspace: &str,
     mut after: Option<String>,
     wanted: impl Fn(&StoredSecret) -> bool,
 ) -> Result<Page, ApiError> {
-    let mut found = Vec::new();
+    let mut found: Vec<StoredSecret> = Vec::new();
     let mut scanned = 0u64;
     loop {
-        let rows = st
+        let (rows, next) = st
             .storage
-            .list_secrets(workspace, after.clone(), 500)
+            .list_sealed(workspace, after.clone(), 500)
             .await?;
-        let done = rows.len() < 500;
         for s in rows {
             scanned += 1;
-            after = Some(s.key.clone());
-            if wanted(&s) {
+            let listed = found
+                .iter()
+                .any(|f| f.key == s.key && f.ciphertext == s.ciphertext);
+            if !listed && wanted(&s) {
                 found.push(s);
             }
         }
-        if done {
-            after = None;
-            break;
-        }
-        if !found.is_empty() || scanned as usize >= SCAN_ROWS {
+        after = next;
+        if after.is_none() || !found.is_empty() || scanned as usize >= SCAN_ROWS {
             break;
         }
     }
@@ -305,10 +305,11 @@ pub async fn add_wraps(
     Ok(Json(answer))
 }
 
-/// Replaces stored values compare-and-swap, for a batch of `(key, of, text)`: each secret
-/// whose stored value still hashes (SHA-256 hex) to `of` and is `eligible` gets what
-/// `replace` makes of it and `text` (or refuses the whole batch); the others are counted
-/// stale, as are those changed between the read and the write.
+/// Replaces stored values compare-and-swap, for a batch of `(key, of, text)`: the value of
+/// secret `key` that still hashes (SHA-256 hex) to `of`, wherever it is stored, when every
+/// row holding it is `eligible`, becomes what `replace` makes of it and `text` (checked on
+/// each such row; an error refuses the whole batch); the others are counted stale, as are
+/// those changed between the read and the write.
 async fn replace_unchanged(
     st: &crate::state::AppState,
     caller: &Caller,
@@ -325,16 +326,26 @@ async fn replace_unchanged(
         )));
     }
     let keys: Vec<String> = items.iter().map(|(k, _, _)| k.clone()).collect();
-    let rows = st.storage.get_secrets(&caller.workspace.id, &keys).await?;
+    let rows = st.storage.sealed_rows(&caller.workspace.id, &keys).await?;
     let mut changes = Vec::new();
     let mut stale = 0;
     for (i, (key, of, text)) in items.iter().enumerate() {
-        match rows.iter().find(|s| s.key == *key) {
-            Some(s) if sha256_hex(&s.ciphertext) == *of && eligible(s) => {
-                let new = replace(i, s, text)?;
-                changes.push((s.key.clone(), s.ciphertext.clone(), new));
-            }
-            _ => stale += 1,
+        // Every row holding the value (current, earlier versions, trash) must qualify: one
+        // replacement changes them all.
+        let holding: Vec<&StoredSecret> = rows
+            .iter()
+            .filter(|s| s.key == *key && sha256_hex(&s.ciphertext) == *of)
+            .collect();
+        if holding.is_empty() || !holding.iter().all(|s| eligible(s)) {
+            stale += 1;
+            continue;
+        }
+        let mut new = None;
+        for s in &holding {
+            new = Some(replace(i, s, text)?);
+        }
+        if let (Some(new), Some(s)) = (new, holding.first()) {
+            changes.push((s.key.clone(), s.ciphertext.clone(), new));
         }
     }
     let detail = event.detail.take().unwrap_or_default();
@@ -765,7 +776,7 @@ pub async fn reseal_pending(
     require_unbound_admin(&caller)?;
     let ring = in_transition(fresh_keyring(&st).await?)?;
     let total = match body.after {
-        None => Some(st.storage.count_secrets(&caller.workspace.id).await?),
+        None => Some(st.storage.count_sealed(&caller.workspace.id).await?),
         Some(_) => None,
     };
     let page = scan(&st, &caller.workspace.id, body.after, |s| {

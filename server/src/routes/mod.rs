@@ -2,6 +2,7 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod history;
 pub mod keyring;
 pub mod openapi;
 pub mod secrets;
@@ -20,6 +21,7 @@ use crate::state::AppState;
     paths(
         secrets::create, secrets::list, secrets::get, secrets::update, secrets::delete,
         secrets::revoke, secrets::restore, secrets::batch_get, secrets::batch_create,
+        history::versions, history::get_version, history::rollback, history::undelete,
         access_keys::create, access_keys::list, access_keys::delete,
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
@@ -65,6 +67,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/secrets/{key}/revoke", post(secrets::revoke))
         .route("/v1/secrets/{key}/restore", post(secrets::restore))
         .route("/v1/secrets/{key}/usage", get(audit::usage))
+        .route("/v1/secrets/{key}/versions", get(history::versions))
+        .route(
+            "/v1/secrets/{key}/versions/{version}",
+            get(history::get_version),
+        )
+        .route("/v1/secrets/{key}/rollback", post(history::rollback))
+        .route("/v1/secrets/{key}/undelete", post(history::undelete))
         .route(
             "/v1/access-keys",
             post(access_keys::create).get(access_keys::list),

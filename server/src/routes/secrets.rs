@@ -17,7 +17,7 @@ use crate::body::{JsonObject, PathParam};
 use crate::conditional;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{AuditEvent, ReadAnswers, ReadRule, StoredSecret};
+use crate::storage::{AuditEvent, Change, Deletion, ReadAnswers, ReadRule, StoredSecret};
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use ductape::access::{self, Context};
@@ -28,8 +28,8 @@ use ductape::ids::{new_object_id, now_millis, now_secs};
 use ductape::validate::{self, MetadataInput};
 use ductape::wire::{
     BatchCreateBody, BatchCreateItem, BatchCreateResponse, BatchGetBody, BatchGetResponse,
-    BatchItem, CreateSecretBody, DeletedResponse, ErrorBody, ErrorDetail, ListQuery, Permission,
-    SecretPage, SecretRecord, SecretWithCiphertext, UpdateSecretBody,
+    BatchItem, CreateSecretBody, DeleteQuery, DeletedResponse, ErrorBody, ErrorDetail, ListQuery,
+    Permission, SecretPage, SecretRecord, SecretWithCiphertext, UpdateSecretBody,
 };
 use ductape::{Envelope, ErrorCode, SecretKey};
 
@@ -117,6 +117,7 @@ fn new_secret(
         version: 1,
         created_ms: now,
         updated_ms: now,
+        change: Change::new("create", caller.who(), Some(changed_fields(body))),
     };
     Ok(secret)
 }
@@ -261,7 +262,7 @@ pub async fn batch_create(
 /// For a bound key whose creates hit taken names: for each name, when the existing secret
 /// is outside the key's binding, a refusal that does not confirm it exists (the same words
 /// whether the name is taken or was never available to this key); `None` when it is visible.
-async fn hidden_name_taken(
+pub(crate) async fn hidden_name_taken(
     st: &AppState,
     caller: &Caller,
     keys: &[SecretKey],
@@ -495,6 +496,7 @@ async fn update_secret(
         .into());
     }
     let binding = caller.owned_binding();
+    let change = Change::new("update", caller.who(), Some(changed_fields(body)));
     let updated = st
         .storage
         .modify_secret(
@@ -513,32 +515,57 @@ async fn update_secret(
                 s.expires_at = meta.expires_at.apply(s.expires_at);
                 // The change itself must not carry the secret out of the binding either.
                 access::check_write_within(&s.key, &s.scope, &s.envs, binding.get())?;
-                s.touch(now_millis());
+                s.touch(now_millis(), change);
                 Ok(())
             }),
             event,
+            st.retention,
         )
         .await?;
     tracing::info!(key = %updated.key, version = updated.version, access_key = %caller.key.id, "secret updated");
     Ok(updated.record(now_secs()))
 }
 
-/// Delete a secret for good.
-#[utoipa::path(delete, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path), ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
-    responses((status = 200, body = DeletedResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+/// Delete a secret: into the trash, with its history, for the server's `--trash-days`
+/// (`POST /v1/secrets/{key}/undelete` brings it back); `?permanent=true` (admin) at once.
+#[utoipa::path(delete, path = "/v1/secrets/{key}", tag = "secrets", params(("key" = String, Path), DeleteQuery, ("If-Match" = Option<String>, Header, description = "The version (or an ETag) the secret must be at: 409 otherwise")),
+    responses((status = 200, body = DeletedResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("access_key" = [])))]
 pub async fn delete(
     State(st): State<Shared>,
     caller: Caller,
     PathParam(key): PathParam,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     let key = SecretKey::parse(&key)?;
-    let event = audit_trail::event(&caller, "delete", key.as_str(), None, None);
+    let Query(q) = query.map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            "invalid query: DELETE /v1/secrets/{key} takes 'permanent' (true or false) only",
+        )
+    })?;
+    let permanent = q.permanent.unwrap_or(false);
+    let mut event = audit_trail::event(&caller, "delete", key.as_str(), None, None);
+    event.detail = permanent.then(|| "permanent".to_owned());
     let outcome = async {
-        caller.require(Permission::Write)?;
+        caller.require(if permanent {
+            Permission::Admin
+        } else {
+            Permission::Write
+        })?;
         let want = conditional::if_match(&headers)?;
         let binding = caller.owned_binding();
+        let now = now_millis();
+        // No trash kept (`--trash-days 0`): every delete is for good.
+        let how = if permanent || st.retention.trash_ms == 0 {
+            Deletion::Permanent
+        } else {
+            Deletion::Trash {
+                now_ms: now,
+                purge_before_ms: st.retention.trash_cutoff(now),
+            }
+        };
         st.storage
             .delete_secret(
                 &caller.workspace.id,
@@ -548,13 +575,14 @@ pub async fn delete(
                     conditional::check_version(&s.key, want, s.version)
                 }),
                 event.clone(),
+                how,
             )
             .await
     }
     .await;
     audit_trail::record_refusal(&st, event, &outcome).await;
     outcome?;
-    tracing::info!(key = %key, access_key = %caller.key.id, "secret deleted");
+    tracing::info!(key = %key, permanent, access_key = %caller.key.id, "secret deleted");
     Ok(Json(DeletedResponse {
         deleted: true,
         key: key.to_string(),
@@ -601,6 +629,7 @@ async fn set_revoked(
         caller.require(Permission::Revoke)?;
         let want = conditional::if_match(headers)?;
         let binding = caller.owned_binding();
+        let change = Change::new(action, caller.who(), None);
         st.storage
             .modify_secret(
                 &caller.workspace.id,
@@ -611,11 +640,12 @@ async fn set_revoked(
                     // Revoking a revoked secret (or restoring an active one) changes nothing.
                     if s.revoked != revoked {
                         s.revoked = revoked;
-                        s.touch(now_millis());
+                        s.touch(now_millis(), change);
                     }
                     Ok(())
                 }),
                 event.clone(),
+                st.retention,
             )
             .await
     }
@@ -628,7 +658,7 @@ async fn set_revoked(
 
 /// Whether a key with `binding` may change `s`: a secret it cannot see does not exist for
 /// it (404); one it can see but that reaches beyond its binding is refused (403).
-fn writable(s: &StoredSecret, binding: &OwnedBinding) -> Result<(), ApiError> {
+pub(crate) fn writable(s: &StoredSecret, binding: &OwnedBinding) -> Result<(), ApiError> {
     let b = binding.get();
     if !b.can_see(&s.scope, &s.envs) {
         return Err(ApiError::not_found(&s.key));
@@ -639,7 +669,7 @@ fn writable(s: &StoredSecret, binding: &OwnedBinding) -> Result<(), ApiError> {
 
 /// The names of the fields a create or update sets (never their values): `ciphertext` is
 /// reported as `value`.
-fn changed_fields(body: &serde_json::Map<String, Value>) -> String {
+pub(crate) fn changed_fields(body: &serde_json::Map<String, Value>) -> String {
     let mut names: Vec<&str> = body
         .keys()
         .filter(|k| validate::METADATA_FIELDS.contains(&k.as_str()) || k.as_str() == "ciphertext")
@@ -736,7 +766,7 @@ pub async fn batch_get(
 
 /// The app and environment a caller claims to read for (batch reads); none for a get.
 #[derive(Clone, Debug, Default)]
-struct Claim {
+pub(crate) struct Claim {
     app: Option<String>,
     envs: Vec<String>,
 }
@@ -764,7 +794,7 @@ async fn read_checked(
 ///
 /// For a bound key, a secret outside its binding is reported exactly as a missing one; the
 /// audit trail keeps the real reason.
-fn judge_reads(
+pub(crate) fn judge_reads(
     caller: &Caller,
     action: &str,
     keys: &[SecretKey],
@@ -841,7 +871,7 @@ fn refuse_plaintext(body: &serde_json::Map<String, Value>) -> Result<(), ApiErro
 /// The ciphertext must be sealed in the workspace's format: a `dv1` envelope under its key
 /// (format 1), or a `dv2` sealed value (format 2; whom it is wrapped to is checked against
 /// the keyring inside the write's transaction, see `storage::check_sealed`).
-fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
+pub(crate) fn check_ciphertext(caller: &Caller, c: &str) -> Result<String, ApiError> {
     let format2 = caller.workspace.keyring.is_some();
     let limit = if format2 {
         MAX_SEALED_LEN

@@ -10,7 +10,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use ductape::ids::iso_millis;
 use ductape::wire::{
-    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus,
+    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus, SecretVersion,
     SecretWithCiphertext, WorkspaceInfo,
 };
 use ductape::{ErrorCode, TokenType};
@@ -82,6 +82,126 @@ pub struct StoredSecret {
     pub version: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Who made this version and what it changed.
+    pub change: Change,
+}
+
+/// Who made a version of a secret and what it changed: names of fields, never values.
+/// Empty for versions written before history was kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The access key's id and its name then.
+    pub by: Option<(String, String)>,
+    /// `create`, `update`, `revoke`, `restore`, `rollback` or `undelete`.
+    pub action: Option<String>,
+    /// The fields set (`value` for the value), comma-separated.
+    pub fields: Option<String>,
+    /// A rollback's source version.
+    pub rollback_of: Option<i64>,
+}
+
+impl Change {
+    pub fn new(action: &str, by: (&str, &str), fields: Option<String>) -> Self {
+        Change {
+            by: Some((by.0.to_owned(), by.1.to_owned())),
+            action: Some(action.to_owned()),
+            fields: fields.filter(|f| !f.is_empty()),
+            rollback_of: None,
+        }
+    }
+
+    /// The stored text of `action` and `fields`: `action[:field,field]`.
+    pub fn stored(&self) -> Option<String> {
+        let action = self.action.as_deref()?;
+        Some(match &self.fields {
+            Some(f) => format!("{action}:{f}"),
+            None => action.to_owned(),
+        })
+    }
+
+    /// From the stored columns (see [`Change::stored`]).
+    pub fn from_stored(
+        changed: Option<String>,
+        by: Option<String>,
+        by_name: Option<String>,
+        rollback_of: Option<i64>,
+    ) -> Self {
+        let (action, fields) = match changed {
+            Some(c) => match c.split_once(':') {
+                Some((a, f)) => (Some(a.to_owned()), Some(f.to_owned())),
+                None => (Some(c), None),
+            },
+            None => (None, None),
+        };
+        Change {
+            by: by.map(|id| (id, by_name.unwrap_or_default())),
+            action,
+            fields,
+            rollback_of,
+        }
+    }
+
+    /// The wire form of one version of a secret.
+    pub fn version(&self, s: &StoredSecret, current: bool, now_secs: i64) -> SecretVersion {
+        SecretVersion {
+            version: s.version,
+            created_at: iso_millis(s.updated_ms),
+            access_key_id: self.by.as_ref().map(|b| b.0.clone()),
+            access_key_name: self.by.as_ref().map(|b| b.1.clone()),
+            action: self.action.clone(),
+            fields: self
+                .fields
+                .as_deref()
+                .map(|f| f.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            rollback_of: self.rollback_of,
+            status: SecretStatus::derive(s.revoked, s.expires_at, now_secs),
+            current,
+        }
+    }
+}
+
+/// How much history is kept (`ductape server --max-versions`, `--trash-days`).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Most versions kept of a secret, the current one included; `None`: all.
+    pub max_versions: Option<u32>,
+    /// How long a deleted secret stays in the trash, in milliseconds.
+    pub trash_ms: i64,
+}
+
+impl Retention {
+    pub const DEFAULT_TRASH_DAYS: u32 = 7;
+
+    /// Deleted before this time: out of the trash (gone for good).
+    pub fn trash_cutoff(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.trash_ms)
+    }
+
+    /// The newest version pruned when a secret is at `current` (0: none).
+    pub fn pruned_through(&self, current: i64) -> i64 {
+        self.max_versions
+            .map_or(0, |n| current.saturating_sub(i64::from(n)).max(0))
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_versions: None,
+            trash_ms: i64::from(Self::DEFAULT_TRASH_DAYS) * 86_400_000,
+        }
+    }
+}
+
+/// How a secret is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Into the trash (with its history), for undelete; what was deleted before
+    /// `purge_before_ms` leaves the trash for good in the same transaction.
+    Trash { now_ms: i64, purge_before_ms: i64 },
+    /// At once, with its history.
+    Permanent,
 }
 
 impl StoredSecret {
@@ -103,11 +223,12 @@ impl StoredSecret {
         }
     }
 
-    /// Records a change: a new version and update time.
-    pub fn touch(&mut self, now_ms: i64) {
+    /// Records a change: a new version, its time and who made it.
+    pub fn touch(&mut self, now_ms: i64, change: Change) {
         self.version += 1;
         // Keep updatedAt strictly after createdAt-ordered history even within one ms.
         self.updated_ms = now_ms.max(self.updated_ms);
+        self.change = change;
     }
 }
 
@@ -299,25 +420,77 @@ pub trait Storage: Send + Sync + 'static {
         workspace_id: &str,
         keys: &[String],
     ) -> Result<Vec<StoredSecret>, ApiError>;
-    /// Reads, changes and writes back one secret in one transaction. 404 if missing.
+    /// Reads, changes and writes back one secret in one transaction. 404 if missing. When
+    /// the change makes a new version, the version it replaces joins the secret's history
+    /// (the oldest beyond `retention.max_versions` pruned in the same transaction).
     async fn modify_secret(
         &self,
         workspace_id: &str,
         key: &str,
         change: Modify,
         event: AuditEvent,
+        retention: Retention,
     ) -> Result<StoredSecret, ApiError>;
-    /// Deletes the secret after `check` passes on it, in one transaction. 404 if missing.
+    /// Deletes the secret after `check` passes on it, in one transaction: into the trash
+    /// with its history, or for good. 404 if missing.
     async fn delete_secret(
         &self,
         workspace_id: &str,
         key: &str,
         check: Check<StoredSecret>,
         event: AuditEvent,
+        how: Deletion,
     ) -> Result<(), ApiError>;
+    /// Brings back the secret `key` most recently deleted at or after `since_ms`, changed by
+    /// `change` (which checks it and makes its new version), in one transaction; its
+    /// version at deletion joins its history. 404 if the trash holds none, 409 if a secret
+    /// `key` exists.
+    async fn undelete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        since_ms: i64,
+        change: Modify,
+        event: AuditEvent,
+        retention: Retention,
+    ) -> Result<StoredSecret, ApiError>;
+    /// Deletes what was put in the trash before `before_ms`, with its history; how many.
+    async fn purge_trash(&self, before_ms: i64) -> Result<u64, ApiError>;
+    /// The secret `key` and up to `limit` of its earlier versions below `before`, newest
+    /// first; `None` if there is no secret `key`.
+    async fn secret_history(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Option<(StoredSecret, Vec<StoredSecret>)>, ApiError>;
+    /// The secret `key` and its version `version` (the current row when that is current),
+    /// if kept; `None` if there is no secret `key`.
+    async fn secret_version(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError>;
 
-    /// How many secrets the workspace holds.
-    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError>;
+    /// How many sealed values the workspace stores: current, earlier versions and trash.
+    async fn count_sealed(&self, workspace_id: &str) -> Result<u64, ApiError>;
+    /// Every stored row holding a sealed value (current secrets, their earlier versions and
+    /// the trash) of the next `limit` secret keys after `after` (a key's rows never split
+    /// across pages), in key order; and the key the next page starts after, `None` at the end.
+    async fn list_sealed(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<StoredSecret>, Option<String>), ApiError>;
+    /// Every stored row holding a sealed value of these keys (see [`Storage::list_sealed`]).
+    async fn sealed_rows(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError>;
     /// Replaces the keyring with what `change` makes of it, with `event`, in one
     /// transaction serialised with every secret write (see [`check_sealed`]).
     async fn update_keyring(
@@ -326,9 +499,10 @@ pub trait Storage: Send + Sync + 'static {
         change: KeyringChange,
         event: AuditEvent,
     ) -> Result<ductape::crypto::Keyring, ApiError>;
-    /// Sets each secret's ciphertext from `old` to `new` where it is still `old` (compare and
-    /// swap: a value changed meanwhile is left alone), without a new version, in one
-    /// transaction with `event`. One answer per item: whether it was replaced.
+    /// Sets the ciphertext of each secret `key` from `old` to `new` wherever it is stored
+    /// as `old` (its current row, earlier versions and trash: compare and swap, so a value
+    /// changed meanwhile is left alone), without a new version, in one transaction with
+    /// `event`. One answer per item: whether any row was replaced.
     async fn replace_ciphertexts(
         &self,
         workspace_id: &str,
@@ -422,4 +596,20 @@ pub fn is_last_admin(keys: &[StoredAccessKey], target: &StoredAccessKey) -> bool
             .filter(|k| k.permissions.contains(&Permission::Admin))
             .count()
             <= 1
+}
+
+/// The answer for an undelete that finds nothing to bring back.
+pub fn not_in_trash(key: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::SecretNotFound,
+        format!("Secret '{key}' is not in the trash (deleted secrets are kept there for the server's --trash-days, then gone for good)"),
+    )
+}
+
+/// The answer for an undelete whose key has been taken again since the delete.
+pub fn name_taken_again(key: &str, trashed_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!("cannot undelete '{key}' (id {trashed_id}): a secret '{key}' was created since it was deleted; delete that one first (it then goes to the trash, and this undelete brings back the older one)"),
+    )
 }

@@ -12,9 +12,9 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, stored_keyring,
-    AuditEvent, Check, Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret,
-    Workspace,
+    check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
+    not_in_trash, reseals, stored_keyring, AuditEvent, Change, Check, Deletion, Inserted,
+    KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_audit_chain.sql"),
     include_str!("../../migrations/postgres/0003_listing_index.sql"),
     include_str!("../../migrations/postgres/0004_keyring.sql"),
+    include_str!("../../migrations/postgres/0005_history.sql"),
 ];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
@@ -186,7 +187,90 @@ fn tls_connector(ca_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, String> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms";
+const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms, changed, changed_by, changed_by_name, rollback_of";
+
+/// The tables holding sealed values: a secret's current row, its earlier versions, the
+/// trash. Statements over all three are made from these names only.
+const SEALED_TABLES: [&str; 3] = ["secrets", "secret_versions", "trash"];
+
+/// Inserts `s` into `table` (one of [`SEALED_TABLES`]; the trash's `deleted_ms` apart).
+async fn insert_secret(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    s: &StoredSecret,
+    conflict: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) {conflict}"
+        ))
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &s.id,
+            &s.workspace_id,
+            &s.key,
+            &s.ciphertext,
+            &s.description,
+            &s.token_type.map(TokenType::as_str),
+            &s.scope,
+            &s.envs,
+            &s.expires_at,
+            &s.revoked,
+            &s.version,
+            &s.created_ms,
+            &s.updated_ms,
+            &s.change.stored(),
+            &s.change.by.as_ref().map(|b| &b.0),
+            &s.change.by.as_ref().map(|b| &b.1),
+            &s.change.rollback_of,
+        ],
+    )
+    .await
+}
+
+/// Keeps `before` (the version a change replaces) in the secret's history, pruning what
+/// `retention` does not keep once the secret is at `now_at`.
+async fn keep_version(
+    tx: &deadpool_postgres::Transaction<'_>,
+    before: &StoredSecret,
+    now_at: i64,
+    retention: Retention,
+) -> Result<(), ApiError> {
+    insert_secret(
+        tx,
+        "secret_versions",
+        before,
+        "ON CONFLICT (id, version) DO NOTHING",
+    )
+    .await
+    .map_err(db)?;
+    let through = retention.pruned_through(now_at);
+    if through > 0 {
+        tx.execute(
+            "DELETE FROM secret_versions WHERE id = $1 AND version <= $2",
+            &[&before.id, &through],
+        )
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Empties the trash of what was deleted before `before_ms`, with its history.
+async fn purge(
+    tx: &deadpool_postgres::Transaction<'_>,
+    before_ms: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "DELETE FROM secret_versions WHERE id IN (SELECT id FROM trash WHERE deleted_ms < $1)",
+        &[&before_ms],
+    )
+    .await?;
+    tx.execute("DELETE FROM trash WHERE deleted_ms < $1", &[&before_ms])
+        .await
+}
 const KEY_COLS: &str =
     "id, workspace_id, name, secret_hash, wrapped_key, permissions, app, envs, created_ms";
 
@@ -206,6 +290,7 @@ fn secret_row(r: &Row) -> StoredSecret {
         version: r.get(10),
         created_ms: r.get(11),
         updated_ms: r.get(12),
+        change: Change::from_stored(r.get(13), r.get(14), r.get(15), r.get(16)),
     }
 }
 
@@ -554,13 +639,6 @@ impl Storage for PostgresStorage {
         self.timed(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await.map_err(db)?;
-            let insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO secrets ({SECRET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                     ON CONFLICT (workspace_id, key) DO NOTHING"
-                ))
-                .await
-                .map_err(db)?;
             let mut done = Inserted::with_capacity(items.len());
             let ring = match items.first() {
                 Some((s, _)) => stored_keyring(keyring_of(&tx, &s.workspace_id).await?)?,
@@ -571,17 +649,14 @@ impl Storage for PostgresStorage {
                     done.refuse(e);
                     continue;
                 }
-                let inserted = tx
-                    .execute(
-                        &insert,
-                        &[
-                            &s.id, &s.workspace_id, &s.key, &s.ciphertext, &s.description,
-                            &s.token_type.map(TokenType::as_str), &s.scope, &s.envs, &s.expires_at,
-                            &s.revoked, &s.version, &s.created_ms, &s.updated_ms,
-                        ],
-                    )
-                    .await
-                    .map_err(db)?;
+                let inserted = insert_secret(
+                    &tx,
+                    "secrets",
+                    &s,
+                    "ON CONFLICT (workspace_id, key) DO NOTHING",
+                )
+                .await
+                .map_err(db)?;
                 done.record(inserted > 0, &s.key, event);
             }
             append_chained(&tx, &done.events).await.map_err(db)?;
@@ -657,6 +732,7 @@ impl Storage for PostgresStorage {
         key: &str,
         change: Modify,
         event: AuditEvent,
+        retention: Retention,
     ) -> Result<StoredSecret, ApiError> {
         self.timed(async {
             let mut c = self.conn().await?;
@@ -667,12 +743,18 @@ impl Storage for PostgresStorage {
             if reseals(&before, &s) {
                 check_sealed(stored_keyring(keyring_of(&tx, workspace_id).await?)?.as_ref(), &s)?;
             }
+            if s.version != before.version {
+                keep_version(&tx, &before, s.version, retention).await?;
+            }
             tx.execute(
                 "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
-                 expires_at = $6, revoked = $7, version = $8, updated_ms = $9 WHERE id = $10",
+                 expires_at = $6, revoked = $7, version = $8, updated_ms = $9, changed = $10, changed_by = $11,
+                 changed_by_name = $12, rollback_of = $13 WHERE id = $14",
                 &[
                     &s.ciphertext, &s.description, &s.token_type.map(TokenType::as_str), &s.scope, &s.envs,
-                    &s.expires_at, &s.revoked, &s.version, &s.updated_ms, &s.id,
+                    &s.expires_at, &s.revoked, &s.version, &s.updated_ms, &s.change.stored(),
+                    &s.change.by.as_ref().map(|b| &b.0), &s.change.by.as_ref().map(|b| &b.1),
+                    &s.change.rollback_of, &s.id,
                 ],
             )
             .await
@@ -690,12 +772,29 @@ impl Storage for PostgresStorage {
         key: &str,
         check: Check<StoredSecret>,
         event: AuditEvent,
+        how: Deletion,
     ) -> Result<(), ApiError> {
         self.timed(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await.map_err(db)?;
             let s = select_secret_for_update(&tx, workspace_id, key).await?;
             check(&s)?;
+            match how {
+                Deletion::Trash { now_ms, purge_before_ms } => {
+                    tx.execute(
+                        &format!("INSERT INTO trash ({SECRET_COLS}, deleted_ms) SELECT {SECRET_COLS}, $2 FROM secrets WHERE id = $1"),
+                        &[&s.id, &now_ms],
+                    )
+                    .await
+                    .map_err(db)?;
+                    purge(&tx, purge_before_ms).await.map_err(db)?;
+                }
+                Deletion::Permanent => {
+                    tx.execute("DELETE FROM secret_versions WHERE id = $1", &[&s.id])
+                        .await
+                        .map_err(db)?;
+                }
+            }
             tx.execute("DELETE FROM secrets WHERE id = $1", &[&s.id])
                 .await
                 .map_err(db)?;
@@ -705,18 +804,207 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError> {
+    async fn undelete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        since_ms: i64,
+        change: Modify,
+        event: AuditEvent,
+        retention: Retention,
+    ) -> Result<StoredSecret, ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let trashed = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM trash WHERE workspace_id = $1 AND key = $2 AND deleted_ms >= $3
+                         ORDER BY deleted_ms DESC LIMIT 1 FOR UPDATE"
+                    ),
+                    &[&workspace_id, &key, &since_ms],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| secret_row(&r))
+                .ok_or_else(|| not_in_trash(key))?;
+            let mut s = trashed.clone();
+            change(&mut s)?;
+            keep_version(&tx, &trashed, s.version, retention).await?;
+            match insert_secret(&tx, "secrets", &s, "").await {
+                Ok(_) => {}
+                // The unique key: a secret of that name exists (the transaction is spent).
+                Err(e) if is_unique_violation(&e) => return Err(name_taken_again(key, &trashed.id)),
+                Err(e) => return Err(db(e)),
+            }
+            tx.execute("DELETE FROM trash WHERE id = $1", &[&s.id])
+                .await
+                .map_err(db)?;
+            append_chained(&tx, &[event]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn purge_trash(&self, before_ms: i64) -> Result<u64, ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let n = purge(&tx, before_ms).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn secret_history(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Option<(StoredSecret, Vec<StoredSecret>)>, ApiError> {
+        self.timed(async {
+            let mut c = self.conn().await?;
+            // One snapshot for the secret and its versions.
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(db)?;
+            let Some(current) = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = $1 AND key = $2"
+                    ),
+                    &[&workspace_id, &key],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| secret_row(&r))
+            else {
+                return Ok(None);
+            };
+            let older = tx
+                .query(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM secret_versions WHERE id = $1 AND version < $2
+                         ORDER BY version DESC LIMIT $3"
+                    ),
+                    &[&current.id, &before, &(limit as i64)],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(secret_row)
+                .collect();
+            tx.commit().await.map_err(db)?;
+            Ok(Some((current, older)))
+        })
+        .await
+    }
+
+    async fn secret_version(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError> {
+        let found = self
+            .secret_history(workspace_id, key, version + 1, 1)
+            .await?;
+        Ok(found.map(|(current, older)| {
+            let at = if version == current.version {
+                Some(current.clone())
+            } else {
+                older.into_iter().find(|s| s.version == version)
+            };
+            (current, at)
+        }))
+    }
+
+    async fn count_sealed(&self, workspace_id: &str) -> Result<u64, ApiError> {
         self.timed(async {
             let c = self.conn().await?;
             let n: i64 = c
                 .query_one(
-                    "SELECT COUNT(*) FROM secrets WHERE workspace_id = $1",
+                    "SELECT (SELECT COUNT(*) FROM secrets WHERE workspace_id = $1)
+                          + (SELECT COUNT(*) FROM secret_versions WHERE workspace_id = $1)
+                          + (SELECT COUNT(*) FROM trash WHERE workspace_id = $1)",
                     &[&workspace_id],
                 )
                 .await
                 .map_err(db)?
                 .get(0);
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn list_sealed(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<StoredSecret>, Option<String>), ApiError> {
+        let current = self
+            .list_secrets(workspace_id, after.clone(), limit)
+            .await?;
+        // The page ends at its last key when full; the other tables' rows of the keys up to
+        // there (those of deleted secrets included) belong to it.
+        let end = (current.len() == limit)
+            .then(|| current.last().map(|s| s.key.clone()))
+            .flatten();
+        let mut rows = self
+            .timed(async {
+                let c = self.conn().await?;
+                let after = after.unwrap_or_default();
+                let mut out = Vec::new();
+                for table in &SEALED_TABLES[1..] {
+                    let found = c
+                        .query(
+                            &format!(
+                                "SELECT {SECRET_COLS} FROM {table} WHERE workspace_id = $1
+                                 AND key COLLATE \"C\" > $2 AND ($3::TEXT IS NULL OR key COLLATE \"C\" <= $3)"
+                            ),
+                            &[&workspace_id, &after, &end],
+                        )
+                        .await
+                        .map_err(db)?;
+                    out.extend(found.iter().map(secret_row));
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.extend(current);
+        rows.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        Ok((rows, end))
+    }
+
+    async fn sealed_rows(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            let mut out = Vec::new();
+            for table in SEALED_TABLES {
+                let rows = c
+                    .query(
+                        &format!(
+                            "SELECT {SECRET_COLS} FROM {table} WHERE workspace_id = $1 AND key = ANY($2)"
+                        ),
+                        &[&workspace_id, &keys],
+                    )
+                    .await
+                    .map_err(db)?;
+                out.extend(rows.iter().map(secret_row));
+            }
+            Ok(out)
         })
         .await
     }
@@ -772,21 +1060,22 @@ impl Storage for PostgresStorage {
         self.timed(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await.map_err(db)?;
-            let update = tx
-                .prepare_cached(
-                    "UPDATE secrets SET ciphertext = $1
-                     WHERE workspace_id = $2 AND key = $3 AND ciphertext = $4",
-                )
-                .await
-                .map_err(db)?;
-            let mut done = Vec::with_capacity(items.len());
-            for (key, old, new) in &items {
-                done.push(
-                    tx.execute(&update, &[new, &workspace_id, key, old])
+            let mut done = vec![false; items.len()];
+            for table in SEALED_TABLES {
+                let update = tx
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET ciphertext = $1
+                         WHERE workspace_id = $2 AND key = $3 AND ciphertext = $4"
+                    ))
+                    .await
+                    .map_err(db)?;
+                for ((key, old, new), done) in items.iter().zip(done.iter_mut()) {
+                    *done |= tx
+                        .execute(&update, &[new, &workspace_id, key, old])
                         .await
                         .map_err(db)?
-                        > 0,
-                );
+                        > 0;
+                }
             }
             append_chained(&tx, &[event]).await.map_err(db)?;
             tx.commit().await.map_err(db)?;

@@ -21,9 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::{
-    check_sealed, is_last_admin, last_admin_key, no_such_access_key, reseals, stored_keyring,
-    AuditEvent, Check, Inserted, KeyringChange, Modify, Storage, StoredAccessKey, StoredSecret,
-    Workspace,
+    check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
+    not_in_trash, reseals, stored_keyring, AuditEvent, Change, Check, Deletion, Inserted,
+    KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
     include_str!("../../migrations/sqlite/0003_keyring.sql"),
+    include_str!("../../migrations/sqlite/0004_history.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -473,7 +474,30 @@ fn from_json(s: String) -> Vec<String> {
     serde_json::from_str(&s).unwrap_or_default()
 }
 
-const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms";
+const SECRET_COLS: &str = "id, workspace_id, key, ciphertext, description, token_type, scope, envs, expires_at, revoked, version, created_ms, updated_ms, changed, changed_by, changed_by_name, rollback_of";
+
+/// The tables holding sealed values: a secret's current row, its earlier versions, the
+/// trash. Statements over all three are made from these names only.
+const SEALED_TABLES: [&str; 3] = ["secrets", "secret_versions", "trash"];
+
+/// Inserts `s` into `table` (one of [`SEALED_TABLES`]; the trash's `deleted_ms` apart).
+fn insert_secret(
+    c: &Connection,
+    table: &str,
+    s: &StoredSecret,
+    conflict: &str,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(&format!(
+        "INSERT INTO {table} ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) {conflict}"
+    ))?
+    .execute(params![
+        s.id, s.workspace_id, s.key, s.ciphertext, s.description,
+        s.token_type.map(TokenType::as_str), to_json(&s.scope), to_json(&s.envs),
+        s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms,
+        s.change.stored(), s.change.by.as_ref().map(|b| &b.0), s.change.by.as_ref().map(|b| &b.1),
+        s.change.rollback_of
+    ])
+}
 
 fn secret_row(r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
     let token_type: Option<String> = r.get(5)?;
@@ -491,6 +515,7 @@ fn secret_row(r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
         version: r.get(10)?,
         created_ms: r.get(11)?,
         updated_ms: r.get(12)?,
+        change: Change::from_stored(r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
     })
 }
 
@@ -633,6 +658,50 @@ fn select_secret(c: &Connection, ws: &str, key: &str) -> Result<StoredSecret, Ap
     .optional()
     .map_err(db)?
     .ok_or_else(|| ApiError::not_found(key))
+}
+
+/// A missing secret as `None`; other errors stay errors.
+fn absent(e: ApiError) -> Result<Option<StoredSecret>, ApiError> {
+    if e.code == ErrorCode::SecretNotFound {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// Keeps `before` (the version a change replaces) in the secret's history, pruning what
+/// `retention` does not keep once the secret is at `now_at`.
+fn keep_version(
+    c: &Connection,
+    before: &StoredSecret,
+    now_at: i64,
+    retention: Retention,
+) -> Result<(), ApiError> {
+    insert_secret(
+        c,
+        "secret_versions",
+        before,
+        "ON CONFLICT (id, version) DO NOTHING",
+    )
+    .map_err(db)?;
+    let through = retention.pruned_through(now_at);
+    if through > 0 {
+        c.prepare_cached("DELETE FROM secret_versions WHERE id = ?1 AND version <= ?2")
+            .and_then(|mut st| st.execute(params![before.id, through]))
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Empties the trash of what was deleted before `before_ms`, with its history.
+fn purge(c: &Connection, before_ms: i64) -> rusqlite::Result<u64> {
+    c.prepare_cached(
+        "DELETE FROM secret_versions WHERE id IN (SELECT id FROM trash WHERE deleted_ms < ?1)",
+    )?
+    .execute(params![before_ms])?;
+    c.prepare_cached("DELETE FROM trash WHERE deleted_ms < ?1")?
+        .execute(params![before_ms])
+        .map(|n| n as u64)
 }
 
 #[async_trait]
@@ -828,27 +897,19 @@ impl Storage for SqliteStorage {
                 Some((s, _)) => stored_keyring(keyring_of(&tx, &s.workspace_id)?)?,
                 None => None,
             };
-            {
-                let mut insert = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO secrets ({SECRET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                         ON CONFLICT (workspace_id, key) DO NOTHING"
-                    ))
-                    .map_err(db)?;
-                for (s, event) in items {
-                    if let Err(e) = check_sealed(ring.as_ref(), &s) {
-                        done.refuse(e);
-                        continue;
-                    }
-                    let inserted = insert
-                        .execute(params![
-                            s.id, s.workspace_id, s.key, s.ciphertext, s.description,
-                            s.token_type.map(TokenType::as_str), to_json(&s.scope), to_json(&s.envs),
-                            s.expires_at, s.revoked as i64, s.version, s.created_ms, s.updated_ms
-                        ])
-                        .map_err(db)?;
-                    done.record(inserted > 0, &s.key, event);
+            for (s, event) in items {
+                if let Err(e) = check_sealed(ring.as_ref(), &s) {
+                    done.refuse(e);
+                    continue;
                 }
+                let inserted = insert_secret(
+                    &tx,
+                    "secrets",
+                    &s,
+                    "ON CONFLICT (workspace_id, key) DO NOTHING",
+                )
+                .map_err(db)?;
+                done.record(inserted > 0, &s.key, event);
             }
             append_chained(&tx, &done.events).map_err(db)?;
             tx.commit().map_err(db)?;
@@ -916,6 +977,7 @@ impl Storage for SqliteStorage {
         key: &str,
         change: Modify,
         event: AuditEvent,
+        retention: Retention,
     ) -> Result<StoredSecret, ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
@@ -926,12 +988,18 @@ impl Storage for SqliteStorage {
             if reseals(&before, &s) {
                 check_sealed(stored_keyring(keyring_of(&tx, &ws)?)?.as_ref(), &s)?;
             }
+            if s.version != before.version {
+                keep_version(&tx, &before, s.version, retention)?;
+            }
             tx.execute(
                 "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
-                 expires_at = ?6, revoked = ?7, version = ?8, updated_ms = ?9 WHERE id = ?10",
+                 expires_at = ?6, revoked = ?7, version = ?8, updated_ms = ?9, changed = ?10, changed_by = ?11,
+                 changed_by_name = ?12, rollback_of = ?13 WHERE id = ?14",
                 params![
                     s.ciphertext, s.description, s.token_type.map(TokenType::as_str), to_json(&s.scope),
-                    to_json(&s.envs), s.expires_at, s.revoked as i64, s.version, s.updated_ms, s.id
+                    to_json(&s.envs), s.expires_at, s.revoked as i64, s.version, s.updated_ms,
+                    s.change.stored(), s.change.by.as_ref().map(|b| &b.0), s.change.by.as_ref().map(|b| &b.1),
+                    s.change.rollback_of, s.id
                 ],
             )
             .map_err(db)?;
@@ -948,6 +1016,7 @@ impl Storage for SqliteStorage {
         key: &str,
         check: Check<StoredSecret>,
         event: AuditEvent,
+        how: Deletion,
     ) -> Result<(), ApiError> {
         let (ws, key) = (workspace_id.to_owned(), key.to_owned());
         self.with(move |c| {
@@ -956,6 +1025,20 @@ impl Storage for SqliteStorage {
                 .map_err(db)?;
             let s = select_secret(&tx, &ws, &key)?;
             check(&s)?;
+            match how {
+                Deletion::Trash { now_ms, purge_before_ms } => {
+                    tx.execute(
+                        &format!("INSERT INTO trash ({SECRET_COLS}, deleted_ms) SELECT {SECRET_COLS}, ?2 FROM secrets WHERE id = ?1"),
+                        params![s.id, now_ms],
+                    )
+                    .map_err(db)?;
+                    purge(&tx, purge_before_ms).map_err(db)?;
+                }
+                Deletion::Permanent => {
+                    tx.execute("DELETE FROM secret_versions WHERE id = ?1", params![s.id])
+                        .map_err(db)?;
+                }
+            }
             tx.execute("DELETE FROM secrets WHERE id = ?1", params![s.id])
                 .map_err(db)?;
             append_chained(&tx, &[event]).map_err(db)?;
@@ -964,16 +1047,211 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn count_secrets(&self, workspace_id: &str) -> Result<u64, ApiError> {
+    async fn undelete_secret(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        since_ms: i64,
+        change: Modify,
+        event: AuditEvent,
+        retention: Retention,
+    ) -> Result<StoredSecret, ApiError> {
+        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let trashed = tx
+                .query_row(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM trash WHERE workspace_id = ?1 AND key = ?2 AND deleted_ms >= ?3
+                         ORDER BY deleted_ms DESC LIMIT 1"
+                    ),
+                    params![ws, key, since_ms],
+                    secret_row,
+                )
+                .optional()
+                .map_err(db)?
+                .ok_or_else(|| not_in_trash(&key))?;
+            let mut s = trashed.clone();
+            change(&mut s)?;
+            if select_secret(&tx, &ws, &key).is_ok() {
+                return Err(name_taken_again(&key, &trashed.id));
+            }
+            keep_version(&tx, &trashed, s.version, retention)?;
+            insert_secret(&tx, "secrets", &s, "").map_err(db)?;
+            tx.execute("DELETE FROM trash WHERE id = ?1", params![s.id])
+                .map_err(db)?;
+            append_chained(&tx, &[event]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn purge_trash(&self, before_ms: i64) -> Result<u64, ApiError> {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let n = purge(&tx, before_ms).map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn secret_history(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Option<(StoredSecret, Vec<StoredSecret>)>, ApiError> {
+        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(db)?;
+            let Some(current) = select_secret(&tx, &ws, &key).map(Some).or_else(absent)? else {
+                return Ok(None);
+            };
+            let older = tx
+                .prepare_cached(&format!(
+                    "SELECT {SECRET_COLS} FROM secret_versions WHERE id = ?1 AND version < ?2
+                     ORDER BY version DESC LIMIT ?3"
+                ))
+                .and_then(|mut st| {
+                    st.query_map(params![current.id, before, limit as i64], secret_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Some((current, older)))
+        })
+        .await
+    }
+
+    async fn secret_version(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        version: i64,
+    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError> {
+        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(db)?;
+            let Some(current) = select_secret(&tx, &ws, &key).map(Some).or_else(absent)? else {
+                return Ok(None);
+            };
+            let at = if version == current.version {
+                Some(current.clone())
+            } else {
+                tx.query_row(
+                    &format!(
+                        "SELECT {SECRET_COLS} FROM secret_versions WHERE id = ?1 AND version = ?2"
+                    ),
+                    params![current.id, version],
+                    secret_row,
+                )
+                .optional()
+                .map_err(db)?
+            };
+            tx.commit().map_err(db)?;
+            Ok(Some((current, at)))
+        })
+        .await
+    }
+
+    async fn count_sealed(&self, workspace_id: &str) -> Result<u64, ApiError> {
         let ws = workspace_id.to_owned();
         self.read(move |c| {
-            c.query_row(
-                "SELECT COUNT(*) FROM secrets WHERE workspace_id = ?1",
-                params![ws],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(db)
+            let mut n = 0u64;
+            for table in SEALED_TABLES {
+                n += c
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE workspace_id = ?1"),
+                        params![ws],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(db)? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn list_sealed(
+        &self,
+        workspace_id: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<StoredSecret>, Option<String>), ApiError> {
+        let current = self
+            .list_secrets(workspace_id, after.clone(), limit)
+            .await?;
+        // The page ends at its last key when full; the other tables' rows of the keys up to
+        // there (those of deleted secrets included) belong to it.
+        let end = (current.len() == limit)
+            .then(|| current.last().map(|s| s.key.clone()))
+            .flatten();
+        let ws = workspace_id.to_owned();
+        let bound = end.clone();
+        let mut rows = self
+            .read(move |c| {
+                let mut out = Vec::new();
+                let mut args = vec![ws, after.unwrap_or_default()];
+                let upper = match bound {
+                    Some(end) => {
+                        args.push(end);
+                        "AND key <= ?3"
+                    }
+                    None => "",
+                };
+                for table in &SEALED_TABLES[1..] {
+                    let mut st = c
+                        .prepare_cached(&format!(
+                            "SELECT {SECRET_COLS} FROM {table} WHERE workspace_id = ?1 AND key > ?2 {upper}"
+                        ))
+                        .map_err(db)?;
+                    let found = st
+                        .query_map(rusqlite::params_from_iter(&args), secret_row)
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                        .map_err(db)?;
+                    out.extend(found);
+                }
+                Ok(out)
+            })
+            .await?;
+        rows.extend(current);
+        rows.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        Ok((rows, end))
+    }
+
+    async fn sealed_rows(
+        &self,
+        workspace_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredSecret>, ApiError> {
+        let ws = workspace_id.to_owned();
+        let keys = keys.to_vec();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(db)?;
+            let mut out = Vec::new();
+            for table in SEALED_TABLES {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT {SECRET_COLS} FROM {table} WHERE workspace_id = ?1 AND key = ?2"
+                    ))
+                    .map_err(db)?;
+                for k in &keys {
+                    let found = st
+                        .query_map(params![ws, k], secret_row)
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                        .map_err(db)?;
+                    out.extend(found);
+                }
+            }
+            tx.commit().map_err(db)?;
+            Ok(out)
         })
         .await
     }
@@ -1030,16 +1308,16 @@ impl Storage for SqliteStorage {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let mut done = Vec::with_capacity(items.len());
-            {
+            let mut done = vec![false; items.len()];
+            for table in SEALED_TABLES {
                 let mut update = tx
-                    .prepare_cached(
-                        "UPDATE secrets SET ciphertext = ?1
-                         WHERE workspace_id = ?2 AND key = ?3 AND ciphertext = ?4",
-                    )
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET ciphertext = ?1
+                         WHERE workspace_id = ?2 AND key = ?3 AND ciphertext = ?4"
+                    ))
                     .map_err(db)?;
-                for (key, old, new) in &items {
-                    done.push(update.execute(params![new, ws, key, old]).map_err(db)? > 0);
+                for ((key, old, new), done) in items.iter().zip(done.iter_mut()) {
+                    *done |= update.execute(params![new, ws, key, old]).map_err(db)? > 0;
                 }
             }
             append_chained(&tx, &[event]).map_err(db)?;
