@@ -78,10 +78,39 @@ export interface UpdateSecretInput {
   ifVersion?: number;
 }
 
-/** Options of `delete`, `revoke` and `restore`. */
+/** Options of `delete`, `revoke`, `restore` and `rollback`. */
 export interface IfVersion {
   /** Only if the secret is still at this version: else rejects with 409 `version_conflict`. */
   ifVersion?: number;
+}
+
+/** Options of `delete`. */
+export interface DeleteOptions extends IfVersion {
+  /** Delete the secret and its history at once instead of moving them to the trash (admin). */
+  permanent?: boolean;
+}
+
+/** Options of `fetch`. */
+export interface FetchOptions {
+  /** An earlier version (see `versions`), read under the same access rules. */
+  version?: number;
+}
+
+/** One version of a secret (`versions`): when it was made, by which access key, what it
+ * changed (`fields` names them, `value` for the value; never values themselves). */
+export interface SecretVersion {
+  version: number;
+  /** ISO-8601 UTC with milliseconds. */
+  createdAt: string;
+  access_key_id: string | null;
+  access_key_name: string | null;
+  /** `create`, `update`, `revoke`, `restore`, `rollback` or `undelete`. */
+  action: string | null;
+  fields: string[];
+  /** A rollback's source version. */
+  rollback_of?: number;
+  status: SecretStatus;
+  current: boolean;
 }
 
 /** The app and environment a configuration is resolved for. */
@@ -287,7 +316,8 @@ function loadNative(): NativeModule {
   return nativeModule;
 }
 
-/** Secret operations: `create`, `fetchAll`, `fetch`, `update`, `delete`, `revoke`, `restore`. */
+/** Secret operations: `create`, `fetchAll`, `fetch`, `update`, `delete`, `revoke`, `restore`,
+ * and history: `versions`, `rollback`, `undelete`. */
 export class Secrets {
   readonly #native: NativeClient;
 
@@ -322,10 +352,25 @@ export class Secrets {
     } while (cursor !== undefined);
   }
 
-  /** One secret with its value, decrypted locally. */
-  async fetch(key: string): Promise<SecretWithValue> {
-    const raw = (await call(() => this.#native.fetch(key))) as Secret & { value: string };
+  /** One secret with its value, decrypted locally; `{ version }`: an earlier version. */
+  async fetch(key: string, options: FetchOptions = {}): Promise<SecretWithValue> {
+    const raw = (await call(() => this.#native.fetch(key, options.version))) as Secret & { value: string };
     return withHiddenValue(raw);
+  }
+
+  /** Every kept version of the secret, newest first (what changed, never values). */
+  versions(key: string): Promise<SecretVersion[]> {
+    return call(() => this.#native.versions(key) as Promise<SecretVersion[]>);
+  }
+
+  /** A new current version with `version`'s value (metadata stays; history is kept). */
+  rollback(key: string, version: number, options: IfVersion = {}): Promise<Secret> {
+    return call(() => this.#native.rollback(key, version, options.ifVersion) as Promise<Secret>);
+  }
+
+  /** Brings the secret most recently deleted under `key` back from the trash, with its history. */
+  undelete(key: string): Promise<Secret> {
+    return call(() => this.#native.undelete(key) as Promise<Secret>);
   }
 
   /** Changes the value (re-encrypted locally) and/or metadata. */
@@ -339,9 +384,10 @@ export class Secrets {
     return call(() => this.#native.update(key, defined(wire)) as Promise<Secret>);
   }
 
-  /** Deletes the secret for good. Resolves `true`. */
-  delete(key: string, options: IfVersion = {}): Promise<boolean> {
-    return call(() => this.#native.delete(key, options.ifVersion));
+  /** Deletes the secret: it moves to the server's trash with its history (`undelete` brings
+   * it back) unless `permanent`. Reads answer 404 at once. Resolves `true`. */
+  delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
+    return call(() => this.#native.delete(key, options.ifVersion, options.permanent));
   }
 
   /** Revokes the secret: it stays listed but its value can no longer be read. Resolves `true`. */

@@ -161,12 +161,48 @@ impl NativeClient {
     }
 
     #[napi]
-    pub async fn fetch(&self, key: String) -> napi::Result<Value> {
+    pub async fn fetch(&self, key: String, version: Option<i64>) -> napi::Result<Value> {
+        let secrets = self.inner.secrets();
+        match version {
+            Some(v) => secrets.fetch_version(&key, v).await,
+            None => secrets.fetch(&key).await,
+        }
+        .map(|s| s.to_json())
+        .napi()
+    }
+
+    #[napi]
+    pub async fn versions(&self, key: String) -> napi::Result<Value> {
         self.inner
             .secrets()
-            .fetch(&key)
+            .versions(&key)
             .await
-            .map(|s| s.to_json())
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    #[napi]
+    pub async fn rollback(
+        &self,
+        key: String,
+        version: i64,
+        if_version: Option<i64>,
+    ) -> napi::Result<Value> {
+        self.inner
+            .secrets()
+            .rollback_if_version(&key, version, if_version)
+            .await
+            .map(|r| json(&r))
+            .napi()
+    }
+
+    #[napi]
+    pub async fn undelete(&self, key: String) -> napi::Result<Value> {
+        self.inner
+            .secrets()
+            .undelete(&key)
+            .await
+            .map(|r| json(&r))
             .napi()
     }
 
@@ -182,12 +218,19 @@ impl NativeClient {
     }
 
     #[napi]
-    pub async fn delete(&self, key: String, if_version: Option<i64>) -> napi::Result<bool> {
-        self.inner
-            .secrets()
-            .delete_if_version(&key, if_version)
-            .await
-            .napi()
+    pub async fn delete(
+        &self,
+        key: String,
+        if_version: Option<i64>,
+        permanent: Option<bool>,
+    ) -> napi::Result<bool> {
+        let secrets = self.inner.secrets();
+        if permanent.unwrap_or(false) {
+            secrets.delete_permanently(&key, if_version).await
+        } else {
+            secrets.delete_if_version(&key, if_version).await
+        }
+        .napi()
     }
 
     #[napi]

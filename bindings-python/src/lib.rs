@@ -165,14 +165,41 @@ impl NativeClient {
         ))
     }
 
-    fn fetch_op(&self, key: String) -> PyResult<Op> {
+    fn fetch_op(&self, key: String, version: Option<i64>) -> PyResult<Op> {
         let c = self.client()?;
         Ok(op(async move {
-            c.secrets()
-                .fetch(&key)
-                .await
-                .map(|s| Answer::Json(s.to_json()))
+            let s = c.secrets();
+            match version {
+                Some(v) => s.fetch_version(&key, v).await,
+                None => s.fetch(&key).await,
+            }
+            .map(|s| Answer::Json(s.to_json()))
         }))
+    }
+
+    fn versions_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(
+            async move { json_answer(c.secrets().versions(&key).await) },
+        ))
+    }
+
+    fn rollback_op(&self, key: String, version: i64, if_version: Option<i64>) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(async move {
+            json_answer(
+                c.secrets()
+                    .rollback_if_version(&key, version, if_version)
+                    .await,
+            )
+        }))
+    }
+
+    fn undelete_op(&self, key: String) -> PyResult<Op> {
+        let c = self.client()?;
+        Ok(op(
+            async move { json_answer(c.secrets().undelete(&key).await) },
+        ))
     }
 
     fn update_op(&self, key: String, args: &Bound<'_, PyAny>) -> PyResult<Op> {
@@ -183,13 +210,16 @@ impl NativeClient {
         }))
     }
 
-    fn delete_op(&self, key: String, if_version: Option<i64>) -> PyResult<Op> {
+    fn delete_op(&self, key: String, if_version: Option<i64>, permanent: bool) -> PyResult<Op> {
         let c = self.client()?;
         Ok(op(async move {
-            c.secrets()
-                .delete_if_version(&key, if_version)
-                .await
-                .map(Answer::Bool)
+            let s = c.secrets();
+            if permanent {
+                s.delete_permanently(&key, if_version).await
+            } else {
+                s.delete_if_version(&key, if_version).await
+            }
+            .map(Answer::Bool)
         }))
     }
 
@@ -357,14 +387,61 @@ impl NativeClient {
         Self::run_async(py, self.page_op(limit, cursor)?)
     }
 
-    #[pyo3(signature = (key))]
-    fn fetch(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.fetch_op(key)?)
+    #[pyo3(signature = (key, version=None))]
+    fn fetch(&self, py: Python<'_>, key: String, version: Option<i64>) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.fetch_op(key, version)?)
+    }
+
+    #[pyo3(signature = (key, version=None))]
+    fn fetch_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.fetch_op(key, version)?)
     }
 
     #[pyo3(signature = (key))]
-    fn fetch_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.fetch_op(key)?)
+    fn versions(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.versions_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn versions_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.versions_op(key)?)
+    }
+
+    #[pyo3(signature = (key, version, if_version=None))]
+    fn rollback(
+        &self,
+        py: Python<'_>,
+        key: String,
+        version: i64,
+        if_version: Option<i64>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.rollback_op(key, version, if_version)?)
+    }
+
+    #[pyo3(signature = (key, version, if_version=None))]
+    fn rollback_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        version: i64,
+        if_version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.rollback_op(key, version, if_version)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn undelete(&self, py: Python<'_>, key: String) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.undelete_op(key)?)
+    }
+
+    #[pyo3(signature = (key))]
+    fn undelete_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        Self::run_async(py, self.undelete_op(key)?)
     }
 
     #[pyo3(signature = (key, args))]
@@ -382,19 +459,26 @@ impl NativeClient {
         Self::run_async(py, self.update_op(key, args)?)
     }
 
-    #[pyo3(signature = (key, if_version=None))]
-    fn delete(&self, py: Python<'_>, key: String, if_version: Option<i64>) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.delete_op(key, if_version)?)
+    #[pyo3(signature = (key, if_version=None, permanent=false))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: String,
+        if_version: Option<i64>,
+        permanent: bool,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.delete_op(key, if_version, permanent)?)
     }
 
-    #[pyo3(signature = (key, if_version=None))]
+    #[pyo3(signature = (key, if_version=None, permanent=false))]
     fn delete_async<'py>(
         &self,
         py: Python<'py>,
         key: String,
         if_version: Option<i64>,
+        permanent: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.delete_op(key, if_version)?)
+        Self::run_async(py, self.delete_op(key, if_version, permanent)?)
     }
 
     #[pyo3(signature = (key, if_version=None))]

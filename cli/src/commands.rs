@@ -116,9 +116,39 @@ pub enum SecretsCommand {
     },
     /// Print a secret's value (with --json, the whole secret).
     #[command(
-        after_help = "Examples:\n  ductape secrets get STRIPE_API_KEY\n  export DB_URL=\"$(ductape secrets get DB_URL)\"\n  ductape secrets get STRIPE_API_KEY --json"
+        after_help = "Examples:\n  ductape secrets get STRIPE_API_KEY\n  export DB_URL=\"$(ductape secrets get DB_URL)\"\n  ductape secrets get STRIPE_API_KEY --json\n  ductape secrets get STRIPE_API_KEY --version 3"
     )]
     Get {
+        key: String,
+        /// An earlier version (see `ductape secrets history`).
+        #[arg(long)]
+        version: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A secret's versions, newest first: when, by which access key, what changed (never
+    /// values).
+    History {
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a new version with an earlier version's value (history is kept).
+    #[command(
+        after_help = "Examples:\n  ductape secrets history STRIPE_API_KEY\n  ductape secrets rollback STRIPE_API_KEY 3\n  ductape secrets rollback STRIPE_API_KEY 3 --if-version 7"
+    )]
+    Rollback {
+        key: String,
+        /// The version whose value becomes current again.
+        version: i64,
+        /// Only if the secret is still at this version (else exit 1, version_conflict).
+        #[arg(long)]
+        if_version: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Bring back a deleted secret (with its history) from the server's trash.
+    Undelete {
         key: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -142,12 +172,16 @@ pub enum SecretsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a secret for good.
+    /// Delete a secret: it moves to the server's trash with its history (`ductape secrets
+    /// undelete` brings it back until the trash expires it).
     Delete {
         key: String,
         /// Only if the secret is still at this version (else exit 1, version_conflict).
         #[arg(long)]
         if_version: Option<i64>,
+        /// Delete it and its history at once, skipping the trash (admin).
+        #[arg(long)]
+        permanent: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -340,7 +374,9 @@ impl SecretsCommand {
     /// The secret a command names, and how to reach the server (for "did you mean").
     fn target(&self) -> Option<(String, ClientArgs)> {
         match self {
-            SecretsCommand::Get { key, client }
+            SecretsCommand::Get { key, client, .. }
+            | SecretsCommand::History { key, client }
+            | SecretsCommand::Rollback { key, client, .. }
             | SecretsCommand::Update { key, client, .. }
             | SecretsCommand::Delete { key, client, .. }
             | SecretsCommand::Revoke { key, client, .. }
@@ -429,9 +465,16 @@ async fn secrets_command(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             let d = client(&c).await?;
             list(&d, c.json).await?;
         }
-        SecretsCommand::Get { key, client: c } => {
+        SecretsCommand::Get {
+            key,
+            version,
+            client: c,
+        } => {
             let d = client(&c).await?;
-            let s = d.secrets().fetch(&key).await?;
+            let s = match version {
+                Some(v) => d.secrets().fetch_version(&key, v).await?,
+                None => d.secrets().fetch(&key).await?,
+            };
             if c.json {
                 output::json(&s.to_json());
             } else {
@@ -469,11 +512,57 @@ async fn secrets_command(cmd: SecretsCommand) -> Result<ExitCode, Error> {
         SecretsCommand::Delete {
             key,
             if_version,
+            permanent,
             client: c,
         } => {
             let d = client(&c).await?;
-            d.secrets().delete_if_version(&key, if_version).await?;
-            done(&c, "deleted", &key);
+            if permanent {
+                d.secrets().delete_permanently(&key, if_version).await?;
+                done(&c, "deleted for good", &key);
+            } else {
+                d.secrets().delete_if_version(&key, if_version).await?;
+                done(&c, "deleted", &key);
+            }
+        }
+        SecretsCommand::History { key, client: c } => {
+            let d = client(&c).await?;
+            let versions = d.secrets().versions(&key).await?;
+            if c.json {
+                output::json(&versions);
+            } else {
+                for v in &versions {
+                    println!("{}", output::version_line(v));
+                }
+            }
+        }
+        SecretsCommand::Rollback {
+            key,
+            version,
+            if_version,
+            client: c,
+        } => {
+            let d = client(&c).await?;
+            let rec = d
+                .secrets()
+                .rollback_if_version(&key, version, if_version)
+                .await?;
+            if c.json {
+                output::json(&rec);
+            } else {
+                println!(
+                    "rolled back {} to the value of version {version} (now version {})",
+                    rec.key, rec.version
+                );
+            }
+        }
+        SecretsCommand::Undelete { key, client: c } => {
+            let d = client(&c).await?;
+            let rec = d.secrets().undelete(&key).await?;
+            if c.json {
+                output::json(&rec);
+            } else {
+                println!("undeleted {} (version {})", rec.key, rec.version);
+            }
         }
         SecretsCommand::Revoke {
             key,

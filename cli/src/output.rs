@@ -85,6 +85,33 @@ pub fn secret_line(s: &SecretRecord) -> String {
     )
 }
 
+/// One version of `secrets history`: number, time, who, what changed.
+pub fn version_line(v: &ductape::wire::SecretVersion) -> String {
+    let who = match (&v.access_key_name, &v.access_key_id) {
+        (Some(name), Some(id)) => format!("{name} ({id})"),
+        _ => "-".to_owned(),
+    };
+    let mut what = v.action.clone().unwrap_or_else(|| "-".to_owned());
+    if let Some(from) = v.rollback_of {
+        what.push_str(&format!(" of version {from}"));
+    }
+    if !v.fields.is_empty() {
+        what.push_str(&format!(" ({})", v.fields.join(", ")));
+    }
+    let status = serde_json::to_value(v.status)
+        .ok()
+        .and_then(|s| s.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{}{}\t{}\t{}\t{}\t{status}",
+        v.version,
+        if v.current { "*" } else { "" },
+        v.created_at,
+        who,
+        what,
+    )
+}
+
 pub fn access_key_line(k: &AccessKeyInfo) -> String {
     let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
     format!(

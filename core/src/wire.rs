@@ -162,7 +162,8 @@ pub struct DeleteQuery {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SecretVersion {
     pub version: i64,
-    /// When this version was made.
+    /// When this version was made (ISO-8601 UTC with milliseconds).
+    #[serde(rename = "createdAt")]
     pub created_at: String,
     /// The access key that made it (absent for versions made before history was kept).
     pub access_key_id: Option<String>,

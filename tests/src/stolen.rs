@@ -16,7 +16,23 @@ pub struct Dump {
     /// (key, ciphertext) of every stored value: current secrets, their earlier versions and
     /// the trash.
     pub secrets: Vec<(String, String)>,
+    /// How many of `secrets`, from the first, are current values (the rest are earlier
+    /// versions and the trash).
+    pub current: usize,
     pub workspace: String,
+}
+
+impl Dump {
+    /// The same dump with the current values only.
+    pub fn current_only(&self) -> Dump {
+        Dump {
+            keyring: self.keyring.clone(),
+            grants: self.grants.clone(),
+            secrets: self.secrets[..self.current].to_vec(),
+            current: self.current,
+            workspace: self.workspace.clone(),
+        }
+    }
 }
 
 pub fn sqlite_dump(file: &std::path::Path) -> Dump {
@@ -34,6 +50,7 @@ pub fn sqlite_dump(file: &std::path::Path) -> Dump {
         .collect::<Result<_, _>>()
         .unwrap();
     let mut secrets = Vec::new();
+    let mut current = 0;
     for table in ["secrets", "secret_versions", "trash"] {
         let rows: Vec<(String, String)> = c
             .prepare(&format!("SELECT key, ciphertext FROM {table}"))
@@ -42,12 +59,16 @@ pub fn sqlite_dump(file: &std::path::Path) -> Dump {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
+        if table == "secrets" {
+            current = rows.len();
+        }
         secrets.extend(rows);
     }
     Dump {
         keyring,
         grants,
         secrets,
+        current,
         workspace,
     }
 }
@@ -91,6 +112,7 @@ pub fn postgres_dump(text: &str) -> Dump {
             .into_iter()
             .map(|r| r["wrapped_key"].clone())
             .collect(),
+        current: pg_dump_rows(text, "secrets").len(),
         secrets: ["secrets", "secret_versions", "trash"]
             .into_iter()
             .flat_map(|t| pg_dump_rows(text, t))

@@ -11,7 +11,7 @@ use ductape::crypto::keyring::binding_id;
 use ductape::crypto::wrap::RecipientSecret;
 use ductape::crypto::{AccessGrants, Keyring, SealedSecret};
 use ductape::wire::Permission;
-use ductape::{AccessKey, AccessKeyOptions, CreateSecret, Ductape, SecretKey};
+use ductape::{AccessKey, AccessKeyOptions, CreateSecret, Ductape, SecretKey, UpdateSecret};
 use ductape_e2e::{PgCluster, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -105,6 +105,15 @@ enum Req {
     Revoke(usize),
     Restore(usize),
     Usage(usize),
+    /// `GET /versions`.
+    Versions(usize),
+    /// `GET /versions/1`.
+    GetVersion(usize),
+    /// Rollback to version 1 after the admin made version 2.
+    Rollback(usize),
+    /// Undelete after the admin deleted it.
+    Undelete(usize),
+    DeletePermanent(usize),
     CreateInside,
     CreateOpen,
     CreateForB,
@@ -138,6 +147,11 @@ impl Req {
                 Req::Restore(s),
                 Req::Usage(s),
                 Req::CreateTaken(s),
+                Req::Versions(s),
+                Req::GetVersion(s),
+                Req::Rollback(s),
+                Req::Undelete(s),
+                Req::DeletePermanent(s),
             ]);
         }
         v.extend([
@@ -163,8 +177,9 @@ impl Req {
     /// The permission the route needs (`None`: any valid key).
     fn needs(self) -> Option<Permission> {
         Some(match self {
-            Req::Get(_) | Req::GetIfNoneMatch(_) | Req::BatchGet => Read,
-            Req::List | Req::Usage(_) => List,
+            Req::Get(_) | Req::GetIfNoneMatch(_) | Req::GetVersion(_) | Req::BatchGet => Read,
+            Req::List | Req::Usage(_) | Req::Versions(_) => List,
+            Req::Rollback(_) | Req::Undelete(_) => Write,
             Req::PatchDescription(_)
             | Req::PatchScopeToB(_)
             | Req::PatchWiden(_)
@@ -181,9 +196,16 @@ impl Req {
             | Req::KeyCreateInside
             | Req::KeyDeleteUnbound
             | Req::KeyringGrantees
+            | Req::DeletePermanent(_)
             | Req::ResealPending => Admin,
             Req::Session | Req::Workspace => return None,
         })
+    }
+
+    /// Whether the admin changes the fixture before the request (so it is put back after,
+    /// whatever the answer).
+    fn sets_up(self) -> bool {
+        matches!(self, Req::Rollback(_) | Req::Undelete(_))
     }
 
     fn changes_state(self) -> bool {
@@ -192,6 +214,8 @@ impl Req {
             Req::Get(_)
                 | Req::GetIfNoneMatch(_)
                 | Req::Usage(_)
+                | Req::Versions(_)
+                | Req::GetVersion(_)
                 | Req::BatchGet
                 | Req::KeyringGrantees
                 | Req::ResealPending
@@ -262,7 +286,7 @@ fn expect(p: &Principal, r: Req) -> u16 {
         }
     };
     match r {
-        Req::Get(s) | Req::Usage(s) => {
+        Req::Get(s) | Req::Usage(s) | Req::Versions(s) | Req::GetVersion(s) => {
             if p.sees(SECRETS[s].1, SECRETS[s].2) {
                 200
             } else {
@@ -284,9 +308,13 @@ fn expect(p: &Principal, r: Req) -> u16 {
                 409
             }
         }
-        Req::PatchDescription(s) | Req::Delete(s) | Req::Revoke(s) | Req::Restore(s) => {
-            guarded(s, SECRETS[s].1, SECRETS[s].2)
-        }
+        Req::PatchDescription(s)
+        | Req::Delete(s)
+        | Req::Revoke(s)
+        | Req::Restore(s)
+        | Req::Rollback(s)
+        | Req::Undelete(s)
+        | Req::DeletePermanent(s) => guarded(s, SECRETS[s].1, SECRETS[s].2),
         Req::PatchScopeToB(s) => guarded(s, &["appB"], SECRETS[s].2),
         Req::PatchWiden(s) => guarded(s, &[], SECRETS[s].2),
         Req::CreateInside => 201,
@@ -529,6 +557,41 @@ impl Matrix {
                 format!("/v1/secrets/{}/usage", secret(s)),
                 None,
             ),
+            Req::Versions(s) => (
+                Method::GET,
+                format!("/v1/secrets/{}/versions", secret(s)),
+                None,
+            ),
+            Req::GetVersion(s) => (
+                Method::GET,
+                format!("/v1/secrets/{}/versions/1", secret(s)),
+                None,
+            ),
+            Req::Rollback(s) => {
+                self.admin
+                    .secrets()
+                    .update(secret(s), UpdateSecret::new().description("version 2"))
+                    .await
+                    .unwrap();
+                (
+                    Method::POST,
+                    format!("/v1/secrets/{}/rollback", secret(s)),
+                    Some(json!({"version": 1})),
+                )
+            }
+            Req::Undelete(s) => {
+                self.admin.secrets().delete(secret(s)).await.unwrap();
+                (
+                    Method::POST,
+                    format!("/v1/secrets/{}/undelete", secret(s)),
+                    None,
+                )
+            }
+            Req::DeletePermanent(s) => (
+                Method::DELETE,
+                format!("/v1/secrets/{}?permanent=true", secret(s)),
+                None,
+            ),
             Req::CreateInside => (
                 Method::POST,
                 "/v1/secrets".into(),
@@ -631,6 +694,10 @@ impl Matrix {
             | Req::Revoke(s)
             | Req::Restore(s)
             | Req::Usage(s)
+            | Req::Versions(s)
+            | Req::GetVersion(s)
+            | Req::Rollback(s)
+            | Req::DeletePermanent(s)
                 if status == 404 =>
             {
                 let want = format!("Secret '{}' not found", SECRETS[s].0);
@@ -740,7 +807,7 @@ async fn run_matrix(server: Server, backend: &str) {
                 mismatches.push(format!("{who} {r:?}: got {got}, the rules say {want}"));
             }
             escapes.extend(leaks.into_iter().map(|l| format!("{who} {r:?}: {l}")));
-            if r.changes_state() && (200..300).contains(&got) {
+            if r.changes_state() && ((200..300).contains(&got) || r.sets_up()) {
                 m.reset().await;
             }
         }

@@ -347,3 +347,80 @@ fn errors_suggest_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn history_get_version_rollback_and_undelete() {
+    let server = Server::dev();
+    let ok = |o: &Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&run(
+        &server,
+        &["secrets", "create", "API_TOKEN", "--value", "one"],
+        None,
+    ));
+    for v in ["two", "three"] {
+        ok(&run(
+            &server,
+            &["secrets", "update", "API_TOKEN", "--value", v],
+            None,
+        ));
+    }
+    let o = run(
+        &server,
+        &["secrets", "get", "API_TOKEN", "--version", "1"],
+        None,
+    );
+    ok(&o);
+    assert_eq!(stdout(&o), "one\n");
+    let o = run(&server, &["secrets", "history", "API_TOKEN"], None);
+    ok(&o);
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("3*\t") && lines[0].contains("update (value)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("1\t") && lines[2].contains("create (value)"),
+        "{lines:?}"
+    );
+    assert!(!stdout(&o).contains("one") && !stdout(&o).contains("three"));
+    let o = run(
+        &server,
+        &["secrets", "rollback", "API_TOKEN", "1", "--if-version", "2"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("version_conflict"));
+    let o = run(&server, &["secrets", "rollback", "API_TOKEN", "1"], None);
+    ok(&o);
+    assert!(stdout(&o).contains("now version 4"), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&run(&server, &["secrets", "get", "API_TOKEN"], None)),
+        "one\n"
+    );
+    let o = run(
+        &server,
+        &["secrets", "history", "API_TOKEN", "--json"],
+        None,
+    );
+    let versions: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(versions[0]["action"], "rollback");
+    assert_eq!(versions[0]["rollback_of"], 1);
+    ok(&run(&server, &["secrets", "delete", "API_TOKEN"], None));
+    assert!(!run(&server, &["secrets", "get", "API_TOKEN"], None)
+        .status
+        .success());
+    ok(&run(&server, &["secrets", "undelete", "API_TOKEN"], None));
+    assert_eq!(
+        stdout(&run(&server, &["secrets", "get", "API_TOKEN"], None)),
+        "one\n"
+    );
+    ok(&run(
+        &server,
+        &["secrets", "delete", "API_TOKEN", "--permanent"],
+        None,
+    ));
+    let o = run(&server, &["secrets", "undelete", "API_TOKEN"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not in the trash"));
+}

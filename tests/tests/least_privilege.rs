@@ -168,12 +168,35 @@ async fn moving_a_secret_to_another_app_moves_who_can_decrypt_it() {
         .unwrap();
     assert_eq!(moved.scope, vec!["b"]);
     let dump = sqlite_dump(&file);
-    assert!(offline_attack(&dump, &a).is_empty(), "a keeps nothing");
-    assert_eq!(offline_attack(&dump, &b), only("MOVING"));
+    assert!(
+        offline_attack(&dump.current_only(), &a).is_empty(),
+        "a keeps nothing of the current value"
+    );
+    assert_eq!(offline_attack(&dump.current_only(), &b), only("MOVING"));
+    // Version 1 stays sealed for the readers it had (a read it then); version 2 is b's.
+    assert_eq!(offline_attack(&dump, &a), only("MOVING"));
+    d.secrets()
+        .update("MOVING", UpdateSecret::new().value("changed"))
+        .await
+        .unwrap();
+    let dump = sqlite_dump(&file);
+    let history: Vec<_> = dump.secrets[dump.current..].to_vec();
+    assert_eq!(history.len(), 2);
+    let opened_by_a = ductape_e2e::stolen::offline_attack(
+        &ductape_e2e::stolen::Dump {
+            secrets: vec![history[1].clone()],
+            ..dump.current_only()
+        },
+        &a,
+    );
+    assert!(
+        opened_by_a.is_empty(),
+        "a opens nothing written after the move"
+    );
     let bc = server.client_with(&b).await;
     assert_eq!(
         bc.secrets().fetch("MOVING").await.unwrap().value.expose(),
-        "the-value"
+        "changed"
     );
     let ac = server.client_with(&a).await;
     assert!(ac.secrets().fetch("MOVING").await.is_err());

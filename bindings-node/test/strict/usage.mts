@@ -1,5 +1,5 @@
 // Strict-mode user code against the package's declarations: precise types, no casts.
-import Ductape, { DuctapeError, type Secret, type SecretWithValue, type TokenType } from '@ductape/sdk';
+import Ductape, { DuctapeError, type Secret, type SecretVersion, type SecretWithValue, type TokenType } from '@ductape/sdk';
 
 const ductape = new Ductape({ accessKey: process.env.DUCTAPE_ACCESS_KEY, timeout: 5 });
 await ductape.init();
@@ -22,4 +22,15 @@ try {
 await ductape.secrets.create({ key: 'K', value: 'v', token_type: 'bearer' });
 // @ts-expect-error value is required
 await ductape.secrets.create({ key: 'K' });
-console.log(t, expiry, value, all.length, ok);
+const history: SecretVersion[] = await ductape.secrets.versions('K');
+const changed: string[] = history[0].fields;
+const source: number | undefined = history[0].rollback_of;
+const old: SecretWithValue = await ductape.secrets.fetch('K', { version: 1 });
+const rolled: Secret = await ductape.secrets.rollback('K', 1, { ifVersion: 2 });
+const back: Secret = await ductape.secrets.undelete('K');
+const gone: boolean = await ductape.secrets.delete('K', { permanent: true, ifVersion: 3 });
+// @ts-expect-error a version is a number
+await ductape.secrets.rollback('K', '1');
+// @ts-expect-error permanent is a boolean
+await ductape.secrets.delete('K', { permanent: 'yes' });
+console.log(t, expiry, value, all.length, ok, changed, source, old.value, rolled, back, gone);

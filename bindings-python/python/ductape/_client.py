@@ -11,7 +11,15 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from . import _native
-from ._models import AuditPage, CheckReport, Secret, SecretMetadata, TokenType, UsageEntry
+from ._models import (
+    AuditPage,
+    CheckReport,
+    Secret,
+    SecretMetadata,
+    SecretVersion,
+    TokenType,
+    UsageEntry,
+)
 
 
 class _Unset(enum.Enum):
@@ -102,9 +110,23 @@ class Secrets:
             if cursor is None:
                 return
 
-    def fetch(self, key: str) -> Secret:
-        """One secret with its value, decrypted locally."""
-        return Secret._from_wire(self._native.fetch(key))
+    def fetch(self, key: str, version: int | None = None) -> Secret:
+        """One secret with its value, decrypted locally; ``version``: an earlier version."""
+        return Secret._from_wire(self._native.fetch(key, version))
+
+    def versions(self, key: str) -> list[SecretVersion]:
+        """Every kept version of the secret, newest first (what changed, never values)."""
+        return [SecretVersion._from_wire(v) for v in self._native.versions(key)]
+
+    def rollback(
+        self, key: str, version: int, *, if_version: int | None = None
+    ) -> SecretMetadata:
+        """A new current version with ``version``'s value; history is kept."""
+        return SecretMetadata._from_wire(self._native.rollback(key, version, if_version))
+
+    def undelete(self, key: str) -> SecretMetadata:
+        """Brings the secret most recently deleted under ``key`` back from the trash."""
+        return SecretMetadata._from_wire(self._native.undelete(key))
 
     def update(
         self,
@@ -133,10 +155,12 @@ class Secrets:
         )
         return SecretMetadata._from_wire(self._native.update(key, args))
 
-    def delete(self, key: str, *, if_version: int | None = None) -> bool:
+    def delete(
+        self, key: str, *, if_version: int | None = None, permanent: bool = False
+    ) -> bool:
         """Deletes the secret for good. Returns ``True``. With ``if_version``, only if the
         secret is still at that version (else :class:`ConflictError`)."""
-        return bool(self._native.delete(key, if_version))
+        return bool(self._native.delete(key, if_version, permanent))
 
     def revoke(self, key: str, *, if_version: int | None = None) -> bool:
         """Revokes the secret (kept, but its value can no longer be read). Returns ``True``."""
@@ -204,8 +228,21 @@ class AsyncSecrets:
             if cursor is None:
                 return
 
-    async def fetch(self, key: str) -> Secret:
-        return Secret._from_wire(await self._native.fetch_async(key))
+    async def fetch(self, key: str, version: int | None = None) -> Secret:
+        return Secret._from_wire(await self._native.fetch_async(key, version))
+
+    async def versions(self, key: str) -> list[SecretVersion]:
+        return [SecretVersion._from_wire(v) for v in await self._native.versions_async(key)]
+
+    async def rollback(
+        self, key: str, version: int, *, if_version: int | None = None
+    ) -> SecretMetadata:
+        return SecretMetadata._from_wire(
+            await self._native.rollback_async(key, version, if_version)
+        )
+
+    async def undelete(self, key: str) -> SecretMetadata:
+        return SecretMetadata._from_wire(await self._native.undelete_async(key))
 
     async def update(
         self,
@@ -232,8 +269,10 @@ class AsyncSecrets:
         )
         return SecretMetadata._from_wire(await self._native.update_async(key, args))
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> bool:
-        return bool(await self._native.delete_async(key, if_version))
+    async def delete(
+        self, key: str, *, if_version: int | None = None, permanent: bool = False
+    ) -> bool:
+        return bool(await self._native.delete_async(key, if_version, permanent))
 
     async def revoke(self, key: str, *, if_version: int | None = None) -> bool:
         return bool(await self._native.revoke_async(key, if_version))

@@ -118,6 +118,27 @@ class UsageEntry:
 
 
 @dataclass(frozen=True)
+class SecretVersion:
+    """One version of a secret: when it was made, by which access key, what it changed
+    (``fields`` names them, ``"value"`` for the value; never values themselves)."""
+
+    version: int
+    created_at: str
+    access_key_id: str | None
+    access_key_name: str | None
+    action: str | None
+    fields: list[str]
+    status: Status
+    current: bool
+    rollback_of: int | None = None
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> SecretVersion:
+        fields = {k: v for k, v in d.items() if k != "createdAt"}
+        return cls(**{**fields, "created_at": d["createdAt"], "status": Status(d["status"])})
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One read or change (allowed or refused). Never holds a value.
 

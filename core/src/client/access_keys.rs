@@ -286,14 +286,16 @@ impl<'a> AccessKeys<'a> {
                     )?,
                 });
             }
-            if !wraps.is_empty() {
+            // A page holds every stored value of its keys (earlier versions, trash): it can
+            // be longer than one request may carry.
+            for chunk in wraps.chunks(PendingWraps::MAX_SECRETS) {
                 let _: AddWrapsResponse = self
                     .client
                     .transport()
                     .call(
                         Method::POST,
                         &format!("{path}/wraps"),
-                        Some(&json!({ "wraps": wraps })),
+                        Some(&json!({ "wraps": chunk })),
                         Idempotency::Idempotent,
                     )
                     .await?;

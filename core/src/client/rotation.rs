@@ -308,13 +308,15 @@ impl Ductape {
                     ciphertext: session.keys.seal(ws, &key, &value, &s.scope, &s.envs)?,
                 });
             }
-            if !reseals.is_empty() {
+            // A page holds every stored value of its keys (earlier versions, trash): it can
+            // be longer than one request may carry.
+            for chunk in reseals.chunks(PendingWraps::MAX_SECRETS) {
                 let answer: AddWrapsResponse = self
                     .transport()
                     .call(
                         Method::POST,
                         "/v1/keyring/reseal",
-                        Some(&json!({ "reseals": reseals })),
+                        Some(&json!({ "reseals": chunk })),
                         Idempotency::Idempotent,
                     )
                     .await?;

@@ -199,8 +199,9 @@ pub async fn rollback(
             .storage
             .secret_version(&caller.workspace.id, key.as_str(), version)
             .await?
-            .filter(|(s, _)| binding.get().can_see(&s.scope, &s.envs))
             .ok_or_else(|| ApiError::not_found(key.as_str()))?;
+        // Hidden (404) or beyond the binding (403) before anything about its versions.
+        writable(&current, &binding)?;
         let source = at
             .filter(|s| binding.get().can_see(&s.scope, &s.envs))
             .ok_or_else(|| no_version(&key, version))?;
