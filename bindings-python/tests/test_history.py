@@ -13,7 +13,6 @@ from ductape import (
     Ductape,
     NotFoundError,
     SecretVersion,
-    Status,
 )
 
 
@@ -37,7 +36,7 @@ def test_versions_fetch_a_version_and_roll_back(own_server: Server) -> None:
     assert [h.version for h in history] == [5, 4, 3, 2, 1]
     assert isinstance(history[0], SecretVersion)
     assert history[0].current and history[0].fields == ["value"]
-    assert history[-1].action == "create" and history[-1].status is Status.ACTIVE
+    assert history[-1].action == "create" and history[-1].status == "active"
     assert "v1" not in repr(history)
 
     with pytest.raises(ConflictError):

@@ -134,8 +134,8 @@ class SecretVersion:
 
     @classmethod
     def _from_wire(cls, d: dict[str, Any]) -> SecretVersion:
-        fields = {k: v for k, v in d.items() if k != "createdAt"}
-        return cls(**{**fields, "created_at": d["createdAt"], "status": Status(d["status"])})
+        rest = {k: v for k, v in d.items() if k != "createdAt"}
+        return cls(**rest, created_at=d["createdAt"])
 
 
 @dataclass(frozen=True)
