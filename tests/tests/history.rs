@@ -443,4 +443,30 @@ async fn grants_and_rotation_cover_history_and_trash() {
         d.secrets().fetch("TRASHED").await.unwrap().value.expose(),
         "value-2"
     );
+    // A canary through every history operation: in no file of the database, no log line.
+    let canary = "canary-7f3a-history-plaintext";
+    d.secrets()
+        .create(CreateSecret::new("CANARY", canary))
+        .await
+        .unwrap();
+    d.secrets()
+        .update("CANARY", UpdateSecret::new().value("other"))
+        .await
+        .unwrap();
+    d.secrets().rollback("CANARY", 1).await.unwrap();
+    assert_eq!(
+        d.secrets()
+            .fetch_version("CANARY", 3)
+            .await
+            .unwrap()
+            .value
+            .expose(),
+        canary
+    );
+    d.secrets().delete("CANARY").await.unwrap();
+    d.secrets().undelete("CANARY").await.unwrap();
+    assert!(!format!("{:?}", d.secrets().versions("CANARY").await.unwrap()).contains(canary));
+    server.stop();
+    assert!(ductape_e2e::files_containing(dir.path(), canary.as_bytes()).is_empty());
+    assert!(!server.logs().contains(canary));
 }

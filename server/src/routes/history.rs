@@ -176,15 +176,11 @@ pub async fn rollback(
     let outcome = async {
         caller.require(Permission::Write)?;
         validate::reject_unknown_fields(&body, &["version", "ciphertext", "expected_version"])?;
-        let version = body
-            .get("version")
-            .and_then(Value::as_i64)
-            .filter(|v| *v > 0)
-            .ok_or_else(|| {
-                ductape::Error::invalid_field(
-                    "field 'version' must be the positive version number to roll back to",
-                )
-            })?;
+        let version = validate::version_field(&body, "version")?.ok_or_else(|| {
+            ductape::Error::invalid_field(
+                "field 'version' must be the positive version number to roll back to",
+            )
+        })?;
         event.detail = Some(format!("source={version}"));
         let resealed = match body.get("ciphertext") {
             None | Some(Value::Null) => None,

@@ -100,6 +100,22 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
         // Format 2: who can decrypt follows scope and envs, so changing either re-seals.
         s["dependentRequired"] = json!({"scope": ["ciphertext"], "envs": ["ciphertext"]});
     }
+    if let Some(p) = props(schemas, "RollbackBody") {
+        let mut fields = Map::new();
+        metadata_fields(&mut fields);
+        p.insert("ciphertext".into(), nullable(fields["ciphertext"].clone()));
+        p.insert(
+            "version".into(),
+            json!({"type": "integer", "format": "int64", "minimum": 1}),
+        );
+        p.insert(
+            "expected_version".into(),
+            json!({"type": ["integer", "null"], "format": "int64", "minimum": 1}),
+        );
+    }
+    if let Some(s) = schemas.get_mut("RollbackBody") {
+        s["additionalProperties"] = json!(false);
+    }
     if let Some(p) = props(schemas, "BatchGetBody") {
         p.insert(
             "keys".into(),
@@ -191,8 +207,11 @@ fn refine_operation(path: &str, op: &mut Value) {
         .into_iter()
         .flatten()
     {
+        // A listing's cursor is a secret key; a version listing's is a version number.
         let key_like = (param["in"] == "path" && param["name"] == "key")
-            || (param["in"] == "query" && param["name"] == "cursor");
+            || (param["in"] == "query"
+                && param["name"] == "cursor"
+                && !path.ends_with("/versions"));
         if key_like {
             let nullable_now = param["schema"]["type"].is_array();
             param["schema"] = if nullable_now {
