@@ -94,6 +94,8 @@ export interface DeleteOptions extends IfVersion {
 export interface FetchOptions {
   /** An earlier version (see `versions`), read under the same access rules. */
   version?: number;
+  /** Ask the server whatever the cache holds (the answer refreshes the cache). */
+  fresh?: boolean;
 }
 
 /** One version of a secret (`versions`): when it was made, by which access key, what it
@@ -211,6 +213,11 @@ export interface DuctapeOptions {
   timeout?: number;
   /** Retries on connection errors, 5xx and 429 (default 3). */
   maxRetries?: number;
+  /** The value cache (off by default): values served from memory for `ttl` seconds, then
+   * revalidated with the server (a 304 keeps them); `staleIfError` (seconds, off by
+   * default) serves the last good value that much longer when the server cannot answer,
+   * with a process warning. */
+  cache?: { ttl: number; staleIfError?: number };
 }
 
 /** The body of an error answer, as `error.response.data`. */
@@ -354,7 +361,17 @@ export class Secrets {
 
   /** One secret with its value, decrypted locally; `{ version }`: an earlier version. */
   async fetch(key: string, options: FetchOptions = {}): Promise<SecretWithValue> {
-    const raw = (await call(() => this.#native.fetch(key, options.version))) as Secret & { value: string };
+    const raw = (await call(() => this.#native.fetch(key, options.version, options.fresh))) as Secret & {
+      value: string;
+      stale?: boolean;
+    };
+    if (raw.stale) {
+      process.emitWarning(
+        `the Ductape server cannot answer: serving the cached value of '${raw.key}' past its TTL (staleIfError)`,
+        'DuctapeStaleValue',
+      );
+    }
+    delete raw.stale;
     return withHiddenValue(raw);
   }
 
@@ -446,6 +463,8 @@ export default class Ductape {
           url: options.url,
           timeout: options.timeout,
           maxRetries: options.maxRetries,
+          cacheTtl: options.cache?.ttl,
+          staleIfError: options.cache?.staleIfError,
         }),
     );
     this.secrets = new Secrets(this.#native);

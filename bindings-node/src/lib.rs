@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use ductape::client::seconds_to_duration;
 use ductape::wire::ListQuery;
-use ductape::{AuditQuery, Config, CreateSecret, Ductape, ResolveOptions, UpdateSecret};
+use ductape::{
+    AuditQuery, CacheOptions, Config, CreateSecret, Ductape, ResolveOptions, UpdateSecret,
+};
 
 fn tagged(e: &ductape::Error) -> String {
     let status = e
@@ -54,6 +56,10 @@ pub struct NativeOptions {
     /// Seconds.
     pub timeout: Option<f64>,
     pub max_retries: Option<u32>,
+    /// Seconds: the value cache's TTL (the cache is off without it).
+    pub cache_ttl: Option<f64>,
+    /// Seconds past the TTL a cached value may be served when the server cannot answer.
+    pub stale_if_error: Option<f64>,
 }
 
 /// Options of `resolve` and `check`.
@@ -98,6 +104,8 @@ impl NativeClient {
             url: None,
             timeout: None,
             max_retries: None,
+            cache_ttl: None,
+            stale_if_error: None,
         });
         let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref())
             .napi()?
@@ -107,6 +115,18 @@ impl NativeClient {
         }
         if let Some(n) = o.max_retries {
             config = config.max_retries(n);
+        }
+        match (o.cache_ttl, o.stale_if_error) {
+            (Some(ttl), stale) => {
+                config = config.cache(CacheOptions::from_seconds(ttl, stale).napi()?);
+            }
+            (None, Some(_)) => {
+                return Err(ductape::Error::invalid_field(
+                    "cache.staleIfError needs the cache on: give cache.ttl too",
+                ))
+                .napi()
+            }
+            (None, None) => {}
         }
         Ok(NativeClient {
             inner: Ductape::new(config).napi()?,
@@ -161,11 +181,17 @@ impl NativeClient {
     }
 
     #[napi]
-    pub async fn fetch(&self, key: String, version: Option<i64>) -> napi::Result<Value> {
+    pub async fn fetch(
+        &self,
+        key: String,
+        version: Option<i64>,
+        fresh: Option<bool>,
+    ) -> napi::Result<Value> {
         let secrets = self.inner.secrets();
-        match version {
-            Some(v) => secrets.fetch_version(&key, v).await,
-            None => secrets.fetch(&key).await,
+        match (version, fresh.unwrap_or(false)) {
+            (Some(v), _) => secrets.fetch_version(&key, v).await,
+            (None, true) => secrets.fetch_fresh(&key).await,
+            (None, false) => secrets.fetch(&key).await,
         }
         .map(|s| s.to_json())
         .napi()

@@ -17,7 +17,8 @@ use std::time::Duration;
 use ductape::client::seconds_to_duration;
 use ductape::wire::ListQuery;
 use ductape::{
-    AuditQuery, Config, CreateSecret, Ductape, Error, ErrorCode, ResolveOptions, UpdateSecret,
+    AuditQuery, CacheOptions, Config, CreateSecret, Ductape, Error, ErrorCode, ResolveOptions,
+    UpdateSecret,
 };
 use errors::IntoPyResult;
 
@@ -165,13 +166,14 @@ impl NativeClient {
         ))
     }
 
-    fn fetch_op(&self, key: String, version: Option<i64>) -> PyResult<Op> {
+    fn fetch_op(&self, key: String, version: Option<i64>, fresh: bool) -> PyResult<Op> {
         let c = self.client()?;
         Ok(op(async move {
             let s = c.secrets();
-            match version {
-                Some(v) => s.fetch_version(&key, v).await,
-                None => s.fetch(&key).await,
+            match (version, fresh) {
+                (Some(v), _) => s.fetch_version(&key, v).await,
+                (None, true) => s.fetch_fresh(&key).await,
+                (None, false) => s.fetch(&key).await,
             }
             .map(|s| Answer::Json(s.to_json()))
         }))
@@ -312,14 +314,28 @@ fn audit_query(v: Value) -> Result<AuditQuery, Error> {
 #[pymethods]
 impl NativeClient {
     #[new]
-    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None))]
+    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None, cache_ttl=None, stale_if_error=None))]
     fn new(
         access_key: Option<&str>,
         url: Option<&str>,
         timeout: Option<f64>,
         max_retries: Option<u32>,
+        cache_ttl: Option<f64>,
+        stale_if_error: Option<f64>,
     ) -> PyResult<Self> {
         let mut config = Config::resolve(url, access_key).py()?.sdk("ductape-python");
+        match (cache_ttl, stale_if_error) {
+            (Some(ttl), stale) => {
+                config = config.cache(CacheOptions::from_seconds(ttl, stale).py()?);
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid_field(
+                    "stale_if_error needs the cache on: give cache_ttl too",
+                ))
+                .py()
+            }
+            (None, None) => {}
+        }
         if let Some(t) = timeout {
             config = config.timeout(seconds_to_duration("timeout", t).py()?);
         }
@@ -387,19 +403,26 @@ impl NativeClient {
         Self::run_async(py, self.page_op(limit, cursor)?)
     }
 
-    #[pyo3(signature = (key, version=None))]
-    fn fetch(&self, py: Python<'_>, key: String, version: Option<i64>) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.fetch_op(key, version)?)
+    #[pyo3(signature = (key, version=None, fresh=false))]
+    fn fetch(
+        &self,
+        py: Python<'_>,
+        key: String,
+        version: Option<i64>,
+        fresh: bool,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.fetch_op(key, version, fresh)?)
     }
 
-    #[pyo3(signature = (key, version=None))]
+    #[pyo3(signature = (key, version=None, fresh=false))]
     fn fetch_async<'py>(
         &self,
         py: Python<'py>,
         key: String,
         version: Option<i64>,
+        fresh: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.fetch_op(key, version)?)
+        Self::run_async(py, self.fetch_op(key, version, fresh)?)
     }
 
     #[pyo3(signature = (key))]

@@ -38,6 +38,6 @@ pub use wire::AuditQuery;
 
 #[cfg(feature = "client")]
 pub use client::{
-    blocking, health, setup, AccessKeyOptions, CheckItem, CheckReport, Config, CreateSecret,
-    CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
+    blocking, health, setup, AccessKeyOptions, CacheOptions, CheckItem, CheckReport, Config,
+    CreateSecret, CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
 };

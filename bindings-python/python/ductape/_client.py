@@ -7,6 +7,7 @@ core (in Rust) checks and runs it, and answers come back as typed objects.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,20 @@ from ._models import (
     TokenType,
     UsageEntry,
 )
+
+_log = logging.getLogger("ductape")
+
+
+def _served(raw: dict[str, Any]) -> dict[str, Any]:
+    """A fetch's answer; one served stale from the cache (the server could not answer,
+    ``stale_if_error``) is logged as a warning."""
+    if raw.pop("stale", False):
+        _log.warning(
+            "ductape: the server cannot answer; serving the cached value of %r past its TTL "
+            "(stale_if_error)",
+            raw.get("key"),
+        )
+    return raw
 
 
 class _Unset(enum.Enum):
@@ -110,9 +125,10 @@ class Secrets:
             if cursor is None:
                 return
 
-    def fetch(self, key: str, version: int | None = None) -> Secret:
-        """One secret with its value, decrypted locally; ``version``: an earlier version."""
-        return Secret._from_wire(self._native.fetch(key, version))
+    def fetch(self, key: str, version: int | None = None, *, fresh: bool = False) -> Secret:
+        """One secret with its value, decrypted locally; ``version``: an earlier version.
+        With the cache on (``cache_ttl``), ``fresh=True`` asks the server whatever it holds."""
+        return Secret._from_wire(_served(self._native.fetch(key, version, fresh)))
 
     def versions(self, key: str) -> list[SecretVersion]:
         """Every kept version of the secret, newest first (what changed, never values)."""
@@ -228,8 +244,8 @@ class AsyncSecrets:
             if cursor is None:
                 return
 
-    async def fetch(self, key: str, version: int | None = None) -> Secret:
-        return Secret._from_wire(await self._native.fetch_async(key, version))
+    async def fetch(self, key: str, version: int | None = None, *, fresh: bool = False) -> Secret:
+        return Secret._from_wire(_served(await self._native.fetch_async(key, version, fresh)))
 
     async def versions(self, key: str) -> list[SecretVersion]:
         return [SecretVersion._from_wire(v) for v in await self._native.versions_async(key)]
@@ -306,9 +322,13 @@ class _Base:
         url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cache_ttl: float | None = None,
+        stale_if_error: float | None = None,
     ) -> None:
         # The key goes straight to the core; no Python attribute keeps it.
-        self._native = _native.NativeClient(access_key, url, timeout, max_retries)
+        self._native = _native.NativeClient(
+            access_key, url, timeout, max_retries, cache_ttl, stale_if_error
+        )
 
     @property
     def url(self) -> str:
@@ -331,6 +351,9 @@ class Ductape(_Base):
     """The Ductape Secrets client.
 
     ``access_key`` and ``url`` default to ``DUCTAPE_ACCESS_KEY`` and ``DUCTAPE_URL``.
+    ``cache_ttl`` (seconds) turns on the value cache: values are served from memory for
+    that long, then revalidated (a 304 keeps them); ``stale_if_error`` (seconds, off by
+    default) serves the last good value that much longer when the server cannot answer.
 
         ductape = Ductape(access_key="dtpk_...")
         ductape.init()
@@ -344,8 +367,17 @@ class Ductape(_Base):
         url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cache_ttl: float | None = None,
+        stale_if_error: float | None = None,
     ) -> None:
-        super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
+        super().__init__(
+            access_key,
+            url=url,
+            timeout=timeout,
+            max_retries=max_retries,
+            cache_ttl=cache_ttl,
+            stale_if_error=stale_if_error,
+        )
         self.secrets = Secrets(self._native)
 
     def init(self) -> None:
@@ -390,8 +422,17 @@ class AsyncDuctape(_Base):
         url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        cache_ttl: float | None = None,
+        stale_if_error: float | None = None,
     ) -> None:
-        super().__init__(access_key, url=url, timeout=timeout, max_retries=max_retries)
+        super().__init__(
+            access_key,
+            url=url,
+            timeout=timeout,
+            max_retries=max_retries,
+            cache_ttl=cache_ttl,
+            stale_if_error=stale_if_error,
+        )
         self.secrets = AsyncSecrets(self._native)
 
     async def init(self) -> None:

@@ -32,6 +32,8 @@ pub struct Config {
     pub(crate) ca_pem: Option<Vec<u8>>,
     /// Which SDK this is, for `User-Agent` (`<sdk>/<version>`).
     pub(crate) sdk: &'static str,
+    /// The value cache, when on.
+    pub(crate) cache: Option<super::cache::CacheOptions>,
 }
 
 impl Config {
@@ -46,7 +48,16 @@ impl Config {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             ca_pem: None,
+            cache: None,
         }
+    }
+
+    /// Caches decrypted values (in zeroizing memory) as `options` say: served without a
+    /// request for their TTL, then revalidated (a 304 keeps them); see
+    /// [`CacheOptions`](super::CacheOptions). Off by default.
+    pub fn cache(mut self, options: super::cache::CacheOptions) -> Self {
+        self.cache = Some(options);
+        self
     }
 
     /// Builds a config from optional arguments, falling back to `DUCTAPE_URL` and

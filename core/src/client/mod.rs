@@ -2,6 +2,7 @@
 
 mod access_keys;
 pub mod blocking;
+mod cache;
 mod config;
 mod doctor;
 mod keys;
@@ -11,6 +12,7 @@ mod secrets;
 mod transport;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
+pub use cache::CacheOptions;
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
 pub use doctor::{doctor, Finding};
 pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
@@ -74,14 +76,17 @@ pub struct Ductape {
 struct Inner {
     transport: Transport,
     session: RwLock<Option<Arc<Session>>>,
+    cache: Option<cache::Cache>,
 }
 
 impl Ductape {
     pub fn new(config: Config) -> Result<Self, Error> {
+        let cache = config.cache.map(cache::Cache::new);
         Ok(Ductape {
             inner: Arc::new(Inner {
                 transport: Transport::new(config)?,
                 session: RwLock::new(None),
+                cache,
             }),
         })
     }
@@ -288,6 +293,11 @@ impl Ductape {
 
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    /// The value cache, when the config turned it on.
+    pub(crate) fn cache(&self) -> Option<&cache::Cache> {
+        self.inner.cache.as_ref()
     }
 
     pub(crate) fn session(&self) -> Result<Arc<Session>, Error> {

@@ -1,13 +1,18 @@
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
 
+use super::cache::{self, CacheKey, Entry, Freshness};
 use super::keys::SessionKeys;
 use super::transport::Idempotency;
 use super::Ductape;
 use super::Session;
+use crate::access;
 use crate::crypto::Plaintext;
 use crate::error::{Error, ErrorCode};
+use crate::ids::now_secs;
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
 use crate::wire::{
     BatchCreateBody, BatchCreateResponse, BatchGetResponse, BatchItem, DeletedResponse, ListQuery,
@@ -176,6 +181,9 @@ metadata_setters!(UpdateSecret);
 pub struct FetchedSecret {
     pub record: SecretRecord,
     pub value: Plaintext,
+    /// Served from the cache past its TTL because the server could not answer
+    /// (`CacheOptions::stale_if_error`).
+    pub stale: bool,
 }
 
 impl fmt::Debug for FetchedSecret {
@@ -183,6 +191,7 @@ impl fmt::Debug for FetchedSecret {
         f.debug_struct("FetchedSecret")
             .field("record", &self.record)
             .field("value", &self.value)
+            .field("stale", &self.stale)
             .finish()
     }
 }
@@ -197,6 +206,10 @@ impl FetchedSecret {
                 "value".into(),
                 Value::String(self.value.expose().to_owned()),
             );
+            // Only when it is so (the bindings warn, then drop it).
+            if self.stale {
+                map.insert("stale".into(), Value::Bool(true));
+            }
         }
         v
     }
@@ -439,10 +452,25 @@ impl<'a> Secrets<'a> {
             .await
     }
 
-    /// Fetches one secret and decrypts its value here.
+    fn forgetting<'k>(&'k self, key: &'k str) -> Forget<'k> {
+        Forget {
+            cache: self.client.cache(),
+            key,
+        }
+    }
+
+    /// Fetches one secret and decrypts its value here (from the cache when the client has
+    /// one and the value is fresh in it).
     pub async fn fetch(&self, key: &str) -> Result<FetchedSecret, Error> {
         let key = SecretKey::parse(key)?;
-        self.fetch_at(&key, &secret_path(&key, "")).await
+        self.fetch_through(&key, None, false).await
+    }
+
+    /// [`Secrets::fetch`] from the server whatever the cache holds (the answer then
+    /// refreshes the cache).
+    pub async fn fetch_fresh(&self, key: &str) -> Result<FetchedSecret, Error> {
+        let key = SecretKey::parse(key)?;
+        self.fetch_through(&key, None, true).await
     }
 
     /// Fetches an earlier version of a secret (its metadata then, its value decrypted
@@ -450,10 +478,7 @@ impl<'a> Secrets<'a> {
     pub async fn fetch_version(&self, key: &str, version: i64) -> Result<FetchedSecret, Error> {
         let key = SecretKey::parse(key)?;
         let fetched = self
-            .fetch_at(
-                &key,
-                &secret_path(&key, &format!("/versions/{}", positive(version)?)),
-            )
+            .fetch_through(&key, Some(positive(version)?), false)
             .await?;
         if fetched.record.version != version {
             return Err(Error::new(
@@ -464,13 +489,122 @@ impl<'a> Secrets<'a> {
         Ok(fetched)
     }
 
-    async fn fetch_at(&self, key: &SecretKey, path: &str) -> Result<FetchedSecret, Error> {
-        let session = self.client.session()?;
-        let got: SecretWithCiphertext = self
+    /// A read through the cache (when there is one): a fresh entry answers; a stale one is
+    /// revalidated (304 keeps it; a refusal or a verdict on the secret drops it; an outage
+    /// serves it within `stale_if_error`); an expired one never answers.
+    async fn fetch_through(
+        &self,
+        key: &SecretKey,
+        version: Option<i64>,
+        fresh: bool,
+    ) -> Result<FetchedSecret, Error> {
+        // Not initialized: say so before any request.
+        self.client.session()?;
+        let path = match version {
+            Some(v) => secret_path(key, &format!("/versions/{v}")),
+            None => secret_path(key, ""),
+        };
+        let Some(cache) = self.client.cache() else {
+            return self
+                .fetch_at(key, &path, None)
+                .await?
+                .ok_or_else(not_modified);
+        };
+        let ck = CacheKey::fetch(key.as_str(), version);
+        let held = if fresh { None } else { cache.get(&ck) };
+        if let Some(e) = &held {
+            match cache.freshness(e, now_secs()) {
+                Freshness::Fresh => return Ok(served(e, false)),
+                Freshness::Expired => {
+                    cache.forget(&ck);
+                    let verdict = access::check(
+                        key.as_str(),
+                        Some(&e.record),
+                        access::Context::default(),
+                        now_secs(),
+                    );
+                    return Err(verdict.err().unwrap_or_else(|| {
+                        Error::new(
+                            ErrorCode::SecretExpired,
+                            format!("Secret '{key}' has expired"),
+                        )
+                    }));
+                }
+                Freshness::Stale { servable_on_error } => {
+                    match self.fetch_at(key, &path, e.etag.as_deref()).await {
+                        Ok(None) => {
+                            cache.confirm(&ck, e);
+                            return Ok(served(e, false));
+                        }
+                        Ok(Some(_)) => {}
+                        Err(err) if servable_on_error && cache::outage(&err) => {
+                            tracing::warn!(key = %key, error = %err, "the server cannot answer: serving the cached value past its TTL (stale_if_error)");
+                            return Ok(served(e, true));
+                        }
+                        Err(err) => {
+                            if !cache::outage(&err) {
+                                cache.forget(&ck);
+                            }
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+        }
+        // A miss, a bypass, or a changed secret: read it whole.
+        let (got, tag) = self.fetch_tagged(key, &path).await?;
+        cache.put(
+            ck,
+            Entry {
+                record: got.record.clone(),
+                value: got.value.clone(),
+                etag: tag,
+                confirmed: Instant::now(),
+            },
+        );
+        Ok(got)
+    }
+
+    /// One read and its entity tag.
+    async fn fetch_tagged(
+        &self,
+        key: &SecretKey,
+        path: &str,
+    ) -> Result<(FetchedSecret, Option<String>), Error> {
+        let reply = self
             .client
             .transport()
-            .call(Method::GET, path, None, Idempotency::Idempotent)
+            .get_if_changed::<SecretWithCiphertext>(path, None)
             .await?;
+        let got = reply.body.ok_or_else(not_modified)?;
+        Ok((self.open_answer(key, got).await?, reply.etag))
+    }
+
+    /// Reads `path` (revalidating a copy held as `etag`: `None` when it is current).
+    async fn fetch_at(
+        &self,
+        key: &SecretKey,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<FetchedSecret>, Error> {
+        let reply = self
+            .client
+            .transport()
+            .get_if_changed::<SecretWithCiphertext>(path, etag)
+            .await?;
+        match reply.body {
+            None => Ok(None),
+            Some(got) => Ok(Some(self.open_answer(key, got).await?)),
+        }
+    }
+
+    /// Opens a read's value here.
+    async fn open_answer(
+        &self,
+        key: &SecretKey,
+        got: SecretWithCiphertext,
+    ) -> Result<FetchedSecret, Error> {
+        let session = self.client.session()?;
         let mut value = open_value(&session, key, &got);
         if resealed(&value) {
             // Resealed by a rotation since this session began: a fresh session opens it.
@@ -480,6 +614,7 @@ impl<'a> Secrets<'a> {
         Ok(FetchedSecret {
             record: got.record,
             value: value?,
+            stale: false,
         })
     }
 
@@ -538,6 +673,8 @@ impl<'a> Secrets<'a> {
         version: i64,
         if_version: Option<i64>,
     ) -> Result<SecretRecord, Error> {
+        // The cached value goes whatever the outcome (a failed change may have happened).
+        let _forget = self.forgetting(key);
         let key = SecretKey::parse(key)?;
         let path = secret_path(&key, "/rollback");
         let mut body = json!({ "version": positive(version)? });
@@ -593,6 +730,8 @@ impl<'a> Secrets<'a> {
     /// Brings back the secret most recently deleted under `key` (with its history) from
     /// the trash, as a new version.
     pub async fn undelete(&self, key: &str) -> Result<SecretRecord, Error> {
+        // The cached value goes whatever the outcome (a failed change may have happened).
+        let _forget = self.forgetting(key);
         let key = SecretKey::parse(key)?;
         // Not retried blindly: a second undelete would find its own secret in the way.
         self.client
@@ -620,6 +759,8 @@ impl<'a> Secrets<'a> {
     /// value, its value) first, and the change is made only if the secret is still at the
     /// version read (a concurrent change makes it read and seal again).
     pub async fn update(&self, key: &str, args: UpdateSecret) -> Result<SecretRecord, Error> {
+        // The cached value goes whatever the outcome (a failed change may have happened).
+        let _forget = self.forgetting(key);
         let key = SecretKey::parse(key)?;
         let mut body = Map::new();
         args.metadata.write_to(&mut body);
@@ -726,6 +867,8 @@ impl<'a> Secrets<'a> {
     }
 
     async fn remove(&self, key: &str, version: Option<i64>, query: &str) -> Result<bool, Error> {
+        // The cached value goes whatever the outcome (a failed change may have happened).
+        let _forget = self.forgetting(key);
         let key = SecretKey::parse(key)?;
         let (result, maybe_done) = self
             .client
@@ -778,6 +921,91 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<BatchResult>, Error> {
+        let Some(cache) = self.client.cache() else {
+            return self.batch_fetch(keys, app, env).await;
+        };
+        // Fresh entries for this context answer; the rest are read in one request (a batch
+        // read does not revalidate: a stale entry is read again whole).
+        let now = now_secs();
+        let held: Vec<Option<Arc<Entry>>> = keys
+            .iter()
+            .map(|k| cache.get(&CacheKey::resolve(k.as_str(), app, env)))
+            .collect();
+        let mut answers: Vec<Option<Result<FetchedSecret, Error>>> = held
+            .iter()
+            .map(|e| {
+                e.as_ref()
+                    .filter(|e| cache.freshness(e, now) == Freshness::Fresh)
+                    .map(|e| Ok(served(e, false)))
+            })
+            .collect();
+        let missing: Vec<SecretKey> = keys
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !missing.is_empty() {
+            let fetched = match self.batch_fetch(&missing, app, env).await {
+                Ok(f) => f,
+                Err(err) if cache::outage(&err) => {
+                    // Within stale_if_error, every missing key's last good value, or nothing.
+                    for (answer, e) in answers.iter_mut().zip(&held) {
+                        if answer.is_none() {
+                            let stale = e.as_ref().filter(|e| {
+                                cache.freshness(e, now)
+                                    == Freshness::Stale {
+                                        servable_on_error: true,
+                                    }
+                            });
+                            let Some(e) = stale else { return Err(err) };
+                            *answer = Some(Ok(served(e, true)));
+                        }
+                    }
+                    tracing::warn!(error = %err, "the server cannot answer: serving cached values past their TTL (stale_if_error)");
+                    return Ok(keys
+                        .iter()
+                        .cloned()
+                        .zip(answers.into_iter().flatten())
+                        .collect());
+                }
+                Err(err) => return Err(err),
+            };
+            let mut fetched = fetched.into_iter();
+            for (answer, key) in answers.iter_mut().zip(keys) {
+                if answer.is_some() {
+                    continue;
+                }
+                let (_, got) = fetched.next().ok_or_else(mismatch)?;
+                let ck = CacheKey::resolve(key.as_str(), app, env);
+                match &got {
+                    Ok(s) => cache.put(
+                        ck,
+                        Entry {
+                            record: s.record.clone(),
+                            value: s.value.clone(),
+                            etag: None,
+                            confirmed: Instant::now(),
+                        },
+                    ),
+                    Err(_) => cache.forget(&ck),
+                }
+                *answer = Some(got);
+            }
+        }
+        Ok(keys
+            .iter()
+            .cloned()
+            .zip(answers.into_iter().flatten())
+            .collect())
+    }
+
+    async fn batch_fetch(
+        &self,
+        keys: &[SecretKey],
+        app: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<BatchResult>, Error> {
         let session = self.client.session()?;
         let results = self.batch_request(keys, app, env, false).await?;
         let open = |session: &super::Session, key: &SecretKey, item: &BatchItem| match (
@@ -815,7 +1043,11 @@ impl<'a> Secrets<'a> {
             .map(|((key, item), value)| {
                 let fetched = value.and_then(|value| {
                     let record = item.secret.ok_or_else(mismatch)?.record;
-                    Ok(FetchedSecret { record, value })
+                    Ok(FetchedSecret {
+                        record,
+                        value,
+                        stale: false,
+                    })
                 });
                 (key.clone(), fetched)
             })
@@ -896,6 +1128,7 @@ impl<'a> Secrets<'a> {
         action: &str,
         version: Option<i64>,
     ) -> Result<SecretRecord, Error> {
+        let _forget = self.forgetting(key);
         let key = SecretKey::parse(key)?;
         self.client
             .transport()
@@ -909,6 +1142,36 @@ impl<'a> Secrets<'a> {
             .await
             .0
     }
+}
+
+/// Drops a secret's cache entries when dropped: after a change, whatever its outcome.
+struct Forget<'a> {
+    cache: Option<&'a cache::Cache>,
+    key: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.cache {
+            c.forget_secret(self.key);
+        }
+    }
+}
+
+/// A cached answer, as served.
+fn served(e: &Entry, stale: bool) -> FetchedSecret {
+    FetchedSecret {
+        record: e.record.clone(),
+        value: e.value.clone(),
+        stale,
+    }
+}
+
+fn not_modified() -> Error {
+    Error::new(
+        ErrorCode::Protocol,
+        "the server answered 304 to a read that held no copy",
+    )
 }
 
 /// A version number as the server takes it.

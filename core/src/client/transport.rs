@@ -81,10 +81,46 @@ impl Transport {
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<T, Error>, bool) {
+        let cond = Conditions {
+            if_match,
+            if_none_match: None,
+        };
+        let (answer, maybe_done) = self.retrying(method, path, body, idem, cond).await;
+        let answer = answer.and_then(|r| {
+            r.body
+                .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
+        });
+        (answer, maybe_done)
+    }
+
+    /// A read that revalidates a copy held as `etag`: `body` is `None` when the server
+    /// answers 304 (the copy is current). The answer's `ETag` comes with it.
+    pub(crate) async fn get_if_changed<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<Reply<T>, Error> {
+        let cond = Conditions {
+            if_match: None,
+            if_none_match: etag,
+        };
+        self.retrying(Method::GET, path, None, Idempotency::Idempotent, cond)
+            .await
+            .0
+    }
+
+    async fn retrying<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+        cond: Conditions<'_>,
+    ) -> (Result<Reply<T>, Error>, bool) {
         let mut attempt = 0u32;
         let mut maybe_done = false;
         loop {
-            match self.send_once(method.clone(), path, body, if_match).await {
+            match self.send_once(method.clone(), path, body, cond).await {
                 Ok(v) => return (Ok(v), maybe_done),
                 Err(Failed {
                     error: e,
@@ -124,8 +160,8 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<&Value>,
-        if_match: Option<i64>,
-    ) -> Result<T, Failed> {
+        cond: Conditions<'_>,
+    ) -> Result<Reply<T>, Failed> {
         let url = format!("{}{}", self.config.url, path);
         let mut req = self
             .http
@@ -135,17 +171,34 @@ impl Transport {
                 crate::crypto::keyring::FORMAT_HEADER,
                 crate::crypto::keyring::FORMAT,
             );
-        if let Some(v) = if_match {
+        if let Some(v) = cond.if_match {
             req = req.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
+        }
+        if let Some(tag) = cond.if_none_match {
+            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(network_error)?;
-        decode(resp).await.map_err(|error| Failed {
-            error,
-            reached_server: true,
-        })
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Reply { body: None, etag });
+        }
+        decode(resp)
+            .await
+            .map(|body| Reply {
+                body: Some(body),
+                etag,
+            })
+            .map_err(|error| Failed {
+                error,
+                reached_server: true,
+            })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -190,6 +243,21 @@ pub(crate) fn build_error(e: reqwest::Error) -> Error {
         ErrorCode::Config,
         format!("cannot build the HTTP client: {e}"),
     )
+}
+
+/// The conditions a request carries.
+#[derive(Clone, Copy, Default)]
+struct Conditions<'a> {
+    /// `If-Match: "<version>"`.
+    if_match: Option<i64>,
+    /// `If-None-Match: <etag>`.
+    if_none_match: Option<&'a str>,
+}
+
+/// An answer and its entity tag; no body when the server answered 304 Not Modified.
+pub(crate) struct Reply<T> {
+    pub(crate) body: Option<T>,
+    pub(crate) etag: Option<String>,
 }
 
 /// A failed attempt, and whether the request may have reached the server.

@@ -10,6 +10,7 @@
 //! value anew and sends it.
 
 use axum::extract::{Query, State};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::Value;
 
@@ -101,14 +102,15 @@ pub async fn versions(
 /// audited as a read of the secret (404, 410 as such), and the version must be kept and,
 /// for a bound key, within its binding.
 #[utoipa::path(get, path = "/v1/secrets/{key}/versions/{version}", tag = "secrets",
-    params(("key" = String, Path), ("version" = i64, Path, minimum = 1)),
-    responses((status = 200, body = SecretWithCiphertext), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)),
+    params(("key" = String, Path), ("version" = i64, Path, minimum = 1), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier read of this version: 304 if it is still the same")),
+    responses((status = 200, body = SecretWithCiphertext, headers(("ETag" = String))), (status = 304, description = "The client's copy is current", headers(("ETag" = String))), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("access_key" = [])))]
 pub async fn get_version(
     State(st): State<Shared>,
     caller: Caller,
     PathParams((key, version)): PathParams<(String, String)>,
-) -> Result<Json<SecretWithCiphertext>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
     caller.require(Permission::Read)?;
     let key = SecretKey::parse(&key)?;
     let version = version_number(&version)?;
@@ -152,7 +154,16 @@ pub async fn get_version(
         })
     });
     st.storage.append_audit(vec![event]).await?;
-    outcome.map(Json)
+    // Conditional as a read of the current version: a 304 after the checks and the audit.
+    let s = outcome?;
+    let tag = conditional::etag(s.record.version, &s.ciphertext);
+    let mut response = if conditional::none_match(&headers, &tag) {
+        axum::http::StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(s).into_response()
+    };
+    response.headers_mut().insert(axum::http::header::ETAG, tag);
+    Ok(response)
 }
 
 /// Make a new current version with an earlier version's value (metadata stays as it is);

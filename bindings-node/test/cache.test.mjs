@@ -1,0 +1,47 @@
+// The value cache from Node: hits, fresh reads, own changes, staleIfError with a process
+// warning (the same core as Rust and Python).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Ductape from '@ductape/sdk';
+import helpers from './helpers/server.cjs';
+
+test('cache: hits, fresh reads, own changes and staleIfError with a warning', async () => {
+  const server = await helpers.startServer();
+  const admin = new Ductape({ accessKey: server.accessKey, url: server.url });
+  await admin.init();
+  await admin.secrets.create({ key: 'NODE_CACHED', value: 'one' });
+  const d = new Ductape({ accessKey: server.accessKey, url: server.url, maxRetries: 0, cache: { ttl: 0.3, staleIfError: 30 } });
+  await d.init();
+  const strict = new Ductape({ accessKey: server.accessKey, url: server.url, maxRetries: 0, cache: { ttl: 0.3 } });
+  await strict.init();
+  assert.equal((await d.secrets.fetch('NODE_CACHED')).value, 'one');
+  assert.equal((await strict.secrets.fetch('NODE_CACHED')).value, 'one');
+  await admin.secrets.update('NODE_CACHED', { value: 'two' });
+  assert.equal((await d.secrets.fetch('NODE_CACHED')).value, 'one', 'a hit within the TTL');
+  assert.equal((await d.secrets.fetch('NODE_CACHED', { fresh: true })).value, 'two');
+  await d.secrets.update('NODE_CACHED', { value: 'three' });
+  assert.equal((await d.secrets.fetch('NODE_CACHED')).value, 'three', 'own change invalidates');
+
+  server.stop();
+  await sleep(400);
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  const got = await d.secrets.fetch('NODE_CACHED');
+  await sleep(10);
+  process.off('warning', onWarning);
+  assert.equal(got.value, 'three');
+  assert.equal('stale' in got, false);
+  assert.equal(warnings.length, 1);
+  assert.equal(warnings[0].name, 'DuctapeStaleValue');
+  assert.ok(!warnings[0].message.includes('three'));
+  await assert.rejects(strict.secrets.fetch('NODE_CACHED'), { code: 'connection_error' });
+});
+
+test('cache options are checked', () => {
+  assert.throws(
+    () => new Ductape({ accessKey: `dtpk_0123456789abcdef.${'A'.repeat(43)}.${'A'.repeat(43)}`, cache: { ttl: -1 } }),
+    /cache ttl/,
+  );
+});

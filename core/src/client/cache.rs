@@ -1,0 +1,322 @@
+//! The client's value cache (opt-in, [`Config::cache`](super::Config::cache)): decrypted
+//! values kept in zeroizing memory for a TTL, then revalidated with `If-None-Match` (a 304
+//! keeps the entry without sending the ciphertext again), never blindly expired and never
+//! served after a revalidation that finds the secret revoked, expired, deleted or outside
+//! the key's binding. An `expires_at` that passes while cached stops the value at once.
+//!
+//! Entries are keyed by everything that decides the answer: the secret's key, the version
+//! asked for (none: the current one) and the app/environment context of a resolve. Bounded
+//! by entries and bytes (moka, least recently used out first). The client's own changes to
+//! a secret drop every entry of it at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::crypto::Plaintext;
+use crate::wire::SecretRecord;
+
+/// How a client caches values. `Debug` shows the bounds only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// How long a value is served without asking the server (then revalidated).
+    pub ttl: Duration,
+    /// Most entries kept.
+    pub max_entries: u64,
+    /// Most bytes of values kept (each entry counted at least `max_bytes / max_entries`).
+    pub max_bytes: u64,
+    /// Off (`None`) by default: when the server is unreachable or answers 5xx, serve the
+    /// last good value for at most this long past its TTL (never on 401/403/404/410).
+    pub stale_if_error: Option<Duration>,
+}
+
+impl CacheOptions {
+    /// Values served for `ttl` before they are revalidated; 10,000 entries, 64 MiB.
+    pub fn ttl(ttl: Duration) -> Self {
+        CacheOptions {
+            ttl,
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            stale_if_error: None,
+        }
+    }
+
+    /// Serves the last good value for at most `bound` past its TTL when the server cannot
+    /// answer.
+    pub fn stale_if_error(mut self, bound: Duration) -> Self {
+        self.stale_if_error = Some(bound);
+        self
+    }
+
+    /// From the bindings' numbers (seconds): `ttl` on, `stale_if_error` if given; each
+    /// must be a finite, non-negative number of seconds (checked with the argument's name).
+    pub fn from_seconds(ttl: f64, stale_if_error: Option<f64>) -> Result<Self, crate::Error> {
+        let mut o = CacheOptions::ttl(super::seconds_to_duration("cache ttl", ttl)?);
+        if let Some(s) = stale_if_error {
+            o = o.stale_if_error(super::seconds_to_duration("stale_if_error", s)?);
+        }
+        Ok(o)
+    }
+
+    /// Bounds the cache to `entries` entries and `bytes` bytes of values.
+    pub fn bounded(mut self, entries: u64, bytes: u64) -> Self {
+        self.max_entries = entries.max(1);
+        self.max_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// What decides an answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) struct CacheKey {
+    pub(crate) key: String,
+    /// An earlier version; `None`: the current one.
+    pub(crate) version: Option<i64>,
+    /// A resolve's app and environment; `None` for a fetch.
+    pub(crate) context: Option<(Option<String>, Option<String>)>,
+}
+
+impl CacheKey {
+    pub(crate) fn fetch(key: &str, version: Option<i64>) -> Self {
+        CacheKey {
+            key: key.to_owned(),
+            version,
+            context: None,
+        }
+    }
+
+    pub(crate) fn resolve(key: &str, app: Option<&str>, env: Option<&str>) -> Self {
+        CacheKey {
+            key: key.to_owned(),
+            version: None,
+            context: Some((app.map(str::to_owned), env.map(str::to_owned))),
+        }
+    }
+}
+
+/// One cached answer: the secret, its value, and when the server last confirmed it.
+pub(crate) struct Entry {
+    pub(crate) record: SecretRecord,
+    pub(crate) value: Plaintext,
+    /// The server's entity tag, for revalidation (resolves have none: they refetch).
+    pub(crate) etag: Option<String>,
+    pub(crate) confirmed: Instant,
+}
+
+/// How fresh an entry is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Within its TTL: serve it.
+    Fresh,
+    /// Past its TTL: revalidate (and, on a server failure, serve it if `stale_if_error`
+    /// allows).
+    Stale { servable_on_error: bool },
+    /// Its `expires_at` has passed: never serve it.
+    Expired,
+}
+
+pub(crate) struct Cache {
+    options: CacheOptions,
+    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+}
+
+impl Cache {
+    pub(crate) fn new(options: CacheOptions) -> Self {
+        let floor = (options.max_bytes / options.max_entries.max(1)).max(1);
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(options.max_bytes)
+            // Each entry weighs its value's bytes, and at least max_bytes / max_entries, so
+            // both bounds hold.
+            .weigher(move |_: &CacheKey, e: &Arc<Entry>| {
+                let bytes = e.value.expose().len() as u64 + 256;
+                u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
+            })
+            .build();
+        Cache { options, entries }
+    }
+
+    pub(crate) fn get(&self, k: &CacheKey) -> Option<Arc<Entry>> {
+        self.entries.get(k)
+    }
+
+    pub(crate) fn put(&self, k: CacheKey, entry: Entry) {
+        self.entries.insert(k, Arc::new(entry));
+    }
+
+    /// The server confirmed `k` unchanged (304): fresh again.
+    pub(crate) fn confirm(&self, k: &CacheKey, e: &Entry) {
+        self.put(
+            k.clone(),
+            Entry {
+                record: e.record.clone(),
+                value: e.value.clone(),
+                etag: e.etag.clone(),
+                confirmed: Instant::now(),
+            },
+        );
+    }
+
+    pub(crate) fn forget(&self, k: &CacheKey) {
+        self.entries.invalidate(k);
+    }
+
+    /// Drops every entry of the secret `key` (any version, any context).
+    pub(crate) fn forget_secret(&self, key: &str) {
+        let doomed: Vec<Arc<CacheKey>> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.key == key)
+            .map(|(k, _)| k)
+            .collect();
+        for k in doomed {
+            self.entries.invalidate(&*k);
+        }
+    }
+
+    pub(crate) fn freshness(&self, e: &Entry, now_secs: i64) -> Freshness {
+        if e.record.expires_at.is_some_and(|t| t <= now_secs) {
+            return Freshness::Expired;
+        }
+        let age = e.confirmed.elapsed();
+        if age < self.options.ttl {
+            return Freshness::Fresh;
+        }
+        let servable_on_error = self
+            .options
+            .stale_if_error
+            .is_some_and(|bound| age < self.options.ttl + bound);
+        Freshness::Stale { servable_on_error }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
+/// Whether a failed revalidation may fall back to a stale value: the server could not be
+/// reached or failed (5xx, timeouts), never a refusal or a verdict on the secret.
+pub(crate) fn outage(e: &crate::Error) -> bool {
+    use crate::ErrorCode::*;
+    matches!(
+        e.code(),
+        Connection | Timeout | Unavailable | Internal | RateLimited
+    ) || e.status().is_some_and(|s| s >= 500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SecretStatus;
+
+    fn record(key: &str, expires_at: Option<i64>) -> SecretRecord {
+        SecretRecord {
+            id: "0".repeat(24),
+            workspace_id: "w".into(),
+            key: key.into(),
+            description: None,
+            token_type: None,
+            scope: vec![],
+            envs: vec![],
+            expires_at,
+            created_at: String::new(),
+            updated_at: String::new(),
+            version: 1,
+            status: SecretStatus::Active,
+        }
+    }
+
+    fn entry(key: &str, value: &str, expires_at: Option<i64>, age: Duration) -> Entry {
+        Entry {
+            record: record(key, expires_at),
+            value: Plaintext::from(value),
+            etag: Some("\"1-abc\"".into()),
+            confirmed: Instant::now() - age,
+        }
+    }
+
+    #[test]
+    fn freshness_follows_ttl_expiry_and_the_stale_bound() {
+        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)));
+        let now = 1_000;
+        let fresh = entry("K", "v", None, Duration::ZERO);
+        assert_eq!(c.freshness(&fresh, now), Freshness::Fresh);
+        let old = entry("K", "v", None, Duration::from_secs(61));
+        assert_eq!(
+            c.freshness(&old, now),
+            Freshness::Stale {
+                servable_on_error: false
+            }
+        );
+        let expired = entry("K", "v", Some(now), Duration::ZERO);
+        assert_eq!(c.freshness(&expired, now), Freshness::Expired);
+        let c = Cache::new(
+            CacheOptions::ttl(Duration::from_secs(60)).stale_if_error(Duration::from_secs(30)),
+        );
+        assert_eq!(
+            c.freshness(&old, now),
+            Freshness::Stale {
+                servable_on_error: true
+            }
+        );
+        let too_old = entry("K", "v", None, Duration::from_secs(91));
+        assert_eq!(
+            c.freshness(&too_old, now),
+            Freshness::Stale {
+                servable_on_error: false
+            }
+        );
+    }
+
+    #[test]
+    fn entries_are_bounded_and_forgotten_per_secret() {
+        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)).bounded(10, 1 << 20));
+        for i in 0..50 {
+            c.put(
+                CacheKey::fetch(&format!("K{i}"), None),
+                entry("K", "v", None, Duration::ZERO),
+            );
+        }
+        assert!(c.len() <= 10, "{}", c.len());
+        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)));
+        c.put(
+            CacheKey::fetch("A", None),
+            entry("A", "1", None, Duration::ZERO),
+        );
+        c.put(
+            CacheKey::fetch("A", Some(1)),
+            entry("A", "1", None, Duration::ZERO),
+        );
+        c.put(
+            CacheKey::resolve("A", Some("web"), None),
+            entry("A", "1", None, Duration::ZERO),
+        );
+        c.put(
+            CacheKey::fetch("B", None),
+            entry("B", "2", None, Duration::ZERO),
+        );
+        c.forget_secret("A");
+        assert_eq!(c.len(), 1);
+        assert!(c.get(&CacheKey::fetch("B", None)).is_some());
+    }
+
+    #[test]
+    fn outages_are_told_from_verdicts() {
+        use crate::{Error, ErrorCode};
+        assert!(outage(&Error::new(ErrorCode::Connection, "down")));
+        assert!(outage(&Error::from_server(
+            502,
+            None,
+            "bad gateway".into(),
+            None
+        )));
+        for status in [401u16, 403, 404, 410] {
+            assert!(!outage(&Error::from_server(
+                status,
+                None,
+                "no".into(),
+                None
+            )));
+        }
+    }
+}
