@@ -40,4 +40,5 @@ pub use wire::AuditQuery;
 pub use client::{
     blocking, health, setup, AccessKeyOptions, CacheOptions, CheckItem, CheckReport, Config,
     CreateSecret, CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret,
+    WatchEvent, Watcher,
 };

@@ -212,6 +212,18 @@ impl VersionQuery {
     pub const MAX_LIMIT: u32 = 1000;
 }
 
+/// One change of the feed (`GET /v1/events`, `event: change`): which secret, its new
+/// version, and what happened. Never a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ChangeEvent {
+    pub key: String,
+    /// The version the change made (for `delete`, the version deleted).
+    pub version: i64,
+    /// `create`, `update`, `revoke`, `restore`, `rollback`, `undelete` or `delete`.
+    pub kind: String,
+}
+
 /// `POST /v1/secrets/{key}/rollback`: a new current version with an earlier version's
 /// value (metadata stays as it is).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod body;
 pub mod conditional;
 pub mod error;
+pub mod feed;
 pub mod listen;
 pub mod metrics;
 pub mod protocol_errors;
@@ -106,8 +107,9 @@ pub fn spawn_audit_pruner(state: Arc<AppState>, retention: std::time::Duration) 
     });
 }
 
-/// Empties the trash of secrets deleted longer ago than the retention allows: now and then
-/// every hour (undelete refuses them before that already).
+/// Empties the trash of secrets deleted longer ago than the retention allows, and the
+/// change feed of rows older than [`feed::KEEP`]: now and then every hour (undelete refuses
+/// expired ones before that already).
 pub fn spawn_trash_purger(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));

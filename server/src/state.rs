@@ -24,6 +24,8 @@ pub struct AppState {
     pub limits: crate::listen::Limits,
     /// How many versions of a secret are kept, and how long deleted secrets stay in the trash.
     pub retention: crate::storage::Retention,
+    /// The change feed of `GET /v1/events`.
+    pub feed: crate::feed::Feed,
     /// The workspace, read from storage once: only its format changes after setup (by the
     /// upgrade, which refreshes it here; routes read the keyring itself fresh).
     workspace: RwLock<Option<Workspace>>,
@@ -41,6 +43,7 @@ impl AppState {
             rate_limit: None,
             limits: crate::listen::Limits::default(),
             retention: crate::storage::Retention::default(),
+            feed: crate::feed::Feed::default(),
             workspace: RwLock::new(None),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)

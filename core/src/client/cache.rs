@@ -27,6 +27,9 @@ pub struct CacheOptions {
     /// Off (`None`) by default: when the server is unreachable or answers 5xx, serve the
     /// last good value for at most this long past its TTL (never on 401/403/404/410).
     pub stale_if_error: Option<Duration>,
+    /// Follow the server's change feed from `init()` on, dropping a secret's entries as
+    /// soon as anyone changes it (off by default; needs a multi-threaded async runtime).
+    pub watch: bool,
 }
 
 impl CacheOptions {
@@ -37,7 +40,14 @@ impl CacheOptions {
             max_entries: 10_000,
             max_bytes: 64 << 20,
             stale_if_error: None,
+            watch: false,
         }
+    }
+
+    /// Follows the change feed to drop changed values within about a second.
+    pub fn watch(mut self, on: bool) -> Self {
+        self.watch = on;
+        self
     }
 
     /// Serves the last good value for at most `bound` past its TTL when the server cannot
@@ -153,6 +163,15 @@ impl Cache {
                 confirmed: Instant::now(),
             },
         );
+    }
+
+    pub(crate) fn watches(&self) -> bool {
+        self.options.watch
+    }
+
+    /// Drops every entry (the change feed could not say what changed).
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
     }
 
     pub(crate) fn forget(&self, k: &CacheKey) {

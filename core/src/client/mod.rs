@@ -10,6 +10,7 @@ mod resolve;
 mod rotation;
 mod secrets;
 mod transport;
+mod watch;
 
 pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use cache::CacheOptions;
@@ -18,6 +19,7 @@ pub use doctor::{doctor, Finding};
 pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
 pub use rotation::Rotation;
 pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
+pub use watch::{WatchEvent, Watcher};
 
 use reqwest::Method;
 use std::fmt;
@@ -77,6 +79,8 @@ struct Inner {
     transport: Transport,
     session: RwLock<Option<Arc<Session>>>,
     cache: Option<cache::Cache>,
+    /// The change feed's broadcast, once its task runs.
+    feed: std::sync::Mutex<Option<tokio::sync::broadcast::Sender<watch::WatchEvent>>>,
 }
 
 impl Ductape {
@@ -87,6 +91,7 @@ impl Ductape {
                 transport: Transport::new(config)?,
                 session: RwLock::new(None),
                 cache,
+                feed: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -121,6 +126,10 @@ impl Ductape {
         };
         if upgrade && rotation::can_rotate(&session.access_key) {
             self.upgrade_with_progress(|_, _| {}).await?;
+        }
+        // A cache that follows the change feed drops what others change, as it happens.
+        if self.cache().is_some_and(|c| c.watches()) {
+            self.follow_changes()?;
         }
         Ok(())
     }

@@ -141,6 +141,32 @@ impl Transport {
         }
     }
 
+    /// Opens the change feed (`GET /v1/events`), resuming after `last` if given: the
+    /// response, whose body is the event stream (no overall deadline: the caller watches
+    /// for silence). Errors as any call's.
+    pub(crate) async fn open_events(&self, last: Option<i64>) -> Result<reqwest::Response, Error> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/events", self.config.url))
+            .bearer_auth(self.bearer.as_str())
+            .header(
+                crate::crypto::keyring::FORMAT_HEADER,
+                crate::crypto::keyring::FORMAT,
+            )
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .timeout(Duration::from_secs(365 * 24 * 3600));
+        if let Some(id) = last {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await.map_err(|e| network_error(e).error)?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
+        Err(server_error(status, &bytes, None))
+    }
+
     /// An unauthenticated call (setup, health).
     pub(crate) async fn call_anonymous<T: DeserializeOwned>(
         http: &reqwest::Client,

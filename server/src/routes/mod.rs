@@ -2,6 +2,7 @@
 
 pub mod access_keys;
 pub mod audit;
+pub mod events;
 pub mod history;
 pub mod keyring;
 pub mod openapi;
@@ -22,6 +23,7 @@ use crate::state::AppState;
         secrets::create, secrets::list, secrets::get, secrets::update, secrets::delete,
         secrets::revoke, secrets::restore, secrets::batch_get, secrets::batch_create,
         history::versions, history::get_version, history::rollback, history::undelete,
+        events::events,
         access_keys::create, access_keys::list, access_keys::delete,
         access_keys::session, access_keys::workspace, access_keys::setup,
         audit::list, audit::usage,
@@ -86,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/workspace", get(access_keys::workspace))
         .route("/v1/setup", post(access_keys::setup))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/events", get(events::events))
         .route("/v1/keyring/bindings", post(keyring::register))
         .route("/v1/keyring/bindings/{id}/pending", post(keyring::pending))
         .route("/v1/keyring/bindings/{id}/wraps", post(keyring::add_wraps))

@@ -161,6 +161,27 @@ impl Change {
     }
 }
 
+/// One row of the change feed: a new version of a secret, or its deletion. Metadata only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub id: i64,
+    pub key: String,
+    pub version: i64,
+    /// `create`, `update`, `revoke`, `restore`, `rollback`, `undelete` or `delete`.
+    pub kind: String,
+    /// The secret's scope and envs at the change (who may hear of it).
+    pub scope: Vec<String>,
+    pub envs: Vec<String>,
+    pub at_ms: i64,
+}
+
+impl ChangeRow {
+    /// The kind of change that made `s` what it is now.
+    pub fn kind_of(s: &StoredSecret) -> &str {
+        s.change.action.as_deref().unwrap_or("update")
+    }
+}
+
 /// How much history is kept (`ductape server --max-versions`, `--trash-days`).
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
@@ -473,6 +494,21 @@ pub trait Storage: Send + Sync + 'static {
         key: &str,
         version: i64,
     ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError>;
+
+    /// Up to `limit` rows of the change feed after id `after`, in id order.
+    async fn changes_after(
+        &self,
+        workspace_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ChangeRow>, ApiError>;
+    /// The oldest and newest ids the change feed holds (`None` when empty).
+    async fn change_bounds(
+        &self,
+        workspace_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>), ApiError>;
+    /// Deletes change-feed rows older than `before_ms`; how many.
+    async fn prune_changes(&self, before_ms: i64) -> Result<u64, ApiError>;
 
     /// How many sealed values the workspace stores: current, earlier versions and trash.
     async fn count_sealed(&self, workspace_id: &str) -> Result<u64, ApiError>;

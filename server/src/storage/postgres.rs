@@ -13,8 +13,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
-    not_in_trash, reseals, stored_keyring, AuditEvent, Change, Check, Deletion, Inserted,
-    KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
+    not_in_trash, reseals, stored_keyring, AuditEvent, Change, ChangeRow, Check, Deletion,
+    Inserted, KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_listing_index.sql"),
     include_str!("../../migrations/postgres/0004_keyring.sql"),
     include_str!("../../migrations/postgres/0005_history.sql"),
+    include_str!("../../migrations/postgres/0006_changes.sql"),
 ];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
@@ -256,6 +257,36 @@ async fn keep_version(
         .map_err(db)?;
     }
     Ok(())
+}
+
+/// Adds `s`'s new version (or deletion) to the change feed, in the change's transaction.
+async fn record_change(
+    tx: &deadpool_postgres::Transaction<'_>,
+    s: &StoredSecret,
+    kind: &str,
+) -> Result<(), ApiError> {
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO changes (workspace_id, key, version, kind, scope, envs, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await
+        .map_err(db)?;
+    tx.execute(
+        &st,
+        &[
+            &s.workspace_id,
+            &s.key,
+            &s.version,
+            &kind,
+            &s.scope,
+            &s.envs,
+            &ductape::ids::now_millis(),
+        ],
+    )
+    .await
+    .map(drop)
+    .map_err(db)
 }
 
 /// Empties the trash of what was deleted before `before_ms`, with its history.
@@ -657,6 +688,9 @@ impl Storage for PostgresStorage {
                 )
                 .await
                 .map_err(db)?;
+                if inserted > 0 {
+                    record_change(&tx, &s, "create").await?;
+                }
                 done.record(inserted > 0, &s.key, event);
             }
             append_chained(&tx, &done.events).await.map_err(db)?;
@@ -745,6 +779,7 @@ impl Storage for PostgresStorage {
             }
             if s.version != before.version {
                 keep_version(&tx, &before, s.version, retention).await?;
+                record_change(&tx, &s, ChangeRow::kind_of(&s)).await?;
             }
             tx.execute(
                 "UPDATE secrets SET ciphertext = $1, description = $2, token_type = $3, scope = $4, envs = $5,
@@ -798,6 +833,7 @@ impl Storage for PostgresStorage {
             tx.execute("DELETE FROM secrets WHERE id = $1", &[&s.id])
                 .await
                 .map_err(db)?;
+            record_change(&tx, &s, "delete").await?;
             append_chained(&tx, &[event]).await.map_err(db)?;
             tx.commit().await.map_err(db)
         })
@@ -840,6 +876,7 @@ impl Storage for PostgresStorage {
             tx.execute("DELETE FROM trash WHERE id = $1", &[&s.id])
                 .await
                 .map_err(db)?;
+            record_change(&tx, &s, "undelete").await?;
             append_chained(&tx, &[event]).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok(s)
@@ -924,6 +961,66 @@ impl Storage for PostgresStorage {
             };
             (current, at)
         }))
+    }
+
+    async fn changes_after(
+        &self,
+        workspace_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ChangeRow>, ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT id, key, version, kind, scope, envs, at_ms FROM changes
+                     WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    &[&workspace_id, &after, &(limit as i64)],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows
+                .iter()
+                .map(|r| ChangeRow {
+                    id: r.get(0),
+                    key: r.get(1),
+                    version: r.get(2),
+                    kind: r.get(3),
+                    scope: r.get(4),
+                    envs: r.get(5),
+                    at_ms: r.get(6),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn change_bounds(
+        &self,
+        workspace_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>), ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            let r = c
+                .query_one(
+                    "SELECT MIN(id), MAX(id) FROM changes WHERE workspace_id = $1",
+                    &[&workspace_id],
+                )
+                .await
+                .map_err(db)?;
+            Ok((r.get(0), r.get(1)))
+        })
+        .await
+    }
+
+    async fn prune_changes(&self, before_ms: i64) -> Result<u64, ApiError> {
+        self.timed(async {
+            let c = self.conn().await?;
+            c.execute("DELETE FROM changes WHERE at_ms < $1", &[&before_ms])
+                .await
+                .map_err(db)
+        })
+        .await
     }
 
     async fn count_sealed(&self, workspace_id: &str) -> Result<u64, ApiError> {

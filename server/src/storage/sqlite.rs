@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use super::{
     check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
-    not_in_trash, reseals, stored_keyring, AuditEvent, Change, Check, Deletion, Inserted,
-    KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
+    not_in_trash, reseals, stored_keyring, AuditEvent, Change, ChangeRow, Check, Deletion,
+    Inserted, KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
     include_str!("../../migrations/sqlite/0003_keyring.sql"),
     include_str!("../../migrations/sqlite/0004_history.sql"),
+    include_str!("../../migrations/sqlite/0005_changes.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -693,6 +694,27 @@ fn keep_version(
     Ok(())
 }
 
+/// Adds `s`'s new version (or deletion) to the change feed, in the change's transaction.
+fn record_change(c: &Connection, s: &StoredSecret, kind: &str) -> Result<(), ApiError> {
+    c.prepare_cached(
+        "INSERT INTO changes (workspace_id, key, version, kind, scope, envs, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            s.workspace_id,
+            s.key,
+            s.version,
+            kind,
+            to_json(&s.scope),
+            to_json(&s.envs),
+            ductape::ids::now_millis()
+        ])
+    })
+    .map(drop)
+    .map_err(db)
+}
+
 /// Empties the trash of what was deleted before `before_ms`, with its history.
 fn purge(c: &Connection, before_ms: i64) -> rusqlite::Result<u64> {
     c.prepare_cached(
@@ -909,6 +931,9 @@ impl Storage for SqliteStorage {
                     "ON CONFLICT (workspace_id, key) DO NOTHING",
                 )
                 .map_err(db)?;
+                if inserted > 0 {
+                    record_change(&tx, &s, "create")?;
+                }
                 done.record(inserted > 0, &s.key, event);
             }
             append_chained(&tx, &done.events).map_err(db)?;
@@ -990,6 +1015,7 @@ impl Storage for SqliteStorage {
             }
             if s.version != before.version {
                 keep_version(&tx, &before, s.version, retention)?;
+                record_change(&tx, &s, ChangeRow::kind_of(&s))?;
             }
             tx.execute(
                 "UPDATE secrets SET ciphertext = ?1, description = ?2, token_type = ?3, scope = ?4, envs = ?5,
@@ -1041,6 +1067,7 @@ impl Storage for SqliteStorage {
             }
             tx.execute("DELETE FROM secrets WHERE id = ?1", params![s.id])
                 .map_err(db)?;
+            record_change(&tx, &s, "delete")?;
             append_chained(&tx, &[event]).map_err(db)?;
             tx.commit().map_err(db)
         })
@@ -1080,6 +1107,7 @@ impl Storage for SqliteStorage {
             }
             keep_version(&tx, &trashed, s.version, retention)?;
             insert_secret(&tx, "secrets", &s, "").map_err(db)?;
+            record_change(&tx, &s, "undelete")?;
             tx.execute("DELETE FROM trash WHERE id = ?1", params![s.id])
                 .map_err(db)?;
             append_chained(&tx, &[event]).map_err(db)?;
@@ -1157,6 +1185,62 @@ impl Storage for SqliteStorage {
             };
             tx.commit().map_err(db)?;
             Ok(Some((current, at)))
+        })
+        .await
+    }
+
+    async fn changes_after(
+        &self,
+        workspace_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ChangeRow>, ApiError> {
+        let ws = workspace_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, key, version, kind, scope, envs, at_ms FROM changes
+                 WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![ws, after, limit as i64], |r| {
+                    Ok(ChangeRow {
+                        id: r.get(0)?,
+                        key: r.get(1)?,
+                        version: r.get(2)?,
+                        kind: r.get(3)?,
+                        scope: from_json(r.get(4)?),
+                        envs: from_json(r.get(5)?),
+                        at_ms: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn change_bounds(
+        &self,
+        workspace_id: &str,
+    ) -> Result<(Option<i64>, Option<i64>), ApiError> {
+        let ws = workspace_id.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT MIN(id), MAX(id) FROM changes WHERE workspace_id = ?1",
+                params![ws],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn prune_changes(&self, before_ms: i64) -> Result<u64, ApiError> {
+        self.with(move |c| {
+            c.execute("DELETE FROM changes WHERE at_ms < ?1", params![before_ms])
+                .map(|n| n as u64)
+                .map_err(db)
         })
         .await
     }

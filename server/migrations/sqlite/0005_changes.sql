@@ -1,0 +1,16 @@
+-- The change feed (`GET /v1/events`): one row per new version of a secret or deletion,
+-- written in the change's transaction; metadata only (never a value or ciphertext). Scope
+-- and envs are the secret's at the change, to filter the feed by an access key's binding.
+-- Pruned by age; a client resuming from a pruned id is told to reset.
+CREATE TABLE changes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    envs         TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL
+) STRICT;
+CREATE INDEX changes_by_workspace ON changes (workspace_id, id);
+CREATE INDEX changes_by_time ON changes (at_ms);
