@@ -217,7 +217,27 @@ export interface DuctapeOptions {
    * revalidated with the server (a 304 keeps them); `staleIfError` (seconds, off by
    * default) serves the last good value that much longer when the server cannot answer,
    * with a process warning. */
-  cache?: { ttl: number; staleIfError?: number };
+  cache?: {
+    ttl: number;
+    staleIfError?: number;
+    /** Follow the server's change feed: a value anyone changes leaves the cache within
+     * about a second. */
+    watch?: boolean;
+  };
+}
+
+/** A change heard on the change feed (`watch`): never a value. `reset`: changes may have
+ * been missed, treat everything as changed (no key or version then). */
+export interface Change {
+  kind: 'create' | 'update' | 'revoke' | 'restore' | 'rollback' | 'undelete' | 'delete' | 'reset';
+  key?: string;
+  version?: number;
+}
+
+/** A subscription made by `secrets.watch`. */
+export interface Watching {
+  /** Stops listening (the callback is not called again). */
+  close(): void;
 }
 
 /** The body of an error answer, as `error.response.data`. */
@@ -375,6 +395,28 @@ export class Secrets {
     return withHiddenValue(raw);
   }
 
+  /**
+   * Calls `onChange` with every change to a secret this key may see, from now on, as it
+   * happens (metadata only), until `close()`. Resolves once listening.
+   */
+  async watch(onChange: (change: Change) => void): Promise<Watching> {
+    const w = await call(() => this.#native.watch());
+    let open = true;
+    void (async () => {
+      while (open) {
+        const next = (await w.next()) as Change | null;
+        if (next === null || !open) return;
+        onChange(next);
+      }
+    })();
+    return {
+      close() {
+        open = false;
+        w.close();
+      },
+    };
+  }
+
   /** Every kept version of the secret, newest first (what changed, never values). */
   versions(key: string): Promise<SecretVersion[]> {
     return call(() => this.#native.versions(key) as Promise<SecretVersion[]>);
@@ -465,6 +507,7 @@ export default class Ductape {
           maxRetries: options.maxRetries,
           cacheTtl: options.cache?.ttl,
           staleIfError: options.cache?.staleIfError,
+          cacheWatch: options.cache?.watch,
         }),
     );
     this.secrets = new Secrets(this.#native);

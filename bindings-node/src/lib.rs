@@ -60,6 +60,8 @@ pub struct NativeOptions {
     pub cache_ttl: Option<f64>,
     /// Seconds past the TTL a cached value may be served when the server cannot answer.
     pub stale_if_error: Option<f64>,
+    /// Follow the change feed, dropping what anyone changes from the cache.
+    pub cache_watch: Option<bool>,
 }
 
 /// Options of `resolve` and `check`.
@@ -95,6 +97,38 @@ pub struct NativeClient {
     inner: Ductape,
 }
 
+/// One subscription to the change feed: `next()` resolves with the next change (`null`
+/// once closed or the feed has ended).
+#[napi]
+pub struct NativeWatcher {
+    changes: tokio::sync::Mutex<ductape::Watcher>,
+    closed: tokio::sync::Notify,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[napi]
+impl NativeWatcher {
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<Value>> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let mut changes = self.changes.lock().await;
+        tokio::select! {
+            e = changes.next() => Ok(e.map(|e| e.to_json())),
+            _ = self.closed.notified() => Ok(None),
+        }
+    }
+
+    /// Ends the subscription; a pending `next()` resolves with `null`.
+    #[napi]
+    pub fn close(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.closed.notify_waiters();
+    }
+}
+
 #[napi]
 impl NativeClient {
     #[napi(constructor)]
@@ -106,6 +140,7 @@ impl NativeClient {
             max_retries: None,
             cache_ttl: None,
             stale_if_error: None,
+            cache_watch: None,
         });
         let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref())
             .napi()?
@@ -116,17 +151,19 @@ impl NativeClient {
         if let Some(n) = o.max_retries {
             config = config.max_retries(n);
         }
-        match (o.cache_ttl, o.stale_if_error) {
-            (Some(ttl), stale) => {
-                config = config.cache(CacheOptions::from_seconds(ttl, stale).napi()?);
+        let watch = o.cache_watch.unwrap_or(false);
+        match (o.cache_ttl, o.stale_if_error.is_some() || watch) {
+            (Some(ttl), _) => {
+                let options = CacheOptions::from_seconds(ttl, o.stale_if_error).napi()?;
+                config = config.cache(options.watch(watch));
             }
-            (None, Some(_)) => {
+            (None, true) => {
                 return Err(ductape::Error::invalid_field(
-                    "cache.staleIfError needs the cache on: give cache.ttl too",
+                    "cache.staleIfError and cache.watch need the cache on: give cache.ttl too",
                 ))
                 .napi()
             }
-            (None, None) => {}
+            (None, false) => {}
         }
         Ok(NativeClient {
             inner: Ductape::new(config).napi()?,
@@ -195,6 +232,16 @@ impl NativeClient {
         }
         .map(|s| s.to_json())
         .napi()
+    }
+
+    /// Follows the change feed from now on.
+    #[napi]
+    pub async fn watch(&self) -> napi::Result<NativeWatcher> {
+        Ok(NativeWatcher {
+            changes: tokio::sync::Mutex::new(self.inner.watch().napi()?),
+            closed: tokio::sync::Notify::new(),
+            done: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     #[napi]

@@ -45,3 +45,29 @@ test('cache options are checked', () => {
     /cache ttl/,
   );
 });
+
+test('watch hears changes and a watching cache drops them', async () => {
+  const server = await helpers.startServer();
+  try {
+    const admin = new Ductape({ accessKey: server.accessKey, url: server.url });
+    await admin.init();
+    await admin.secrets.create({ key: 'NODE_LIVE', value: 'one' });
+    const d = new Ductape({ accessKey: server.accessKey, url: server.url, cache: { ttl: 600, watch: true } });
+    await d.init();
+    assert.equal((await d.secrets.fetch('NODE_LIVE')).value, 'one');
+    const heard = [];
+    const watching = await d.secrets.watch((c) => heard.push(c));
+    await sleep(500);
+    await admin.secrets.update('NODE_LIVE', { value: 'two' });
+    const deadline = Date.now() + 3000;
+    while ((await d.secrets.fetch('NODE_LIVE')).value !== 'two') {
+      assert.ok(Date.now() < deadline, 'the watching cache kept the old value');
+      await sleep(50);
+    }
+    while (heard.length === 0 && Date.now() < deadline) await sleep(20);
+    watching.close();
+    assert.deepEqual(heard, [{ kind: 'update', key: 'NODE_LIVE', version: 2 }]);
+  } finally {
+    server.stop();
+  }
+});

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use serde_json::Value;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ductape::client::seconds_to_duration;
@@ -29,6 +29,36 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 struct PerProcess {
     pid: u32,
     client: Ductape,
+}
+
+/// One subscription to the change feed: `next()` waits for the next change (`None` once
+/// the feed has ended).
+#[pyclass(module = "ductape._native", frozen)]
+struct NativeWatcher {
+    changes: Arc<tokio::sync::Mutex<ductape::Watcher>>,
+}
+
+#[pymethods]
+impl NativeWatcher {
+    fn next(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        NativeClient::run(py, self.next_op())
+    }
+
+    fn next_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        NativeClient::run_async(py, self.next_op())
+    }
+}
+
+impl NativeWatcher {
+    fn next_op(&self) -> Op {
+        let changes = self.changes.clone();
+        op(async move {
+            Ok(match changes.lock().await.next().await {
+                Some(e) => Answer::Json(e.to_json()),
+                None => Answer::Unit,
+            })
+        })
+    }
 }
 
 #[pyclass(module = "ductape._native", frozen)]
@@ -314,7 +344,8 @@ fn audit_query(v: Value) -> Result<AuditQuery, Error> {
 #[pymethods]
 impl NativeClient {
     #[new]
-    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None, cache_ttl=None, stale_if_error=None))]
+    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None, cache_ttl=None, stale_if_error=None, cache_watch=false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         access_key: Option<&str>,
         url: Option<&str>,
@@ -322,19 +353,21 @@ impl NativeClient {
         max_retries: Option<u32>,
         cache_ttl: Option<f64>,
         stale_if_error: Option<f64>,
+        cache_watch: bool,
     ) -> PyResult<Self> {
         let mut config = Config::resolve(url, access_key).py()?.sdk("ductape-python");
-        match (cache_ttl, stale_if_error) {
-            (Some(ttl), stale) => {
-                config = config.cache(CacheOptions::from_seconds(ttl, stale).py()?);
+        match (cache_ttl, stale_if_error.is_some() || cache_watch) {
+            (Some(ttl), _) => {
+                let options = CacheOptions::from_seconds(ttl, stale_if_error).py()?;
+                config = config.cache(options.watch(cache_watch));
             }
-            (None, Some(_)) => {
+            (None, true) => {
                 return Err(Error::invalid_field(
-                    "stale_if_error needs the cache on: give cache_ttl too",
+                    "stale_if_error and cache_watch need the cache on: give cache_ttl too",
                 ))
                 .py()
             }
-            (None, None) => {}
+            (None, false) => {}
         }
         if let Some(t) = timeout {
             config = config.timeout(seconds_to_duration("timeout", t).py()?);
@@ -423,6 +456,15 @@ impl NativeClient {
         fresh: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         Self::run_async(py, self.fetch_op(key, version, fresh)?)
+    }
+
+    /// Follows the change feed from now on (see `NativeWatcher`).
+    fn watch(&self) -> PyResult<NativeWatcher> {
+        let c = self.client()?;
+        let _in_runtime = runtime::runtime().enter();
+        Ok(NativeWatcher {
+            changes: Arc::new(tokio::sync::Mutex::new(c.watch().py()?)),
+        })
     }
 
     #[pyo3(signature = (key))]
@@ -617,6 +659,7 @@ impl NativeClient {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeClient>()?;
+    m.add_class::<NativeWatcher>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

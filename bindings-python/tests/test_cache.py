@@ -69,3 +69,45 @@ def test_cache_options_are_checked(own_server: Server) -> None:
         return (await a.secrets.fetch("PY_ASYNC_CACHED", fresh=True)).value
 
     assert asyncio.run(run()) == "x"
+
+
+def test_watch_and_a_watching_cache(own_server: Server) -> None:
+    import threading
+
+    admin = Ductape(access_key=own_server.access_key, url=own_server.url)
+    admin.init()
+    admin.secrets.create(key="PY_LIVE", value="one")
+    d = Ductape(access_key=own_server.access_key, url=own_server.url, cache_ttl=600, cache_watch=True)
+    d.init()
+    assert d.secrets.fetch("PY_LIVE").value == "one"
+    heard: list[object] = []
+
+    def listen() -> None:
+        for change in d.watch():
+            heard.append(change)
+            return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    admin.secrets.update("PY_LIVE", value="two")
+    t.join(5)
+    from ductape import Change
+
+    assert heard == [Change(kind="update", key="PY_LIVE", version=2)]
+    deadline = time.monotonic() + 3
+    while d.secrets.fetch("PY_LIVE").value != "two":
+        assert time.monotonic() < deadline, "the watching cache kept the old value"
+        time.sleep(0.05)
+
+    async def first_async() -> Change:
+        a = AsyncDuctape(access_key=own_server.access_key, url=own_server.url)
+        await a.init()
+        changes = a.watch()
+        pending = asyncio.ensure_future(changes.__anext__())
+        await asyncio.sleep(0.5)
+        await a.secrets.delete("PY_LIVE")
+        return await asyncio.wait_for(pending, 5)
+
+    got = asyncio.run(first_async())
+    assert (got.kind, got.key) == ("delete", "PY_LIVE")

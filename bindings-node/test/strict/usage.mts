@@ -1,7 +1,7 @@
 // Strict-mode user code against the package's declarations: precise types, no casts.
-import Ductape, { DuctapeError, type Secret, type SecretVersion, type SecretWithValue, type TokenType } from '@ductape/sdk';
+import Ductape, { DuctapeError, type Change, type Secret, type SecretVersion, type SecretWithValue, type TokenType } from '@ductape/sdk';
 
-const ductape = new Ductape({ accessKey: process.env.DUCTAPE_ACCESS_KEY, timeout: 5 });
+const ductape = new Ductape({ accessKey: process.env.DUCTAPE_ACCESS_KEY, timeout: 5, cache: { ttl: 60, staleIfError: 3600, watch: true } });
 await ductape.init();
 const created: Secret = await ductape.secrets.create({ key: 'K', value: 'v', token_type: 'api' });
 const t: TokenType | null = created.token_type;
@@ -33,4 +33,9 @@ const gone: boolean = await ductape.secrets.delete('K', { permanent: true, ifVer
 await ductape.secrets.rollback('K', '1');
 // @ts-expect-error permanent is a boolean
 await ductape.secrets.delete('K', { permanent: 'yes' });
-console.log(t, expiry, value, all.length, ok, changed, source, old.value, rolled, back, gone);
+const fresh: SecretWithValue = await ductape.secrets.fetch('K', { fresh: true });
+const watching = await ductape.secrets.watch((c: Change) => console.log(c.kind, c.key, c.version));
+watching.close();
+// @ts-expect-error a cache needs its ttl
+new Ductape({ cache: { watch: true } });
+console.log(t, expiry, value, all.length, ok, changed, source, old.value, rolled, back, gone, fresh.value);

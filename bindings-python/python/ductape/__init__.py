@@ -13,6 +13,7 @@ from ._client import UNSET, AsyncDuctape, AsyncSecrets, Ductape, Secrets
 from ._models import (
     AuditEntry,
     AuditPage,
+    Change,
     CheckItem,
     CheckReport,
     Secret,
@@ -53,6 +54,7 @@ __all__ = [
     "AuditPage",
     "AuthenticationError",
     "BadRequestError",
+    "Change",
     "CheckItem",
     "CheckReport",
     "ConfigurationError",

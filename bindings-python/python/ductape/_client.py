@@ -14,6 +14,7 @@ from typing import Any
 from . import _native
 from ._models import (
     AuditPage,
+    Change,
     CheckReport,
     Secret,
     SecretMetadata,
@@ -324,10 +325,11 @@ class _Base:
         max_retries: int | None = None,
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
+        cache_watch: bool = False,
     ) -> None:
         # The key goes straight to the core; no Python attribute keeps it.
         self._native = _native.NativeClient(
-            access_key, url, timeout, max_retries, cache_ttl, stale_if_error
+            access_key, url, timeout, max_retries, cache_ttl, stale_if_error, cache_watch
         )
 
     @property
@@ -353,7 +355,9 @@ class Ductape(_Base):
     ``access_key`` and ``url`` default to ``DUCTAPE_ACCESS_KEY`` and ``DUCTAPE_URL``.
     ``cache_ttl`` (seconds) turns on the value cache: values are served from memory for
     that long, then revalidated (a 304 keeps them); ``stale_if_error`` (seconds, off by
-    default) serves the last good value that much longer when the server cannot answer.
+    default) serves the last good value that much longer when the server cannot answer;
+    ``cache_watch=True`` follows the server's change feed so that a value anyone changes is
+    dropped from the cache within about a second.
 
         ductape = Ductape(access_key="dtpk_...")
         ductape.init()
@@ -369,6 +373,7 @@ class Ductape(_Base):
         max_retries: int | None = None,
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
+        cache_watch: bool = False,
     ) -> None:
         super().__init__(
             access_key,
@@ -377,8 +382,16 @@ class Ductape(_Base):
             max_retries=max_retries,
             cache_ttl=cache_ttl,
             stale_if_error=stale_if_error,
+            cache_watch=cache_watch,
         )
         self.secrets = Secrets(self._native)
+
+    def watch(self) -> Iterator[Change]:
+        """Every change to a secret this key may see, from now on, as it happens (blocks
+        between changes; metadata only): ``for change in ductape.watch(): ...``."""
+        w = self._native.watch()
+        while (e := w.next()) is not None:
+            yield Change(**e)
 
     def init(self) -> None:
         """Authenticates and unwraps the workspace key locally. Call once before use."""
@@ -424,6 +437,7 @@ class AsyncDuctape(_Base):
         max_retries: int | None = None,
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
+        cache_watch: bool = False,
     ) -> None:
         super().__init__(
             access_key,
@@ -432,8 +446,16 @@ class AsyncDuctape(_Base):
             max_retries=max_retries,
             cache_ttl=cache_ttl,
             stale_if_error=stale_if_error,
+            cache_watch=cache_watch,
         )
         self.secrets = AsyncSecrets(self._native)
+
+    async def watch(self) -> AsyncIterator[Change]:
+        """Every change to a secret this key may see, from now on, as it happens:
+        ``async for change in ductape.watch(): ...``."""
+        w = self._native.watch()
+        while (e := await w.next_async()) is not None:
+            yield Change(**e)
 
     async def init(self) -> None:
         await self._native.init_async()

@@ -139,6 +139,18 @@ class SecretVersion:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A change heard on the change feed (``watch()``): ``kind`` is ``create``, ``update``,
+    ``revoke``, ``restore``, ``rollback``, ``undelete``, ``delete``, or ``reset`` (changes
+    may have been missed: treat everything as changed; ``key`` and ``version`` are then
+    ``None``). Never a value."""
+
+    kind: str
+    key: str | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One read or change (allowed or refused). Never holds a value.
 

@@ -25,6 +25,18 @@ pub enum WatchEvent {
     Reset,
 }
 
+impl WatchEvent {
+    /// The bindings' form: `{"kind", "key", "version"}`, or `{"kind": "reset"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            WatchEvent::Changed(c) => {
+                serde_json::json!({"kind": c.kind, "key": c.key, "version": c.version})
+            }
+            WatchEvent::Reset => serde_json::json!({"kind": "reset"}),
+        }
+    }
+}
+
 /// A subscription to the change feed (see [`Ductape::watch`]).
 pub struct Watcher {
     rx: broadcast::Receiver<WatchEvent>,
