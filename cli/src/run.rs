@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::output;
 use crate::ClientArgs;
-use ductape::{AuditQuery, Error, ErrorCode, ResolveOptions};
+use ductape::{AuditQuery, Ductape, Error, ErrorCode, ResolveOptions, WatchEvent};
 
 #[derive(Args)]
 #[command(
@@ -25,6 +25,15 @@ pub struct RunArgs {
     /// (variables already set win).
     #[arg(long)]
     inject: bool,
+    /// Keep running: when a referenced secret changes (any secret in scope with
+    /// --inject), resolve again and restart the command (see --on-change).
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: `restart` (default: stop the command with SIGTERM, 10 s later SIGKILL,
+    /// and start it again with the new values) or `signal:NAME` (send it SIGNAME, e.g.
+    /// `signal:HUP`, and let it reload by itself; its environment stays as it was).
+    #[arg(long, requires = "watch", default_value = "restart")]
+    on_change: OnChange,
     #[command(flatten)]
     client: ClientArgs,
     /// The command and its arguments.
@@ -79,8 +88,49 @@ pub enum AuditCommand {
 /// Resolves the environment's references (and injected secrets), then replaces this process
 /// with the command: its exit code and signals are the command's own. Values go straight
 /// into the child's environment and never touch disk.
-pub async fn run(args: RunArgs) -> Result<ExitCode, Error> {
-    let d = crate::commands::client(&args.client).await?;
+/// What `run --watch` does when a referenced secret changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnChange {
+    Restart,
+    Signal(i32),
+}
+
+impl std::str::FromStr for OnChange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "restart" {
+            return Ok(OnChange::Restart);
+        }
+        let name = s
+            .strip_prefix("signal:")
+            .ok_or_else(|| format!("'{s}' is neither 'restart' nor 'signal:NAME'"))?;
+        signal_number(name.trim_start_matches("SIG"))
+            .map(OnChange::Signal)
+            .ok_or_else(|| format!("unknown signal '{name}' (HUP, USR1, USR2, TERM, INT, QUIT)"))
+    }
+}
+
+#[cfg(unix)]
+fn signal_number(name: &str) -> Option<i32> {
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        _ => return None,
+    })
+}
+
+#[cfg(not(unix))]
+fn signal_number(_: &str) -> Option<i32> {
+    None
+}
+
+/// The environment `run` gives the command: each variable holding a reference, resolved
+/// (with --inject, every secret in scope too).
+async fn command_env(d: &Ductape, args: &RunArgs) -> Result<(Map<String, Value>, Value), Error> {
     let opts = ResolveOptions::new(args.app.as_deref(), args.env.as_deref());
     let mut config = Map::new();
     for (name, value) in std::env::vars_os() {
@@ -104,19 +154,152 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    let config = Value::Object(config);
     // One request for every reference.
-    let resolved = d.secrets().resolve(&Value::Object(config), &opts).await?;
+    let resolved = d.secrets().resolve(&config, &opts).await?;
+    let Value::Object(vars) = resolved else {
+        return Err(Error::new(ErrorCode::Protocol, "resolve changed the shape"));
+    };
+    Ok((vars, config))
+}
+
+fn command(args: &RunArgs, vars: &Map<String, Value>) -> std::process::Command {
     let mut cmd = std::process::Command::new(&args.command[0]);
     cmd.args(&args.command[1..])
         .env_remove("DUCTAPE_ACCESS_KEY");
-    if let Value::Object(vars) = resolved {
-        for (k, v) in vars {
-            if let Value::String(s) = v {
-                cmd.env(k, s);
+    for (k, v) in vars {
+        if let Value::String(s) = v {
+            cmd.env(k, s);
+        }
+    }
+    cmd
+}
+
+pub async fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    let d = crate::commands::client(&args.client).await?;
+    if args.watch {
+        return run_watching(&d, &args).await;
+    }
+    let (vars, _) = command_env(&d, &args).await?;
+    exec(command(&args, &vars), &args.command[0])
+}
+
+/// `run --watch`: the command as a child, restarted (or signalled) when a secret it uses
+/// changes; ends with the child's exit status. SIGINT and SIGTERM are passed to the child.
+#[cfg(unix)]
+async fn run_watching(d: &Ductape, args: &RunArgs) -> Result<ExitCode, Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let failed = |e: std::io::Error| {
+        Error::new(
+            ErrorCode::Config,
+            format!("cannot run '{}': {e}", args.command[0]),
+        )
+    };
+    // Listening before the values are read, so no change falls in between.
+    let mut changes = d.watch()?;
+    let (vars, config) = command_env(d, args).await?;
+    let mut used = ductape::references::find(&config)?
+        .into_iter()
+        .map(|k| k.to_string())
+        .collect::<std::collections::HashSet<_>>();
+    let mut child = tokio::process::Command::from(command(args, &vars))
+        .spawn()
+        .map_err(failed)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(failed)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(failed)?;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(failed)?;
+                return Ok(exit_code(status));
+            }
+            _ = interrupt.recv() => send(&child, libc::SIGINT),
+            _ = terminate.recv() => send(&child, libc::SIGTERM),
+            change = changes.next() => {
+                let relevant = match &change {
+                    None => {
+                        eprintln!("ductape run: the change feed ended; no longer watching");
+                        let status = child.wait().await.map_err(failed)?;
+                        return Ok(exit_code(status));
+                    }
+                    Some(WatchEvent::Reset) => true,
+                    Some(WatchEvent::Changed(c)) => args.inject || used.contains(&c.key),
+                };
+                if !relevant {
+                    continue;
+                }
+                // Changes often come in bursts (a rotation touches many): take them all.
+                while let Ok(Some(_)) =
+                    tokio::time::timeout(std::time::Duration::from_millis(300), changes.next()).await
+                {}
+                match args.on_change {
+                    OnChange::Signal(sig) => {
+                        eprintln!("ductape run: a secret changed; sending signal {sig}");
+                        send(&child, sig);
+                    }
+                    OnChange::Restart => {
+                        let (vars, config) = match command_env(d, args).await {
+                            Ok(v) => v,
+                            Err(e) => {
+                                // Keep the running command rather than start one that fails.
+                                eprintln!("ductape run: a secret changed but cannot be resolved ({e}); the command keeps running with the old values");
+                                continue;
+                            }
+                        };
+                        used = ductape::references::find(&config)?
+                            .into_iter()
+                            .map(|k| k.to_string())
+                            .collect();
+                        eprintln!("ductape run: a secret changed; restarting the command");
+                        stop(&mut child).await;
+                        child = tokio::process::Command::from(command(args, &vars))
+                            .spawn()
+                            .map_err(failed)?;
+                    }
+                }
             }
         }
     }
-    exec(cmd, &args.command[0])
+}
+
+#[cfg(not(unix))]
+async fn run_watching(_: &Ductape, _: &RunArgs) -> Result<ExitCode, Error> {
+    Err(Error::new(
+        ErrorCode::Config,
+        "ductape run --watch needs a Unix system",
+    ))
+}
+
+#[cfg(unix)]
+fn send(child: &tokio::process::Child, sig: i32) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after 10 s.
+#[cfg(unix)]
+async fn stop(child: &mut tokio::process::Child) {
+    send(child, libc::SIGTERM);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+#[cfg(unix)]
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from(128u8.wrapping_add(sig as u8)),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 #[cfg(unix)]

@@ -424,3 +424,108 @@ fn history_get_version_rollback_and_undelete() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not in the trash"));
 }
+
+/// `ductape run --watch`: the command restarts with the new value when a secret it uses
+/// changes (or gets a signal with `--on-change signal:HUP`); other changes leave it be.
+#[test]
+fn run_watch_restarts_or_signals_the_command_when_its_secret_changes() {
+    use std::time::{Duration, Instant};
+    let server = Server::dev();
+    let ok = |o: &Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&run(
+        &server,
+        &["secrets", "create", "WATCHED", "--value", "v1"],
+        None,
+    ));
+    ok(&run(
+        &server,
+        &["secrets", "create", "OTHER", "--value", "o1"],
+        None,
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let wait_for = |needle: &str| {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "'{needle}' never came: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let spawn = |extra: &[&str], script: &str| {
+        Command::new(ductape_bin())
+            .args(["run", "--watch"])
+            .args(extra)
+            .args(["--", "sh", "-c", script])
+            .env("DUCTAPE_URL", &server.url)
+            .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
+            .env("TOKEN", "$Token{WATCHED}")
+            .env("OUT", &out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut watcher = spawn(&[], "echo \"start $TOKEN\" >> \"$OUT\"; exec sleep 60");
+    wait_for("start v1");
+    ok(&run(
+        &server,
+        &["secrets", "update", "OTHER", "--value", "o2"],
+        None,
+    ));
+    ok(&run(
+        &server,
+        &["secrets", "update", "WATCHED", "--value", "v2"],
+        None,
+    ));
+    let text = wait_for("start v2");
+    assert_eq!(
+        text.matches("start").count(),
+        2,
+        "restarted once, not for OTHER: {text}"
+    );
+    // SIGTERM to ductape reaches the command; ductape exits with its status.
+    send_signal(watcher.id(), "TERM");
+    let status = watcher.wait().unwrap();
+    assert!(!status.success());
+
+    std::fs::remove_file(&out).unwrap();
+    let mut watcher = spawn(
+        &["--on-change", "signal:HUP"],
+        "trap 'echo hup >> \"$OUT\"' HUP; echo \"start $TOKEN\" >> \"$OUT\"; while true; do sleep 0.1; done",
+    );
+    wait_for("start v2");
+    ok(&run(
+        &server,
+        &["secrets", "update", "WATCHED", "--value", "v3"],
+        None,
+    ));
+    let text = wait_for("hup");
+    assert_eq!(
+        text.matches("start").count(),
+        1,
+        "signalled, not restarted: {text}"
+    );
+    send_signal(watcher.id(), "KILL");
+    let _ = watcher.wait();
+    let bad = run(
+        &server,
+        &["run", "--watch", "--on-change", "signal:NOPE", "--", "true"],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown signal"));
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap();
+}
