@@ -223,6 +223,10 @@ export interface DuctapeOptions {
     /** Follow the server's change feed: a value anyone changes leaves the cache within
      * about a second. */
     watch?: boolean;
+    /** A file (mode 0600) keeping the cache's answers as the server holds them
+     * (ciphertext), so `init()` and reads work within `staleIfError` when the server is
+     * unreachable at start. */
+    snapshot?: string;
   };
 }
 
@@ -508,14 +512,21 @@ export default class Ductape {
           cacheTtl: options.cache?.ttl,
           staleIfError: options.cache?.staleIfError,
           cacheWatch: options.cache?.watch,
+          cacheSnapshot: options.cache?.snapshot,
         }),
     );
     this.secrets = new Secrets(this.#native);
   }
 
   /** Authenticates and unwraps the workspace key locally. Call once before use. */
-  init(): Promise<void> {
-    return call(() => this.#native.init());
+  async init(): Promise<void> {
+    await call(() => this.#native.init());
+    if (this.#native.describe().offline) {
+      process.emitWarning(
+        'the Ductape server is unreachable: started from the cache snapshot (values are served within staleIfError)',
+        'DuctapeOffline',
+      );
+    }
   }
 
   /** The audit trail (admin permission), newest first, filtered and paged. */

@@ -62,6 +62,8 @@ pub struct NativeOptions {
     pub stale_if_error: Option<f64>,
     /// Follow the change feed, dropping what anyone changes from the cache.
     pub cache_watch: Option<bool>,
+    /// A file for the cache's snapshot (offline start).
+    pub cache_snapshot: Option<String>,
 }
 
 /// Options of `resolve` and `check`.
@@ -90,6 +92,8 @@ pub struct NativeDescription {
     pub url: String,
     pub access_key_id: String,
     pub initialized: bool,
+    /// `init()` started from the cache snapshot (the server was unreachable).
+    pub offline: bool,
 }
 
 #[napi]
@@ -141,6 +145,7 @@ impl NativeClient {
             cache_ttl: None,
             stale_if_error: None,
             cache_watch: None,
+            cache_snapshot: None,
         });
         let mut config = Config::resolve(o.url.as_deref(), o.access_key.as_deref())
             .napi()?
@@ -152,14 +157,20 @@ impl NativeClient {
             config = config.max_retries(n);
         }
         let watch = o.cache_watch.unwrap_or(false);
-        match (o.cache_ttl, o.stale_if_error.is_some() || watch) {
+        let needs_cache = o.stale_if_error.is_some() || watch || o.cache_snapshot.is_some();
+        match (o.cache_ttl, needs_cache) {
             (Some(ttl), _) => {
-                let options = CacheOptions::from_seconds(ttl, o.stale_if_error).napi()?;
-                config = config.cache(options.watch(watch));
+                let mut options = CacheOptions::from_seconds(ttl, o.stale_if_error)
+                    .napi()?
+                    .watch(watch);
+                if let Some(path) = o.cache_snapshot {
+                    options = options.snapshot(path);
+                }
+                config = config.cache(options);
             }
             (None, true) => {
                 return Err(ductape::Error::invalid_field(
-                    "cache.staleIfError and cache.watch need the cache on: give cache.ttl too",
+                    "cache.staleIfError, cache.watch and cache.snapshot need the cache on: give cache.ttl too",
                 ))
                 .napi()
             }
@@ -176,6 +187,7 @@ impl NativeClient {
             url: self.inner.config().url().to_owned(),
             access_key_id: self.inner.config().access_key().id().to_owned(),
             initialized: self.inner.is_initialized(),
+            offline: self.inner.started_offline(),
         }
     }
 

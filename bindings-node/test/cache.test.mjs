@@ -71,3 +71,28 @@ test('watch hears changes and a watching cache drops them', async () => {
     server.stop();
   }
 });
+
+test('a snapshot starts the client while the server is down', async () => {
+  const { mkdtempSync, readFileSync, statSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const path = join(mkdtempSync(join(tmpdir(), 'ductape-')), 'app.snap');
+  const server = await helpers.startServer();
+  const options = { accessKey: server.accessKey, url: server.url, maxRetries: 0, cache: { ttl: 0.2, staleIfError: 600, snapshot: path } };
+  const d = new Ductape(options);
+  await d.init();
+  await d.secrets.create({ key: 'NODE_SNAP', value: 'node-snapshot-canary' });
+  assert.equal((await d.secrets.fetch('NODE_SNAP')).value, 'node-snapshot-canary');
+  assert.ok(!readFileSync(path, 'utf8').includes('node-snapshot-canary'));
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  server.stop();
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  const offline = new Ductape(options);
+  await offline.init();
+  await sleep(10);
+  process.off('warning', onWarning);
+  assert.ok(warnings.includes('DuctapeOffline'), String(warnings));
+  assert.equal((await offline.secrets.fetch('NODE_SNAP')).value, 'node-snapshot-canary');
+});

@@ -344,7 +344,7 @@ fn audit_query(v: Value) -> Result<AuditQuery, Error> {
 #[pymethods]
 impl NativeClient {
     #[new]
-    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None, cache_ttl=None, stale_if_error=None, cache_watch=false))]
+    #[pyo3(signature = (access_key=None, url=None, timeout=None, max_retries=None, cache_ttl=None, stale_if_error=None, cache_watch=false, cache_snapshot=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         access_key: Option<&str>,
@@ -354,16 +354,23 @@ impl NativeClient {
         cache_ttl: Option<f64>,
         stale_if_error: Option<f64>,
         cache_watch: bool,
+        cache_snapshot: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let mut config = Config::resolve(url, access_key).py()?.sdk("ductape-python");
-        match (cache_ttl, stale_if_error.is_some() || cache_watch) {
+        let needs_cache = stale_if_error.is_some() || cache_watch || cache_snapshot.is_some();
+        match (cache_ttl, needs_cache) {
             (Some(ttl), _) => {
-                let options = CacheOptions::from_seconds(ttl, stale_if_error).py()?;
-                config = config.cache(options.watch(cache_watch));
+                let mut options = CacheOptions::from_seconds(ttl, stale_if_error)
+                    .py()?
+                    .watch(cache_watch);
+                if let Some(path) = cache_snapshot {
+                    options = options.snapshot(path);
+                }
+                config = config.cache(options);
             }
             (None, true) => {
                 return Err(Error::invalid_field(
-                    "stale_if_error and cache_watch need the cache on: give cache_ttl too",
+                    "stale_if_error, cache_watch and cache_snapshot need the cache on: give cache_ttl too",
                 ))
                 .py()
             }
@@ -643,6 +650,7 @@ impl NativeClient {
         d.set_item("url", c.config().url())?;
         d.set_item("access_key_id", c.config().access_key().id())?;
         d.set_item("initialized", c.is_initialized())?;
+        d.set_item("offline", c.started_offline())?;
         Ok(d)
     }
 

@@ -111,3 +111,27 @@ def test_watch_and_a_watching_cache(own_server: Server) -> None:
 
     got = asyncio.run(first_async())
     assert (got.kind, got.key) == ("delete", "PY_LIVE")
+
+
+def test_snapshot_offline_start(
+    own_server: Server, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import pathlib
+
+    path = str(pathlib.Path(str(tmp_path)) / "app.snap")
+    opts = {"cache_ttl": 0.2, "stale_if_error": 600, "cache_snapshot": path, "max_retries": 0}
+    d = Ductape(access_key=own_server.access_key, url=own_server.url, **opts)  # type: ignore[arg-type]
+    d.init()
+    d.secrets.create(key="PY_SNAP", value="py-snapshot-canary")
+    assert d.secrets.fetch("PY_SNAP").value == "py-snapshot-canary"
+    with open(path, "rb") as f:
+        assert b"py-snapshot-canary" not in f.read()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    url = own_server.url
+    own_server.stop()
+    offline = Ductape(access_key=own_server.access_key, url=url, **opts)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="ductape"):
+        offline.init()
+    assert "started from the cache snapshot" in caplog.text
+    assert offline.secrets.fetch("PY_SNAP").value == "py-snapshot-canary"

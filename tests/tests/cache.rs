@@ -328,3 +328,134 @@ async fn resolve_hits_the_cache_per_app_and_environment() {
     assert!(d.secrets().resolve(&config, &api).await.is_err());
     assert_eq!(reads(&admin, "DB_URL").await, 3);
 }
+
+fn snapshot_options(path: &std::path::Path) -> CacheOptions {
+    CacheOptions::ttl(Duration::from_millis(200))
+        .stale_if_error(Duration::from_secs(600))
+        .snapshot(path)
+}
+
+async fn from_snapshot(
+    url: &str,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<Ductape, ductape::Error> {
+    let config = Config::new(url, key.parse().unwrap())
+        .max_retries(0)
+        .cache(snapshot_options(path));
+    let d = Ductape::new(config).unwrap();
+    d.init().await.map(|()| d)
+}
+
+#[tokio::test]
+async fn a_snapshot_starts_a_client_while_the_server_is_down_and_resists_tampering() {
+    let mut server = Server::dev();
+    let admin = server.client().await;
+    admin
+        .secrets()
+        .create(CreateSecret::new("SNAP_A", "snapshot-canary-a").scope(["web"]))
+        .await
+        .unwrap();
+    admin
+        .secrets()
+        .create(CreateSecret::new("SNAP_B", "snapshot-canary-b"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.snap");
+    let key = server.access_key.clone().unwrap();
+    let url = server.url.clone();
+    let d = from_snapshot(&url, &key, &path).await.unwrap();
+    assert!(!d.started_offline());
+    d.secrets().fetch("SNAP_A").await.unwrap();
+    d.secrets().fetch("SNAP_B").await.unwrap();
+    let config = serde_json::json!({"a": "$Token{SNAP_A}"});
+    let web = ResolveOptions {
+        app: Some("web".into()),
+        ..ResolveOptions::default()
+    };
+    d.secrets().resolve(&config, &web).await.unwrap();
+    drop(d);
+    // Only what the server holds: no value, no access key, readable by the owner only.
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("snapshot-canary") && !text.contains(&key[5..]));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A write cut short by kill -9 leaves only a stray temporary file: ignored.
+    std::fs::write(dir.path().join(".app.snap.99999.tmp"), b"half a snapsh").unwrap();
+
+    server.stop();
+    let offline = from_snapshot(&url, &key, &path).await.unwrap();
+    assert!(offline.started_offline());
+    tokio::time::sleep(Duration::from_millis(250)).await; // past the TTL: served stale
+    let a = offline.secrets().fetch("SNAP_A").await.unwrap();
+    assert_eq!((a.value.expose(), a.stale), ("snapshot-canary-a", true));
+    let resolved = offline.secrets().resolve(&config, &web).await.unwrap();
+    assert_eq!(resolved["a"], "snapshot-canary-a");
+    // What it never read is not there; another context is another question.
+    assert_eq!(
+        offline
+            .secrets()
+            .fetch_version("SNAP_A", 1)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Connection
+    );
+    let api = ResolveOptions {
+        app: Some("api".into()),
+        ..ResolveOptions::default()
+    };
+    assert_eq!(
+        offline
+            .secrets()
+            .resolve(&config, &api)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Connection
+    );
+    // Without the snapshot (or with it but no cache bound), the server's absence is an error.
+    let plain = Ductape::new(Config::new(&url, key.parse().unwrap()).max_retries(0)).unwrap();
+    assert_eq!(
+        plain.init().await.unwrap_err().code(),
+        ErrorCode::Connection
+    );
+
+    // A flipped byte: an integrity error, never a wrong value.
+    let original = std::fs::read(&path).unwrap();
+    let mut flipped = original.clone();
+    let at = flipped.len() / 2;
+    flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&path, &flipped).unwrap();
+    let e = from_snapshot(&url, &key, &path).await.err().unwrap();
+    assert_eq!(e.code(), ErrorCode::Integrity, "{e}");
+    assert!(e.message().contains("snapshot"), "{e}");
+    // Entry A relabelled as B: it cannot answer B's question.
+    let mut file: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let entries = file["entries"].as_array_mut().unwrap();
+    let (i, j) = (
+        entries
+            .iter()
+            .position(|e| e["key"] == "SNAP_A" && e["context"].is_null())
+            .unwrap(),
+        entries.iter().position(|e| e["key"] == "SNAP_B").unwrap(),
+    );
+    let a_sealed = entries[i]["sealed"].clone();
+    entries[j]["sealed"] = a_sealed;
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let e = from_snapshot(&url, &key, &path).await.err().unwrap();
+    assert_eq!(e.code(), ErrorCode::Integrity, "{e}");
+    // Another access key cannot use it.
+    std::fs::write(&path, &original).unwrap();
+    let other = ductape::AccessKey::generate();
+    let e = from_snapshot(&url, other.expose().as_str(), &path)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::Integrity, "{e}");
+}

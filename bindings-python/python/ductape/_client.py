@@ -326,11 +326,26 @@ class _Base:
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
         cache_watch: bool = False,
+        cache_snapshot: str | None = None,
     ) -> None:
         # The key goes straight to the core; no Python attribute keeps it.
         self._native = _native.NativeClient(
-            access_key, url, timeout, max_retries, cache_ttl, stale_if_error, cache_watch
+            access_key,
+            url,
+            timeout,
+            max_retries,
+            cache_ttl,
+            stale_if_error,
+            cache_watch,
+            cache_snapshot,
         )
+
+    def _say_if_offline(self) -> None:
+        if self._native.describe()["offline"]:
+            _log.warning(
+                "ductape: the server is unreachable; started from the cache snapshot "
+                "(values are served within stale_if_error)"
+            )
 
     @property
     def url(self) -> str:
@@ -357,7 +372,9 @@ class Ductape(_Base):
     that long, then revalidated (a 304 keeps them); ``stale_if_error`` (seconds, off by
     default) serves the last good value that much longer when the server cannot answer;
     ``cache_watch=True`` follows the server's change feed so that a value anyone changes is
-    dropped from the cache within about a second.
+    dropped from the cache within about a second; ``cache_snapshot`` (a file path) keeps
+    the cache's answers as ciphertext so that ``init()`` and reads work, within
+    ``stale_if_error``, when the server is unreachable at start.
 
         ductape = Ductape(access_key="dtpk_...")
         ductape.init()
@@ -374,6 +391,7 @@ class Ductape(_Base):
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
         cache_watch: bool = False,
+        cache_snapshot: str | None = None,
     ) -> None:
         super().__init__(
             access_key,
@@ -383,6 +401,7 @@ class Ductape(_Base):
             cache_ttl=cache_ttl,
             stale_if_error=stale_if_error,
             cache_watch=cache_watch,
+            cache_snapshot=cache_snapshot,
         )
         self.secrets = Secrets(self._native)
 
@@ -396,6 +415,7 @@ class Ductape(_Base):
     def init(self) -> None:
         """Authenticates and unwraps the workspace key locally. Call once before use."""
         self._native.init()
+        self._say_if_offline()
 
     def audit(
         self,
@@ -438,6 +458,7 @@ class AsyncDuctape(_Base):
         cache_ttl: float | None = None,
         stale_if_error: float | None = None,
         cache_watch: bool = False,
+        cache_snapshot: str | None = None,
     ) -> None:
         super().__init__(
             access_key,
@@ -447,6 +468,7 @@ class AsyncDuctape(_Base):
             cache_ttl=cache_ttl,
             stale_if_error=stale_if_error,
             cache_watch=cache_watch,
+            cache_snapshot=cache_snapshot,
         )
         self.secrets = AsyncSecrets(self._native)
 
@@ -459,6 +481,7 @@ class AsyncDuctape(_Base):
 
     async def init(self) -> None:
         await self._native.init_async()
+        self._say_if_offline()
 
     async def audit(
         self,

@@ -16,7 +16,7 @@ use crate::crypto::Plaintext;
 use crate::wire::SecretRecord;
 
 /// How a client caches values. `Debug` shows the bounds only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheOptions {
     /// How long a value is served without asking the server (then revalidated).
     pub ttl: Duration,
@@ -30,6 +30,9 @@ pub struct CacheOptions {
     /// Follow the server's change feed from `init()` on, dropping a secret's entries as
     /// soon as anyone changes it (off by default; needs a multi-threaded async runtime).
     pub watch: bool,
+    /// A file to keep the cache's answers in (as ciphertext), for starting while the
+    /// server is unreachable: see the `snapshot` module. Off by default.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 impl CacheOptions {
@@ -41,7 +44,16 @@ impl CacheOptions {
             max_bytes: 64 << 20,
             stale_if_error: None,
             watch: false,
+            snapshot: None,
         }
+    }
+
+    /// Keeps the cache's answers (as the server holds them: ciphertext) in `path`, so
+    /// that `init()` and reads can start from it, within `stale_if_error`, while the
+    /// server is unreachable.
+    pub fn snapshot(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.snapshot = Some(path.into());
+        self
     }
 
     /// Follows the change feed to drop changed values within about a second.
@@ -109,6 +121,8 @@ pub(crate) struct Entry {
     pub(crate) value: Plaintext,
     /// The server's entity tag, for revalidation (resolves have none: they refetch).
     pub(crate) etag: Option<String>,
+    /// The value as the server stores it (what a snapshot keeps).
+    pub(crate) sealed: String,
     pub(crate) confirmed: Instant,
 }
 
@@ -127,10 +141,11 @@ pub(crate) enum Freshness {
 pub(crate) struct Cache {
     options: CacheOptions,
     entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    snapshot: Option<super::snapshot::Snapshot>,
 }
 
 impl Cache {
-    pub(crate) fn new(options: CacheOptions) -> Self {
+    pub(crate) fn new(options: CacheOptions, key: &crate::AccessKey) -> Self {
         let floor = (options.max_bytes / options.max_entries.max(1)).max(1);
         let entries = moka::sync::Cache::builder()
             .max_capacity(options.max_bytes)
@@ -141,25 +156,55 @@ impl Cache {
                 u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
             })
             .build();
-        Cache { options, entries }
+        let snapshot = options.snapshot.clone().map(|p| {
+            let limit = usize::try_from(options.max_entries).unwrap_or(usize::MAX);
+            super::snapshot::Snapshot::new(p, key.clone(), limit)
+        });
+        Cache {
+            options,
+            entries,
+            snapshot,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<&super::snapshot::Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// An entry read back from the snapshot (not written again).
+    pub(crate) fn restore(&self, k: CacheKey, entry: Entry) {
+        self.entries.insert(k, Arc::new(entry));
     }
 
     pub(crate) fn get(&self, k: &CacheKey) -> Option<Arc<Entry>> {
         self.entries.get(k)
     }
 
+    /// A new answer from the server (kept in the snapshot too, when there is one).
     pub(crate) fn put(&self, k: CacheKey, entry: Entry) {
+        if let Some(s) = &self.snapshot {
+            s.put(
+                &k,
+                super::snapshot::Kept {
+                    record: entry.record.clone(),
+                    ciphertext: entry.sealed.clone(),
+                    etag: entry.etag.clone(),
+                    confirmed_ms: crate::ids::now_millis(),
+                },
+            );
+        }
         self.entries.insert(k, Arc::new(entry));
     }
 
     /// The server confirmed `k` unchanged (304): fresh again.
     pub(crate) fn confirm(&self, k: &CacheKey, e: &Entry) {
-        self.put(
+        self.restore(
             k.clone(),
             Entry {
                 record: e.record.clone(),
                 value: e.value.clone(),
                 etag: e.etag.clone(),
+                sealed: e.sealed.clone(),
                 confirmed: Instant::now(),
             },
         );
@@ -172,10 +217,16 @@ impl Cache {
     /// Drops every entry (the change feed could not say what changed).
     pub(crate) fn clear(&self) {
         self.entries.invalidate_all();
+        if let Some(s) = &self.snapshot {
+            s.clear();
+        }
     }
 
     pub(crate) fn forget(&self, k: &CacheKey) {
         self.entries.invalidate(k);
+        if let Some(s) = &self.snapshot {
+            s.forget(k);
+        }
     }
 
     /// Drops every entry of the secret `key` (any version, any context).
@@ -188,6 +239,9 @@ impl Cache {
             .collect();
         for k in doomed {
             self.entries.invalidate(&*k);
+        }
+        if let Some(s) = &self.snapshot {
+            s.forget_secret(key);
         }
     }
 
@@ -250,13 +304,17 @@ mod tests {
             record: record(key, expires_at),
             value: Plaintext::from(value),
             etag: Some("\"1-abc\"".into()),
+            sealed: String::new(),
             confirmed: Instant::now() - age,
         }
     }
 
     #[test]
     fn freshness_follows_ttl_expiry_and_the_stale_bound() {
-        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)));
+        let c = Cache::new(
+            CacheOptions::ttl(Duration::from_secs(60)),
+            &crate::AccessKey::generate(),
+        );
         let now = 1_000;
         let fresh = entry("K", "v", None, Duration::ZERO);
         assert_eq!(c.freshness(&fresh, now), Freshness::Fresh);
@@ -271,6 +329,7 @@ mod tests {
         assert_eq!(c.freshness(&expired, now), Freshness::Expired);
         let c = Cache::new(
             CacheOptions::ttl(Duration::from_secs(60)).stale_if_error(Duration::from_secs(30)),
+            &crate::AccessKey::generate(),
         );
         assert_eq!(
             c.freshness(&old, now),
@@ -289,7 +348,10 @@ mod tests {
 
     #[test]
     fn entries_are_bounded_and_forgotten_per_secret() {
-        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)).bounded(10, 1 << 20));
+        let c = Cache::new(
+            CacheOptions::ttl(Duration::from_secs(60)).bounded(10, 1 << 20),
+            &crate::AccessKey::generate(),
+        );
         for i in 0..50 {
             c.put(
                 CacheKey::fetch(&format!("K{i}"), None),
@@ -297,7 +359,10 @@ mod tests {
             );
         }
         assert!(c.len() <= 10, "{}", c.len());
-        let c = Cache::new(CacheOptions::ttl(Duration::from_secs(60)));
+        let c = Cache::new(
+            CacheOptions::ttl(Duration::from_secs(60)),
+            &crate::AccessKey::generate(),
+        );
         c.put(
             CacheKey::fetch("A", None),
             entry("A", "1", None, Duration::ZERO),

@@ -9,6 +9,7 @@ mod keys;
 mod resolve;
 mod rotation;
 mod secrets;
+mod snapshot;
 mod transport;
 mod watch;
 
@@ -79,18 +80,24 @@ struct Inner {
     transport: Transport,
     session: RwLock<Option<Arc<Session>>>,
     cache: Option<cache::Cache>,
+    /// Whether `init()` started from the snapshot.
+    offline: std::sync::atomic::AtomicBool,
     /// The change feed's broadcast, once its task runs.
     feed: std::sync::Mutex<Option<tokio::sync::broadcast::Sender<watch::WatchEvent>>>,
 }
 
 impl Ductape {
     pub fn new(config: Config) -> Result<Self, Error> {
-        let cache = config.cache.map(cache::Cache::new);
+        let cache = config
+            .cache
+            .clone()
+            .map(|o| cache::Cache::new(o, config.access_key()));
         Ok(Ductape {
             inner: Arc::new(Inner {
                 transport: Transport::new(config)?,
                 session: RwLock::new(None),
                 cache,
+                offline: std::sync::atomic::AtomicBool::new(false),
                 feed: std::sync::Mutex::new(None),
             }),
         })
@@ -118,7 +125,17 @@ impl Ductape {
     /// workspace to format 2 here (or finishes an upgrade left half done): see
     /// [`Ductape::upgrade_with_progress`].
     pub async fn init(&self) -> Result<(), Error> {
-        self.open_session().await?;
+        match self.open_session().await {
+            Ok(()) => {}
+            // The server cannot answer: a cache snapshot may let the client start.
+            Err(e) if cache::outage(&e) => {
+                return match self.start_from_snapshot().await? {
+                    true => Ok(()),
+                    false => Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
         let session = self.session()?;
         let upgrade = match &session.keys {
             keys::SessionKeys::Workspace(_) => true,
@@ -140,6 +157,15 @@ impl Ductape {
             .transport()
             .call(Method::GET, "/v1/session", None, Idempotency::Idempotent)
             .await?;
+        if let Some(snapshot) = self.cache().and_then(|c| c.snapshot()) {
+            snapshot.set_session(&resp);
+        }
+        self.install_session(resp, true).await
+    }
+
+    /// Opens a session answer's keys here and keeps them (`online`: a format-1 key may
+    /// convert itself, which needs the server).
+    async fn install_session(&self, resp: SessionResponse, online: bool) -> Result<(), Error> {
         let ak = self.config().access_key();
         if resp.access_key.id != ak.id() {
             return Err(Error::new(
@@ -149,7 +175,7 @@ impl Ductape {
         }
         let ws = &resp.workspace.workspace_id;
         let keys = match resp.keyring {
-            Some(ring) if resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
+            Some(ring) if online && resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
                 // A format-1 key in an upgraded workspace: it takes its grant, once.
                 ring.check()?;
                 let wk = unwrap_workspace_key(&resp.wrapped_key, &resp.workspace, ak)?;
@@ -191,6 +217,58 @@ impl Ductape {
             keys,
         }));
         Ok(())
+    }
+
+    /// Starts from the cache's snapshot (the server being unreachable): its session, and
+    /// its answers with the age they had (served within `stale_if_error`). `false` when
+    /// there is no snapshot; an integrity error when it does not open.
+    async fn start_from_snapshot(&self) -> Result<bool, Error> {
+        let Some(cache) = self.cache() else {
+            return Ok(false);
+        };
+        let Some(snapshot) = cache.snapshot() else {
+            return Ok(false);
+        };
+        let Some(loaded) = snapshot.load()? else {
+            return Ok(false);
+        };
+        self.install_session(loaded.session, false).await?;
+        let session = self.session()?;
+        let ws = &session.workspace.workspace_id;
+        let now_ms = crate::ids::now_millis();
+        let mut kept = 0;
+        for (k, e) in loaded.entries {
+            let key = crate::validate::SecretKey::parse(&k.key)?;
+            let value = session.keys.open(ws, &key, &e.ciphertext)?;
+            let age = std::time::Duration::from_millis((now_ms - e.confirmed_ms).max(0) as u64);
+            let Some(confirmed) = std::time::Instant::now().checked_sub(age) else {
+                continue;
+            };
+            cache.restore(
+                k,
+                cache::Entry {
+                    record: e.record,
+                    value,
+                    etag: e.etag,
+                    sealed: e.ciphertext,
+                    confirmed,
+                },
+            );
+            kept += 1;
+        }
+        self.inner
+            .offline
+            .store(true, std::sync::atomic::Ordering::Release);
+        tracing::warn!(path = %snapshot.path().display(), answers = kept, "the server is unreachable: started from the cache snapshot (values are served within stale_if_error)");
+        Ok(true)
+    }
+
+    /// Whether `init()` started from the cache snapshot because the server could not be
+    /// reached.
+    pub fn started_offline(&self) -> bool {
+        self.inner
+            .offline
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether `init()` has succeeded.

@@ -505,15 +505,17 @@ impl<'a> Secrets<'a> {
             None => secret_path(key, ""),
         };
         let Some(cache) = self.client.cache() else {
-            return self
+            let (got, _) = self
                 .fetch_at(key, &path, None)
                 .await?
-                .ok_or_else(not_modified);
+                .ok_or_else(not_modified)?;
+            return Ok(got);
         };
         let ck = CacheKey::fetch(key.as_str(), version);
         let held = if fresh { None } else { cache.get(&ck) };
-        if let Some(e) = &held {
-            match cache.freshness(e, now_secs()) {
+        let answer = match &held {
+            None => self.fetch_at(key, &path, None).await?,
+            Some(e) => match cache.freshness(e, now_secs()) {
                 Freshness::Fresh => return Ok(served(e, false)),
                 Freshness::Expired => {
                     cache.forget(&ck);
@@ -536,7 +538,7 @@ impl<'a> Secrets<'a> {
                             cache.confirm(&ck, e);
                             return Ok(served(e, false));
                         }
-                        Ok(Some(_)) => {}
+                        Ok(changed) => changed,
                         Err(err) if servable_on_error && cache::outage(&err) => {
                             tracing::warn!(key = %key, error = %err, "the server cannot answer: serving the cached value past its TTL (stale_if_error)");
                             return Ok(served(e, true));
@@ -549,53 +551,48 @@ impl<'a> Secrets<'a> {
                         }
                     }
                 }
-            }
-        }
-        // A miss, a bypass, or a changed secret: read it whole.
-        let (got, tag) = self.fetch_tagged(key, &path).await?;
+            },
+        };
+        // A miss, a bypass, or a changed secret: the whole answer.
+        let (got, sent) = answer.ok_or_else(not_modified)?;
         cache.put(
             ck,
             Entry {
                 record: got.record.clone(),
                 value: got.value.clone(),
-                etag: tag,
+                etag: sent.etag,
+                sealed: sent.ciphertext,
                 confirmed: Instant::now(),
             },
         );
         Ok(got)
     }
 
-    /// One read and its entity tag.
-    async fn fetch_tagged(
-        &self,
-        key: &SecretKey,
-        path: &str,
-    ) -> Result<(FetchedSecret, Option<String>), Error> {
-        let reply = self
-            .client
-            .transport()
-            .get_if_changed::<SecretWithCiphertext>(path, None)
-            .await?;
-        let got = reply.body.ok_or_else(not_modified)?;
-        Ok((self.open_answer(key, got).await?, reply.etag))
-    }
-
-    /// Reads `path` (revalidating a copy held as `etag`: `None` when it is current).
+    /// Reads `path` (revalidating a copy held as `etag`: `None` when it is current): the
+    /// secret opened here, and what the server sent.
     async fn fetch_at(
         &self,
         key: &SecretKey,
         path: &str,
         etag: Option<&str>,
-    ) -> Result<Option<FetchedSecret>, Error> {
+    ) -> Result<Option<(FetchedSecret, Sent)>, Error> {
         let reply = self
             .client
             .transport()
             .get_if_changed::<SecretWithCiphertext>(path, etag)
             .await?;
-        match reply.body {
-            None => Ok(None),
-            Some(got) => Ok(Some(self.open_answer(key, got).await?)),
-        }
+        let Some(got) = reply.body else {
+            return Ok(None);
+        };
+        let ciphertext = got.ciphertext.clone();
+        let opened = self.open_answer(key, got).await?;
+        Ok(Some((
+            opened,
+            Sent {
+                ciphertext,
+                etag: reply.etag,
+            },
+        )))
     }
 
     /// Opens a read's value here.
@@ -946,7 +943,7 @@ impl<'a> Secrets<'a> {
             .map(|(k, _)| k.clone())
             .collect();
         if !missing.is_empty() {
-            let fetched = match self.batch_fetch(&missing, app, env).await {
+            let fetched = match self.batch_fetch_sealed(&missing, app, env).await {
                 Ok(f) => f,
                 Err(err) if cache::outage(&err) => {
                     // Within stale_if_error, every missing key's last good value, or nothing.
@@ -976,19 +973,20 @@ impl<'a> Secrets<'a> {
                 if answer.is_some() {
                     continue;
                 }
-                let (_, got) = fetched.next().ok_or_else(mismatch)?;
+                let (_, got, sealed) = fetched.next().ok_or_else(mismatch)?;
                 let ck = CacheKey::resolve(key.as_str(), app, env);
-                match &got {
-                    Ok(s) => cache.put(
+                match (&got, sealed) {
+                    (Ok(s), Some(sealed)) => cache.put(
                         ck,
                         Entry {
                             record: s.record.clone(),
                             value: s.value.clone(),
                             etag: None,
+                            sealed,
                             confirmed: Instant::now(),
                         },
                     ),
-                    Err(_) => cache.forget(&ck),
+                    _ => cache.forget(&ck),
                 }
                 *answer = Some(got);
             }
@@ -1006,6 +1004,21 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<BatchResult>, Error> {
+        Ok(self
+            .batch_fetch_sealed(keys, app, env)
+            .await?
+            .into_iter()
+            .map(|(k, r, _)| (k, r))
+            .collect())
+    }
+
+    /// [`Secrets::batch_fetch`] with each answer's ciphertext as the server sent it.
+    async fn batch_fetch_sealed(
+        &self,
+        keys: &[SecretKey],
+        app: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>, Option<String>)>, Error> {
         let session = self.client.session()?;
         let results = self.batch_request(keys, app, env, false).await?;
         let open = |session: &super::Session, key: &SecretKey, item: &BatchItem| match (
@@ -1041,6 +1054,7 @@ impl<'a> Secrets<'a> {
             .zip(results)
             .zip(values)
             .map(|((key, item), value)| {
+                let sealed = item.secret.as_ref().map(|s| s.ciphertext.clone());
                 let fetched = value.and_then(|value| {
                     let record = item.secret.ok_or_else(mismatch)?.record;
                     Ok(FetchedSecret {
@@ -1049,7 +1063,7 @@ impl<'a> Secrets<'a> {
                         stale: false,
                     })
                 });
-                (key.clone(), fetched)
+                (key.clone(), fetched, sealed)
             })
             .collect())
     }
@@ -1156,6 +1170,12 @@ impl Drop for Forget<'_> {
             c.forget_secret(self.key);
         }
     }
+}
+
+/// What the server sent with a read, besides the record.
+struct Sent {
+    ciphertext: String,
+    etag: Option<String>,
 }
 
 /// A cached answer, as served.

@@ -75,6 +75,30 @@ impl AccessKey {
         super::wrap::RecipientSecret::derive(&self.unwrap)
     }
 
+    /// Seals bytes kept on this machine for this key only (the client's snapshot): under a
+    /// key derived (HKDF-SHA256) from the unwrap key, which never leaves the client, with
+    /// `aad` bound in. Useless without the access key.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) fn seal_local(&self, aad: &[u8], msg: &[u8]) -> Vec<u8> {
+        super::envelope::seal_joined(&self.local_key(), aad, msg)
+    }
+
+    /// Opens what [`AccessKey::seal_local`] sealed with the same `aad`; `None` if it was
+    /// altered, sealed for another key, or bound to other data.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) fn open_local(&self, aad: &[u8], raw: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (nonce, sealed) = super::envelope::split_joined(raw)?;
+        super::envelope::open_raw(&self.local_key(), aad, nonce, sealed)
+    }
+
+    fn local_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &self.unwrap)
+            .expand(b"ductape/local-snapshot/v1", out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
     /// The whole key as text, to show the user once.
     pub fn expose(&self) -> Zeroizing<String> {
         Zeroizing::new(format!(
