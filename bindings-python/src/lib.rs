@@ -465,6 +465,21 @@ impl NativeClient {
         Self::run_async(py, self.fetch_op(key, version, fresh)?)
     }
 
+    /// The cache's fast path (no runtime, no GIL release): a fresh hit's stamp and the
+    /// secret, or `None`.
+    fn cache_hit(&self, py: Python<'_>, key: &str) -> PyResult<Option<(u64, Py<PyAny>)>> {
+        let c = self.client()?;
+        match c.secrets().cached(key) {
+            Some((stamp, s)) => Ok(Some((stamp, json_to_py(py, &s.to_json())?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The stamp of a fresh hit for `key` (the same stamp: the same entry, still fresh).
+    fn cache_stamp(&self, key: &str) -> PyResult<Option<u64>> {
+        Ok(self.client()?.secrets().cached_stamp(key))
+    }
+
     /// Follows the change feed from now on (see `NativeWatcher`).
     fn watch(&self) -> PyResult<NativeWatcher> {
         let c = self.client()?;

@@ -38,6 +38,32 @@ def _served(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+# Most Secret objects a client keeps for its cache's fast path.
+_MAX_HITS = 10_000
+
+
+def _cache_hit(
+    native: _native.NativeClient, hits: dict[str, tuple[int, Secret]], key: str
+) -> Secret | None:
+    """A fresh cache hit without a request. The cache (freshness, invalidation) is the
+    core's: it says which entry is current by its stamp; the object built for that entry
+    is reused while the stamp holds."""
+    stamp = native.cache_stamp(key)
+    if stamp is None:
+        return None
+    kept = hits.get(key)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    got = native.cache_hit(key)
+    if got is None:
+        return None
+    secret = Secret._from_wire(got[1])
+    if len(hits) >= _MAX_HITS:
+        hits.clear()
+    hits[key] = (got[0], secret)
+    return secret
+
+
 class _Unset(enum.Enum):
     UNSET = "UNSET"
 
@@ -94,6 +120,7 @@ class Secrets:
 
     def __init__(self, native: _native.NativeClient) -> None:
         self._native = native
+        self._hits: dict[str, tuple[int, Secret]] = {}
 
     def create(
         self,
@@ -129,6 +156,10 @@ class Secrets:
     def fetch(self, key: str, version: int | None = None, *, fresh: bool = False) -> Secret:
         """One secret with its value, decrypted locally; ``version``: an earlier version.
         With the cache on (``cache_ttl``), ``fresh=True`` asks the server whatever it holds."""
+        if version is None and not fresh:
+            hit = _cache_hit(self._native, self._hits, key)
+            if hit is not None:
+                return hit
         return Secret._from_wire(_served(self._native.fetch(key, version, fresh)))
 
     def versions(self, key: str) -> list[SecretVersion]:
@@ -217,6 +248,7 @@ class AsyncSecrets:
 
     def __init__(self, native: _native.NativeClient) -> None:
         self._native = native
+        self._hits: dict[str, tuple[int, Secret]] = {}
 
     async def create(
         self,
@@ -246,6 +278,10 @@ class AsyncSecrets:
                 return
 
     async def fetch(self, key: str, version: int | None = None, *, fresh: bool = False) -> Secret:
+        if version is None and not fresh:
+            hit = _cache_hit(self._native, self._hits, key)
+            if hit is not None:
+                return hit
         return Secret._from_wire(_served(await self._native.fetch_async(key, version, fresh)))
 
     async def versions(self, key: str) -> list[SecretVersion]:

@@ -123,6 +123,9 @@ pub(crate) struct Entry {
     pub(crate) etag: Option<String>,
     /// The value as the server stores it (what a snapshot keeps).
     pub(crate) sealed: String,
+    /// Unique to this entry (a refresh or a replacement makes a new one): lets a binding
+    /// keep its own object for a fresh entry and know when it is no longer current.
+    pub(crate) stamp: u64,
     pub(crate) confirmed: Instant,
 }
 
@@ -136,6 +139,13 @@ pub(crate) enum Freshness {
     Stale { servable_on_error: bool },
     /// Its `expires_at` has passed: never serve it.
     Expired,
+}
+
+static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A stamp no other entry has.
+pub(crate) fn new_stamp() -> u64 {
+    STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub(crate) struct Cache {
@@ -205,9 +215,17 @@ impl Cache {
                 value: e.value.clone(),
                 etag: e.etag.clone(),
                 sealed: e.sealed.clone(),
+                stamp: new_stamp(),
                 confirmed: Instant::now(),
             },
         );
+    }
+
+    /// The stamp of the fresh entry answering `k`, if there is one (a few hundred
+    /// nanoseconds: no copy of the value).
+    pub(crate) fn fresh_stamp(&self, k: &CacheKey, now_secs: i64) -> Option<u64> {
+        let e = self.entries.get(k)?;
+        (self.freshness(&e, now_secs) == Freshness::Fresh).then_some(e.stamp)
     }
 
     pub(crate) fn watches(&self) -> bool {
@@ -305,6 +323,7 @@ mod tests {
             value: Plaintext::from(value),
             etag: Some("\"1-abc\"".into()),
             sealed: String::new(),
+            stamp: new_stamp(),
             confirmed: Instant::now() - age,
         }
     }

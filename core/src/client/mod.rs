@@ -251,6 +251,7 @@ impl Ductape {
                     value,
                     etag: e.etag,
                     sealed: e.ciphertext,
+                    stamp: cache::new_stamp(),
                     confirmed,
                 },
             );

@@ -466,6 +466,24 @@ impl<'a> Secrets<'a> {
         self.fetch_through(&key, None, false).await
     }
 
+    /// A fresh cache hit for `key` without any request or wait: its stamp (see
+    /// [`Secrets::cached_stamp`]) and the secret; `None` on a miss, a stale or expired
+    /// entry, or without a cache. What the bindings' fast path calls.
+    pub fn cached(&self, key: &str) -> Option<(u64, FetchedSecret)> {
+        let cache = self.client.cache()?;
+        let e = cache.get(&CacheKey::fetch(key, None))?;
+        (cache.freshness(&e, now_secs()) == Freshness::Fresh).then(|| (e.stamp, served(&e, false)))
+    }
+
+    /// The stamp of a fresh cache hit for `key`: the same stamp as an earlier
+    /// [`Secrets::cached`] means the same entry, still fresh, so a binding may answer with
+    /// the object it built then.
+    pub fn cached_stamp(&self, key: &str) -> Option<u64> {
+        self.client
+            .cache()?
+            .fresh_stamp(&CacheKey::fetch(key, None), now_secs())
+    }
+
     /// [`Secrets::fetch`] from the server whatever the cache holds (the answer then
     /// refreshes the cache).
     pub async fn fetch_fresh(&self, key: &str) -> Result<FetchedSecret, Error> {
@@ -562,6 +580,7 @@ impl<'a> Secrets<'a> {
                 value: got.value.clone(),
                 etag: sent.etag,
                 sealed: sent.ciphertext,
+                stamp: cache::new_stamp(),
                 confirmed: Instant::now(),
             },
         );
@@ -983,6 +1002,7 @@ impl<'a> Secrets<'a> {
                             value: s.value.clone(),
                             etag: None,
                             sealed,
+                            stamp: cache::new_stamp(),
                             confirmed: Instant::now(),
                         },
                     ),
