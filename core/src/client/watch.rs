@@ -171,8 +171,8 @@ fn parse(block: &str) -> Option<Sse> {
     };
     let mut any = false;
     for line in block.lines() {
-        if line.starts_with(':') {
-            continue; // a comment: the keep-alive
+        if line.is_empty() || line.starts_with(':') {
+            continue; // the end of the block, or a comment (the keep-alive)
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
