@@ -351,6 +351,25 @@ function loadNative(): NativeModule {
  * and history: `versions`, `rollback`, `undelete`. */
 export class Secrets {
   readonly #native: NativeClient;
+  /** Objects built for fresh cache entries, by key, with the entry's stamp. */
+  readonly #hits = new Map<string, { stamp: number; secret: SecretWithValue }>();
+
+  /** A fresh cache hit without a request. The cache (freshness, invalidation) is the
+   * core's: it names the current entry by its stamp; the object built for that entry is
+   * reused while the stamp holds. */
+  #cacheHit(key: string): SecretWithValue | undefined {
+    const stamp = this.#native.cacheStamp(key);
+    if (stamp === null || stamp === undefined) return undefined;
+    const kept = this.#hits.get(key);
+    if (kept !== undefined && kept.stamp === stamp) return kept.secret;
+    const got = this.#native.cacheHit(key);
+    if (got === null || got === undefined) return undefined;
+    // Shared by every hit on this entry: frozen, so no caller can change what others get.
+    const secret = Object.freeze(withHiddenValue(got.secret as Secret & { value: string }));
+    if (this.#hits.size >= 10_000) this.#hits.clear();
+    this.#hits.set(key, { stamp: got.stamp, secret });
+    return secret;
+  }
 
   /** @internal Made by `Ductape`. */
   constructor(native: NativeClient) {
@@ -385,6 +404,10 @@ export class Secrets {
 
   /** One secret with its value, decrypted locally; `{ version }`: an earlier version. */
   async fetch(key: string, options: FetchOptions = {}): Promise<SecretWithValue> {
+    if (options.version === undefined && !options.fresh) {
+      const hit = this.#cacheHit(key);
+      if (hit !== undefined) return hit;
+    }
     const raw = (await call(() => this.#native.fetch(key, options.version, options.fresh))) as Secret & {
       value: string;
       stale?: boolean;

@@ -66,6 +66,13 @@ pub struct NativeOptions {
     pub cache_snapshot: Option<String>,
 }
 
+/// A cache hit: the entry's stamp (exact below 2^53) and the secret.
+#[napi(object)]
+pub struct NativeHit {
+    pub stamp: f64,
+    pub secret: Value,
+}
+
 /// Options of `resolve` and `check`.
 #[napi(object)]
 pub struct NativeResolveOptions {
@@ -244,6 +251,25 @@ impl NativeClient {
         }
         .map(|s| s.to_json())
         .napi()
+    }
+
+    /// The cache's fast path (synchronous, no runtime): a fresh hit's stamp and the
+    /// secret, or `null`.
+    #[napi]
+    pub fn cache_hit(&self, key: String) -> Option<NativeHit> {
+        self.inner
+            .secrets()
+            .cached(&key)
+            .map(|(stamp, s)| NativeHit {
+                stamp: stamp as f64,
+                secret: s.to_json(),
+            })
+    }
+
+    /// The stamp of a fresh hit for `key` (the same stamp: the same entry, still fresh).
+    #[napi]
+    pub fn cache_stamp(&self, key: String) -> Option<f64> {
+        self.inner.secrets().cached_stamp(&key).map(|s| s as f64)
     }
 
     /// Follows the change feed from now on.

@@ -27,8 +27,31 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// A core client tagged with the process that made its connections.
 struct PerProcess {
-    pid: u32,
+    /// The process it belongs to, as [`this_process`] names it.
+    process: u64,
     client: Ductape,
+}
+
+/// How many times this process's ancestry forked: counted in the child by a
+/// `pthread_atfork` handler, so telling a forked child from its parent costs an atomic load
+/// instead of a `getpid` system call on every call (the cache's fast path is a few hundred
+/// nanoseconds).
+#[cfg(unix)]
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(unix)]
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
+#[cfg(unix)]
+fn this_process() -> u64 {
+    FORKS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+#[cfg(not(unix))]
+fn this_process() -> u64 {
+    u64::from(std::process::id())
 }
 
 /// One subscription to the change feed: `next()` waits for the next change (`None` once
@@ -124,11 +147,11 @@ impl NativeClient {
     /// This process's client: a forked child rebuilds its connection pool (the parent's
     /// sockets and runtime threads are not its own) and keeps the session.
     fn client(&self) -> PyResult<Ductape> {
-        let pid = std::process::id();
+        let process = this_process();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.pid != pid {
+        if guard.process != process {
             guard.client = guard.client.rebuilt().py()?;
-            guard.pid = pid;
+            guard.process = process;
         }
         Ok(guard.client.clone())
     }
@@ -385,7 +408,7 @@ impl NativeClient {
         let client = Ductape::new(config).py()?;
         Ok(NativeClient {
             inner: Mutex::new(PerProcess {
-                pid: std::process::id(),
+                process: this_process(),
                 client,
             }),
         })
@@ -681,6 +704,15 @@ impl NativeClient {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(unix)]
+    {
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a handler that only increments an atomic, as async-signal-safe
+        // as a fork child handler must be.
+        REGISTERED.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        });
+    }
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeWatcher>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
