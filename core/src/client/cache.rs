@@ -106,6 +106,22 @@ impl CacheKey {
         }
     }
 
+    /// Its name in the cache: the secret's key itself for the current version (so that
+    /// the fast path looks it up without building anything), `KEY#v<n>` for a version,
+    /// `KEY#@<app>#<env>` for a resolve (keys never hold `#`).
+    fn label(&self) -> String {
+        match (&self.version, &self.context) {
+            (None, None) => self.key.clone(),
+            (Some(v), _) => format!("{}#v{v}", self.key),
+            (None, Some((app, env))) => format!(
+                "{}#@{}#{}",
+                self.key,
+                app.as_deref().unwrap_or(""),
+                env.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
     pub(crate) fn resolve(key: &str, app: Option<&str>, env: Option<&str>) -> Self {
         CacheKey {
             key: key.to_owned(),
@@ -150,7 +166,7 @@ pub(crate) fn new_stamp() -> u64 {
 
 pub(crate) struct Cache {
     options: CacheOptions,
-    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    entries: moka::sync::Cache<String, Arc<Entry>>,
     snapshot: Option<super::snapshot::Snapshot>,
 }
 
@@ -161,7 +177,7 @@ impl Cache {
             .max_capacity(options.max_bytes)
             // Each entry weighs its value's bytes, and at least max_bytes / max_entries, so
             // both bounds hold.
-            .weigher(move |_: &CacheKey, e: &Arc<Entry>| {
+            .weigher(move |_: &String, e: &Arc<Entry>| {
                 let bytes = e.value.expose().len() as u64 + 256;
                 u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
             })
@@ -183,11 +199,16 @@ impl Cache {
 
     /// An entry read back from the snapshot (not written again).
     pub(crate) fn restore(&self, k: CacheKey, entry: Entry) {
-        self.entries.insert(k, Arc::new(entry));
+        self.entries.insert(k.label(), Arc::new(entry));
     }
 
     pub(crate) fn get(&self, k: &CacheKey) -> Option<Arc<Entry>> {
-        self.entries.get(k)
+        self.entries.get(&k.label())
+    }
+
+    /// The current version of `key` (a plain fetch's entry), found without allocating.
+    pub(crate) fn get_current(&self, key: &str) -> Option<Arc<Entry>> {
+        self.entries.get(key)
     }
 
     /// A new answer from the server (kept in the snapshot too, when there is one).
@@ -203,7 +224,7 @@ impl Cache {
                 },
             );
         }
-        self.entries.insert(k, Arc::new(entry));
+        self.entries.insert(k.label(), Arc::new(entry));
     }
 
     /// The server confirmed `k` unchanged (304): fresh again.
@@ -223,9 +244,9 @@ impl Cache {
 
     /// The stamp of the fresh entry answering `k`, if there is one (a few hundred
     /// nanoseconds: no copy of the value).
-    pub(crate) fn fresh_stamp(&self, k: &CacheKey, now_secs: i64) -> Option<u64> {
-        let e = self.entries.get(k)?;
-        (self.freshness(&e, now_secs) == Freshness::Fresh).then_some(e.stamp)
+    pub(crate) fn fresh_stamp(&self, key: &str) -> Option<u64> {
+        let e = self.entries.get(key)?;
+        (self.freshness(&e) == Freshness::Fresh).then_some(e.stamp)
     }
 
     pub(crate) fn watches(&self) -> bool {
@@ -241,7 +262,7 @@ impl Cache {
     }
 
     pub(crate) fn forget(&self, k: &CacheKey) {
-        self.entries.invalidate(k);
+        self.entries.invalidate(&k.label());
         if let Some(s) = &self.snapshot {
             s.forget(k);
         }
@@ -249,10 +270,10 @@ impl Cache {
 
     /// Drops every entry of the secret `key` (any version, any context).
     pub(crate) fn forget_secret(&self, key: &str) {
-        let doomed: Vec<Arc<CacheKey>> = self
+        let doomed: Vec<Arc<String>> = self
             .entries
             .iter()
-            .filter(|(k, _)| k.key == key)
+            .filter(|(k, _)| k.split('#').next() == Some(key))
             .map(|(k, _)| k)
             .collect();
         for k in doomed {
@@ -263,8 +284,12 @@ impl Cache {
         }
     }
 
-    pub(crate) fn freshness(&self, e: &Entry, now_secs: i64) -> Freshness {
-        if e.record.expires_at.is_some_and(|t| t <= now_secs) {
+    pub(crate) fn freshness(&self, e: &Entry) -> Freshness {
+        // The wall clock only for a secret that expires.
+        if e.record
+            .expires_at
+            .is_some_and(|t| t <= crate::ids::now_secs())
+        {
             return Freshness::Expired;
         }
         let age = e.confirmed.elapsed();
@@ -334,31 +359,31 @@ mod tests {
             CacheOptions::ttl(Duration::from_secs(60)),
             &crate::AccessKey::generate(),
         );
-        let now = 1_000;
+        let now = crate::ids::now_secs();
         let fresh = entry("K", "v", None, Duration::ZERO);
-        assert_eq!(c.freshness(&fresh, now), Freshness::Fresh);
+        assert_eq!(c.freshness(&fresh), Freshness::Fresh);
         let old = entry("K", "v", None, Duration::from_secs(61));
         assert_eq!(
-            c.freshness(&old, now),
+            c.freshness(&old),
             Freshness::Stale {
                 servable_on_error: false
             }
         );
         let expired = entry("K", "v", Some(now), Duration::ZERO);
-        assert_eq!(c.freshness(&expired, now), Freshness::Expired);
+        assert_eq!(c.freshness(&expired), Freshness::Expired);
         let c = Cache::new(
             CacheOptions::ttl(Duration::from_secs(60)).stale_if_error(Duration::from_secs(30)),
             &crate::AccessKey::generate(),
         );
         assert_eq!(
-            c.freshness(&old, now),
+            c.freshness(&old),
             Freshness::Stale {
                 servable_on_error: true
             }
         );
         let too_old = entry("K", "v", None, Duration::from_secs(91));
         assert_eq!(
-            c.freshness(&too_old, now),
+            c.freshness(&too_old),
             Freshness::Stale {
                 servable_on_error: false
             }

@@ -471,17 +471,15 @@ impl<'a> Secrets<'a> {
     /// entry, or without a cache. What the bindings' fast path calls.
     pub fn cached(&self, key: &str) -> Option<(u64, FetchedSecret)> {
         let cache = self.client.cache()?;
-        let e = cache.get(&CacheKey::fetch(key, None))?;
-        (cache.freshness(&e, now_secs()) == Freshness::Fresh).then(|| (e.stamp, served(&e, false)))
+        let e = cache.get_current(key)?;
+        (cache.freshness(&e) == Freshness::Fresh).then(|| (e.stamp, served(&e, false)))
     }
 
     /// The stamp of a fresh cache hit for `key`: the same stamp as an earlier
     /// [`Secrets::cached`] means the same entry, still fresh, so a binding may answer with
     /// the object it built then.
     pub fn cached_stamp(&self, key: &str) -> Option<u64> {
-        self.client
-            .cache()?
-            .fresh_stamp(&CacheKey::fetch(key, None), now_secs())
+        self.client.cache()?.fresh_stamp(key)
     }
 
     /// [`Secrets::fetch`] from the server whatever the cache holds (the answer then
@@ -533,7 +531,7 @@ impl<'a> Secrets<'a> {
         let held = if fresh { None } else { cache.get(&ck) };
         let answer = match &held {
             None => self.fetch_at(key, &path, None).await?,
-            Some(e) => match cache.freshness(e, now_secs()) {
+            Some(e) => match cache.freshness(e) {
                 Freshness::Fresh => return Ok(served(e, false)),
                 Freshness::Expired => {
                     cache.forget(&ck);
@@ -942,7 +940,6 @@ impl<'a> Secrets<'a> {
         };
         // Fresh entries for this context answer; the rest are read in one request (a batch
         // read does not revalidate: a stale entry is read again whole).
-        let now = now_secs();
         let held: Vec<Option<Arc<Entry>>> = keys
             .iter()
             .map(|k| cache.get(&CacheKey::resolve(k.as_str(), app, env)))
@@ -951,7 +948,7 @@ impl<'a> Secrets<'a> {
             .iter()
             .map(|e| {
                 e.as_ref()
-                    .filter(|e| cache.freshness(e, now) == Freshness::Fresh)
+                    .filter(|e| cache.freshness(e) == Freshness::Fresh)
                     .map(|e| Ok(served(e, false)))
             })
             .collect();
@@ -969,7 +966,7 @@ impl<'a> Secrets<'a> {
                     for (answer, e) in answers.iter_mut().zip(&held) {
                         if answer.is_none() {
                             let stale = e.as_ref().filter(|e| {
-                                cache.freshness(e, now)
+                                cache.freshness(e)
                                     == Freshness::Stale {
                                         servable_on_error: true,
                                     }
