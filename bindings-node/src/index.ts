@@ -351,23 +351,29 @@ function loadNative(): NativeModule {
  * and history: `versions`, `rollback`, `undelete`. */
 export class Secrets {
   readonly #native: NativeClient;
-  /** Objects built for fresh cache entries, by key, with the entry's stamp. */
-  readonly #hits = new Map<string, { stamp: number; secret: SecretWithValue }>();
+  /** Objects built for fresh cache hits, by key: the cache's generation then and when the
+   * entry stops being fresh (`performance.now()` time). */
+  readonly #hits = new Map<string, { generation: number; until: number; secret: SecretWithValue }>();
 
-  /** A fresh cache hit without a request. The cache (freshness, invalidation) is the
-   * core's: it names the current entry by its stamp; the object built for that entry is
-   * reused while the stamp holds. */
+  /** A fresh cache hit without a request. Freshness and invalidation are the core's: a
+   * hit holds while the cache's generation has not moved (nothing came in or went out) and
+   * its freshness has not run out; otherwise the core is asked again. */
   #cacheHit(key: string): SecretWithValue | undefined {
-    const stamp = this.#native.cacheStamp(key);
-    if (stamp === null || stamp === undefined) return undefined;
+    const generation = this.#native.cacheGeneration();
+    if (generation === null || generation === undefined) return undefined;
     const kept = this.#hits.get(key);
-    if (kept !== undefined && kept.stamp === stamp) return kept.secret;
+    if (kept !== undefined && kept.generation === generation && performance.now() < kept.until) {
+      return kept.secret;
+    }
     const got = this.#native.cacheHit(key);
-    if (got === null || got === undefined) return undefined;
+    if (got === null || got === undefined) {
+      this.#hits.delete(key);
+      return undefined;
+    }
     // Shared by every hit on this entry: frozen, so no caller can change what others get.
     const secret = Object.freeze(withHiddenValue(got.secret as Secret & { value: string }));
     if (this.#hits.size >= 10_000) this.#hits.clear();
-    this.#hits.set(key, { stamp: got.stamp, secret });
+    this.#hits.set(key, { generation: got.generation, until: performance.now() + got.freshMs, secret });
     return secret;
   }
 

@@ -66,10 +66,12 @@ pub struct NativeOptions {
     pub cache_snapshot: Option<String>,
 }
 
-/// A cache hit: the entry's stamp (exact below 2^53) and the secret.
+/// A cache hit: the cache's generation then (exact below 2^53), how many milliseconds the
+/// entry stays fresh, and the secret.
 #[napi(object)]
 pub struct NativeHit {
-    pub stamp: f64,
+    pub generation: f64,
+    pub fresh_ms: f64,
     pub secret: Value,
 }
 
@@ -257,19 +259,18 @@ impl NativeClient {
     /// secret, or `null`.
     #[napi]
     pub fn cache_hit(&self, key: String) -> Option<NativeHit> {
-        self.inner
-            .secrets()
-            .cached(&key)
-            .map(|(stamp, s)| NativeHit {
-                stamp: stamp as f64,
-                secret: s.to_json(),
-            })
+        self.inner.secrets().cached(&key).map(|hit| NativeHit {
+            generation: hit.generation as f64,
+            fresh_ms: hit.fresh_for.as_secs_f64() * 1000.0,
+            secret: hit.secret.to_json(),
+        })
     }
 
-    /// The stamp of a fresh hit for `key` (the same stamp: the same entry, still fresh).
+    /// The cache's generation: while it is a hit's and the hit's `freshMs` has not run
+    /// out, that hit is still the answer (one atomic load, no argument to convert).
     #[napi]
-    pub fn cache_stamp(&self, key: String) -> Option<f64> {
-        self.inner.secrets().cached_stamp(&key).map(|s| s as f64)
+    pub fn cache_generation(&self) -> Option<f64> {
+        self.inner.secrets().cache_generation().map(|g| g as f64)
     }
 
     /// Follows the change feed from now on.

@@ -493,7 +493,7 @@ impl NativeClient {
     fn cache_hit(&self, py: Python<'_>, key: &str) -> PyResult<Option<(u64, Py<PyAny>)>> {
         let c = self.client()?;
         match c.secrets().cached(key) {
-            Some((stamp, s)) => Ok(Some((stamp, json_to_py(py, &s.to_json())?))),
+            Some(hit) => Ok(Some((hit.stamp, json_to_py(py, &hit.secret.to_json())?))),
             None => Ok(None),
         }
     }

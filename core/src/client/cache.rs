@@ -168,6 +168,9 @@ pub(crate) struct Cache {
     options: CacheOptions,
     entries: moka::sync::Cache<String, Arc<Entry>>,
     snapshot: Option<super::snapshot::Snapshot>,
+    /// Bumped by every change of what the cache holds (an answer in, an answer out): a
+    /// binding that saw the same number holds no outdated object (see [`Cache::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
@@ -190,6 +193,30 @@ impl Cache {
             options,
             entries,
             snapshot,
+            generation: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The number of the cache's contents: the same number as before means no entry came
+    /// in or went out since (evictions for space aside: what was fresh stays fresh).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// How much longer a fresh entry stays fresh (its TTL, or its expiry if sooner).
+    pub(crate) fn fresh_for(&self, e: &Entry) -> Duration {
+        let by_ttl = self.options.ttl.saturating_sub(e.confirmed.elapsed());
+        match e.record.expires_at {
+            Some(t) => {
+                let left = (t - crate::ids::now_secs()).max(0) as u64;
+                by_ttl.min(Duration::from_secs(left))
+            }
+            None => by_ttl,
         }
     }
 
@@ -200,6 +227,7 @@ impl Cache {
     /// An entry read back from the snapshot (not written again).
     pub(crate) fn restore(&self, k: CacheKey, entry: Entry) {
         self.entries.insert(k.label(), Arc::new(entry));
+        self.changed();
     }
 
     pub(crate) fn get(&self, k: &CacheKey) -> Option<Arc<Entry>> {
@@ -225,6 +253,7 @@ impl Cache {
             );
         }
         self.entries.insert(k.label(), Arc::new(entry));
+        self.changed();
     }
 
     /// The server confirmed `k` unchanged (304): fresh again.
@@ -256,6 +285,7 @@ impl Cache {
     /// Drops every entry (the change feed could not say what changed).
     pub(crate) fn clear(&self) {
         self.entries.invalidate_all();
+        self.changed();
         if let Some(s) = &self.snapshot {
             s.clear();
         }
@@ -263,6 +293,7 @@ impl Cache {
 
     pub(crate) fn forget(&self, k: &CacheKey) {
         self.entries.invalidate(&k.label());
+        self.changed();
         if let Some(s) = &self.snapshot {
             s.forget(k);
         }
@@ -279,6 +310,7 @@ impl Cache {
         for k in doomed {
             self.entries.invalidate(&*k);
         }
+        self.changed();
         if let Some(s) = &self.snapshot {
             s.forget_secret(key);
         }

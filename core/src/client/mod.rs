@@ -19,7 +19,7 @@ pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
 pub use doctor::{doctor, Finding};
 pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
 pub use rotation::Rotation;
-pub use secrets::{BatchResult, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
+pub use secrets::{BatchResult, CachedHit, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 pub use watch::{WatchEvent, Watcher};
 
 use reqwest::Method;

@@ -467,12 +467,28 @@ impl<'a> Secrets<'a> {
     }
 
     /// A fresh cache hit for `key` without any request or wait: its stamp (see
-    /// [`Secrets::cached_stamp`]) and the secret; `None` on a miss, a stale or expired
-    /// entry, or without a cache. What the bindings' fast path calls.
-    pub fn cached(&self, key: &str) -> Option<(u64, FetchedSecret)> {
+    /// [`Secrets::cached_stamp`]), the cache's generation and how long the entry stays
+    /// fresh (see [`Secrets::cache_generation`]), and the secret; `None` on a miss, a stale
+    /// or expired entry, or without a cache. What the bindings' fast path calls.
+    pub fn cached(&self, key: &str) -> Option<CachedHit> {
         let cache = self.client.cache()?;
+        // Read before the entry: a change after it makes the generation move on.
+        let generation = cache.generation();
         let e = cache.get_current(key)?;
-        (cache.freshness(&e) == Freshness::Fresh).then(|| (e.stamp, served(&e, false)))
+        (cache.freshness(&e) == Freshness::Fresh).then(|| CachedHit {
+            stamp: e.stamp,
+            generation,
+            fresh_for: cache.fresh_for(&e),
+            secret: served(&e, false),
+        })
+    }
+
+    /// The cache's generation: while it is the number a [`CachedHit`] came with and the
+    /// hit's `fresh_for` has not run out, that hit is still the answer (nothing came in or
+    /// went out of the cache since). One atomic load: a binding checks it instead of
+    /// calling into the core for each hit.
+    pub fn cache_generation(&self) -> Option<u64> {
+        Some(self.client.cache()?.generation())
     }
 
     /// The stamp of a fresh cache hit for `key`: the same stamp as an earlier
@@ -1187,6 +1203,15 @@ impl Drop for Forget<'_> {
             c.forget_secret(self.key);
         }
     }
+}
+
+/// A fresh cache hit (see [`Secrets::cached`]).
+#[derive(Debug)]
+pub struct CachedHit {
+    pub stamp: u64,
+    pub generation: u64,
+    pub fresh_for: std::time::Duration,
+    pub secret: FetchedSecret,
 }
 
 /// What the server sent with a read, besides the record.
