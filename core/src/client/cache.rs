@@ -461,6 +461,33 @@ mod tests {
     }
 
     #[test]
+    fn every_change_of_the_contents_moves_the_generation_and_freshness_counts_down() {
+        let c = Cache::new(
+            CacheOptions::ttl(Duration::from_secs(60)),
+            &crate::AccessKey::generate(),
+        );
+        let g0 = c.generation();
+        c.put(
+            CacheKey::fetch("A", None),
+            entry("A", "1", None, Duration::ZERO),
+        );
+        let g1 = c.generation();
+        assert!(g1 > g0);
+        assert!(c.get_current("A").is_some());
+        assert_eq!(c.generation(), g1, "a read changes nothing");
+        c.forget_secret("A");
+        assert!(c.generation() > g1);
+        let aged = entry("A", "1", None, Duration::from_secs(50));
+        let left = c.fresh_for(&aged);
+        assert!(
+            left <= Duration::from_secs(10) && left > Duration::from_secs(9),
+            "{left:?}"
+        );
+        let expiring = entry("A", "1", Some(crate::ids::now_secs() + 3), Duration::ZERO);
+        assert!(c.fresh_for(&expiring) <= Duration::from_secs(3));
+    }
+
+    #[test]
     fn outages_are_told_from_verdicts() {
         use crate::{Error, ErrorCode};
         assert!(outage(&Error::new(ErrorCode::Connection, "down")));
