@@ -487,13 +487,26 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Option<(StoredSecret, Vec<StoredSecret>)>, ApiError>;
     /// The secret `key` and its version `version` (the current row when that is current),
-    /// if kept; `None` if there is no secret `key`.
+    /// if kept; `None` if there is no secret `key`. One history read: the newest version
+    /// below `version + 1` is `version` itself when it is kept.
     async fn secret_version(
         &self,
         workspace_id: &str,
         key: &str,
         version: i64,
-    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError>;
+    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError> {
+        let found = self
+            .secret_history(workspace_id, key, version.saturating_add(1), 1)
+            .await?;
+        Ok(found.map(|(current, older)| {
+            let at = if version == current.version {
+                Some(current.clone())
+            } else {
+                older.into_iter().find(|s| s.version == version)
+            };
+            (current, at)
+        }))
+    }
 
     /// Up to `limit` rows of the change feed after id `after`, in id order.
     async fn changes_after(

@@ -944,25 +944,6 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn secret_version(
-        &self,
-        workspace_id: &str,
-        key: &str,
-        version: i64,
-    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError> {
-        let found = self
-            .secret_history(workspace_id, key, version + 1, 1)
-            .await?;
-        Ok(found.map(|(current, older)| {
-            let at = if version == current.version {
-                Some(current.clone())
-            } else {
-                older.into_iter().find(|s| s.version == version)
-            };
-            (current, at)
-        }))
-    }
-
     async fn changes_after(
         &self,
         workspace_id: &str,

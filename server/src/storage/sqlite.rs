@@ -1158,37 +1158,6 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn secret_version(
-        &self,
-        workspace_id: &str,
-        key: &str,
-        version: i64,
-    ) -> Result<Option<(StoredSecret, Option<StoredSecret>)>, ApiError> {
-        let (ws, key) = (workspace_id.to_owned(), key.to_owned());
-        self.read(move |c| {
-            let tx = c.unchecked_transaction().map_err(db)?;
-            let Some(current) = select_secret(&tx, &ws, &key).map(Some).or_else(absent)? else {
-                return Ok(None);
-            };
-            let at = if version == current.version {
-                Some(current.clone())
-            } else {
-                tx.query_row(
-                    &format!(
-                        "SELECT {SECRET_COLS} FROM secret_versions WHERE id = ?1 AND version = ?2"
-                    ),
-                    params![current.id, version],
-                    secret_row,
-                )
-                .optional()
-                .map_err(db)?
-            };
-            tx.commit().map_err(db)?;
-            Ok(Some((current, at)))
-        })
-        .await
-    }
-
     async fn changes_after(
         &self,
         workspace_id: &str,
