@@ -18,6 +18,23 @@ pub fn etag(version: i64, ciphertext: &str) -> HeaderValue {
     HeaderValue::from_str(&tag).expect("digits, hex and quotes are a valid header value")
 }
 
+/// The answer to a read that passed its checks and audit: the secret with its `ETag`, or
+/// 304 (no body) when `If-None-Match` names the copy the client holds.
+pub fn read_answer(
+    headers: &HeaderMap,
+    s: ductape::wire::SecretWithCiphertext,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let tag = etag(s.record.version, &s.ciphertext);
+    let mut response = if none_match(headers, &tag) {
+        axum::http::StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        axum::Json(s).into_response()
+    };
+    response.headers_mut().insert(axum::http::header::ETAG, tag);
+    response
+}
+
 /// Whether `If-None-Match` names `current` (or is `*`): the client's copy is current.
 pub fn none_match(headers: &HeaderMap, current: &HeaderValue) -> bool {
     let current = current.to_str().unwrap_or_default();

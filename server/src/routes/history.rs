@@ -10,7 +10,6 @@
 //! value anew and sends it.
 
 use axum::extract::{Query, State};
-use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::Value;
 
@@ -155,15 +154,7 @@ pub async fn get_version(
     });
     st.storage.append_audit(vec![event]).await?;
     // Conditional as a read of the current version: a 304 after the checks and the audit.
-    let s = outcome?;
-    let tag = conditional::etag(s.record.version, &s.ciphertext);
-    let mut response = if conditional::none_match(&headers, &tag) {
-        axum::http::StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(s).into_response()
-    };
-    response.headers_mut().insert(axum::http::header::ETAG, tag);
-    Ok(response)
+    Ok(conditional::read_answer(&headers, outcome?))
 }
 
 /// Make a new current version with an earlier version's value (metadata stays as it is);

@@ -425,14 +425,7 @@ pub async fn get(
         None => return Err(ApiError::internal("read returned nothing")),
     };
     // The read is checked and audited as any: a 304 means the client uses its copy.
-    let tag = conditional::etag(s.record.version, &s.ciphertext);
-    let mut response = if conditional::none_match(&headers, &tag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(s).into_response()
-    };
-    response.headers_mut().insert(axum::http::header::ETAG, tag);
-    Ok(response)
+    Ok(conditional::read_answer(&headers, s))
 }
 
 /// Change a secret's value and/or metadata; `null` clears a metadata field.
