@@ -165,25 +165,21 @@ impl NativeClient {
         if let Some(n) = o.max_retries {
             config = config.max_retries(n);
         }
-        let watch = o.cache_watch.unwrap_or(false);
-        let needs_cache = o.stale_if_error.is_some() || watch || o.cache_snapshot.is_some();
-        match (o.cache_ttl, needs_cache) {
-            (Some(ttl), _) => {
-                let mut options = CacheOptions::from_seconds(ttl, o.stale_if_error)
-                    .napi()?
-                    .watch(watch);
-                if let Some(path) = o.cache_snapshot {
-                    options = options.snapshot(path);
-                }
-                config = config.cache(options);
-            }
-            (None, true) => {
-                return Err(ductape::Error::invalid_field(
-                    "cache.staleIfError, cache.watch and cache.snapshot need the cache on: give cache.ttl too",
-                ))
-                .napi()
-            }
-            (None, false) => {}
+        let cache = CacheOptions::from_arguments(
+            o.cache_ttl,
+            o.stale_if_error,
+            o.cache_watch.unwrap_or(false),
+            o.cache_snapshot.map(Into::into),
+            [
+                "cache.ttl",
+                "cache.staleIfError",
+                "cache.watch",
+                "cache.snapshot",
+            ],
+        )
+        .napi()?;
+        if let Some(options) = cache {
+            config = config.cache(options);
         }
         Ok(NativeClient {
             inner: Ductape::new(config).napi()?,

@@ -380,24 +380,21 @@ impl NativeClient {
         cache_snapshot: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let mut config = Config::resolve(url, access_key).py()?.sdk("ductape-python");
-        let needs_cache = stale_if_error.is_some() || cache_watch || cache_snapshot.is_some();
-        match (cache_ttl, needs_cache) {
-            (Some(ttl), _) => {
-                let mut options = CacheOptions::from_seconds(ttl, stale_if_error)
-                    .py()?
-                    .watch(cache_watch);
-                if let Some(path) = cache_snapshot {
-                    options = options.snapshot(path);
-                }
-                config = config.cache(options);
-            }
-            (None, true) => {
-                return Err(Error::invalid_field(
-                    "stale_if_error, cache_watch and cache_snapshot need the cache on: give cache_ttl too",
-                ))
-                .py()
-            }
-            (None, false) => {}
+        let cache = CacheOptions::from_arguments(
+            cache_ttl,
+            stale_if_error,
+            cache_watch,
+            cache_snapshot,
+            [
+                "cache_ttl",
+                "stale_if_error",
+                "cache_watch",
+                "cache_snapshot",
+            ],
+        )
+        .py()?;
+        if let Some(options) = cache {
+            config = config.cache(options);
         }
         if let Some(t) = timeout {
             config = config.timeout(seconds_to_duration("timeout", t).py()?);

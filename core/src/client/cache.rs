@@ -79,6 +79,30 @@ impl CacheOptions {
         Ok(o)
     }
 
+    /// The bindings' cache arguments, checked in one place: `None` without a TTL (the cache
+    /// off), an error when another cache option comes without one. `names` spells the
+    /// options as the binding does (TTL, stale-if-error, watch, snapshot) for the message.
+    pub fn from_arguments(
+        ttl: Option<f64>,
+        stale_if_error: Option<f64>,
+        watch: bool,
+        snapshot: Option<std::path::PathBuf>,
+        names: [&str; 4],
+    ) -> Result<Option<Self>, crate::Error> {
+        let Some(ttl) = ttl else {
+            if stale_if_error.is_some() || watch || snapshot.is_some() {
+                let [ttl, stale, watch, snapshot] = names;
+                return Err(crate::Error::invalid_field(format!(
+                    "{stale}, {watch} and {snapshot} need the cache on: give {ttl} too"
+                )));
+            }
+            return Ok(None);
+        };
+        let mut options = Self::from_seconds(ttl, stale_if_error)?.watch(watch);
+        options.snapshot = snapshot;
+        Ok(Some(options))
+    }
+
     /// Bounds the cache to `entries` entries and `bytes` bytes of values.
     pub fn bounded(mut self, entries: u64, bytes: u64) -> Self {
         self.max_entries = entries.max(1);
@@ -241,18 +265,33 @@ impl Cache {
 
     /// A new answer from the server (kept in the snapshot too, when there is one).
     pub(crate) fn put(&self, k: CacheKey, entry: Entry) {
+        self.apply(vec![(k, entry)], &[]);
+    }
+
+    /// New answers in and refused ones out, the snapshot written once for all of them.
+    pub(crate) fn apply(&self, puts: Vec<(CacheKey, Entry)>, forgets: &[CacheKey]) {
         if let Some(s) = &self.snapshot {
-            s.put(
-                &k,
-                super::snapshot::Kept {
-                    record: entry.record.clone(),
-                    ciphertext: entry.sealed.clone(),
-                    etag: entry.etag.clone(),
-                    confirmed_ms: crate::ids::now_millis(),
-                },
-            );
+            let now = crate::ids::now_millis();
+            let kept = puts
+                .iter()
+                .map(|(k, e)| {
+                    let kept = super::snapshot::Kept {
+                        record: e.record.clone(),
+                        ciphertext: e.sealed.clone(),
+                        etag: e.etag.clone(),
+                        confirmed_ms: now,
+                    };
+                    (k.clone(), kept)
+                })
+                .collect();
+            s.apply(kept, forgets);
         }
-        self.entries.insert(k.label(), Arc::new(entry));
+        for (k, e) in puts {
+            self.entries.insert(k.label(), Arc::new(e));
+        }
+        for k in forgets {
+            self.entries.invalidate(&k.label());
+        }
         self.changed();
     }
 
@@ -292,11 +331,7 @@ impl Cache {
     }
 
     pub(crate) fn forget(&self, k: &CacheKey) {
-        self.entries.invalidate(&k.label());
-        self.changed();
-        if let Some(s) = &self.snapshot {
-            s.forget(k);
-        }
+        self.apply(Vec::new(), std::slice::from_ref(k));
     }
 
     /// Drops every entry of the secret `key` (any version, any context).

@@ -1001,6 +1001,7 @@ impl<'a> Secrets<'a> {
                 Err(err) => return Err(err),
             };
             let mut fetched = fetched.into_iter();
+            let (mut puts, mut forgets) = (Vec::new(), Vec::new());
             for (answer, key) in answers.iter_mut().zip(keys) {
                 if answer.is_some() {
                     continue;
@@ -1008,7 +1009,7 @@ impl<'a> Secrets<'a> {
                 let (_, got, sealed) = fetched.next().ok_or_else(mismatch)?;
                 let ck = CacheKey::resolve(key.as_str(), app, env);
                 match (&got, sealed) {
-                    (Ok(s), Some(sealed)) => cache.put(
+                    (Ok(s), Some(sealed)) => puts.push((
                         ck,
                         Entry {
                             record: s.record.clone(),
@@ -1018,11 +1019,12 @@ impl<'a> Secrets<'a> {
                             stamp: cache::new_stamp(),
                             confirmed: Instant::now(),
                         },
-                    ),
-                    _ => cache.forget(&ck),
+                    )),
+                    _ => forgets.push(ck),
                 }
                 *answer = Some(got);
             }
+            cache.apply(puts, &forgets);
         }
         Ok(keys
             .iter()

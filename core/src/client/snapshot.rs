@@ -166,9 +166,16 @@ impl Snapshot {
         self.write(&state);
     }
 
-    pub(crate) fn put(&self, k: &CacheKey, kept: Kept) {
+    /// New answers in and refused ones out, written once (a batch read answers many).
+    pub(crate) fn apply(&self, puts: Vec<(CacheKey, Kept)>, forgets: &[CacheKey]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.entries.insert(label(k), (k.clone(), kept));
+        let mut changed = !puts.is_empty();
+        for (k, kept) in puts {
+            state.entries.insert(label(&k), (k, kept));
+        }
+        for k in forgets {
+            changed |= state.entries.remove(&label(k)).is_some();
+        }
         while state.entries.len() > self.limit {
             let oldest = state
                 .entries
@@ -180,7 +187,9 @@ impl Snapshot {
                 None => break,
             };
         }
-        self.write(&state);
+        if changed {
+            self.write(&state);
+        }
     }
 
     /// Drops every answer about the secret `key`.
@@ -189,13 +198,6 @@ impl Snapshot {
         let before = state.entries.len();
         state.entries.retain(|_, (k, _)| k.key != key);
         if state.entries.len() != before {
-            self.write(&state);
-        }
-    }
-
-    pub(crate) fn forget(&self, k: &CacheKey) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.entries.remove(&label(k)).is_some() {
             self.write(&state);
         }
     }
