@@ -7,6 +7,7 @@ core (in Rust) checks and runs it, and answers come back as typed objects.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -417,29 +418,10 @@ class Ductape(_Base):
         ductape.secrets.create(key="STRIPE_API_KEY", value="sk_live_...")
     """
 
-    def __init__(
-        self,
-        access_key: str | None = None,
-        *,
-        url: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        cache_ttl: float | None = None,
-        stale_if_error: float | None = None,
-        cache_watch: bool = False,
-        cache_snapshot: str | None = None,
-    ) -> None:
-        super().__init__(
-            access_key,
-            url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            cache_ttl=cache_ttl,
-            stale_if_error=stale_if_error,
-            cache_watch=cache_watch,
-            cache_snapshot=cache_snapshot,
-        )
-        self.secrets = Secrets(self._native)
+    @functools.cached_property
+    def secrets(self) -> Secrets:
+        """Secret operations (after ``init()``)."""
+        return Secrets(self._native)
 
     def watch(self) -> Iterator[Change]:
         """Every change to a secret this key may see, from now on, as it happens (blocks
@@ -484,29 +466,10 @@ class AsyncDuctape(_Base):
         secret = await ductape.secrets.fetch("STRIPE_API_KEY")
     """
 
-    def __init__(
-        self,
-        access_key: str | None = None,
-        *,
-        url: str | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        cache_ttl: float | None = None,
-        stale_if_error: float | None = None,
-        cache_watch: bool = False,
-        cache_snapshot: str | None = None,
-    ) -> None:
-        super().__init__(
-            access_key,
-            url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            cache_ttl=cache_ttl,
-            stale_if_error=stale_if_error,
-            cache_watch=cache_watch,
-            cache_snapshot=cache_snapshot,
-        )
-        self.secrets = AsyncSecrets(self._native)
+    @functools.cached_property
+    def secrets(self) -> AsyncSecrets:
+        """Secret operations (after ``init()``)."""
+        return AsyncSecrets(self._native)
 
     async def watch(self) -> AsyncIterator[Change]:
         """Every change to a secret this key may see, from now on, as it happens:
