@@ -359,12 +359,14 @@ export class Secrets {
    * hit holds while the cache's generation has not moved (nothing came in or went out) and
    * its freshness has not run out; otherwise the core is asked again. */
   #cacheHit(key: string): SecretWithValue | undefined {
-    const generation = this.#native.cacheGeneration();
-    if (generation === null || generation === undefined) return undefined;
+    const generation = this.#generation();
+    if (generation === null) return undefined;
     const kept = this.#hits.get(key);
     if (kept !== undefined && kept.generation === generation && performance.now() < kept.until) {
       return kept.secret;
     }
+    // Taken before the core measures the freshness left, so the deadline is never late.
+    const now = performance.now();
     const got = this.#native.cacheHit(key);
     if (got === null || got === undefined) {
       this.#hits.delete(key);
@@ -373,13 +375,30 @@ export class Secrets {
     // Shared by every hit on this entry: frozen, so no caller can change what others get.
     const secret = Object.freeze(withHiddenValue(got.secret as Secret & { value: string }));
     if (this.#hits.size >= 10_000) this.#hits.clear();
-    this.#hits.set(key, { generation: got.generation, until: performance.now() + got.freshMs, secret });
+    this.#hits.set(key, { generation: got.generation, until: now + got.freshMs, secret });
     return secret;
   }
+
+  /** The cache's generation: read from the core's counter through a shared view where the
+   * runtime allows one (no call into the addon), else asked of the addon. */
+  #generation(): number | null {
+    const words = this.#generationWords;
+    if (words === null) return this.#native.cacheGeneration() ?? null;
+    for (;;) {
+      const high = Atomics.load(words, 1);
+      const low = Atomics.load(words, 0);
+      // The high word moved under us only when the low one carried: read again.
+      if (Atomics.load(words, 1) === high) return high * 0x1_0000_0000 + low;
+    }
+  }
+
+  /** The core's generation counter as (low, high) words, or `null`. */
+  readonly #generationWords: Uint32Array | null;
 
   /** @internal Made by `Ductape`. */
   constructor(native: NativeClient) {
     this.#native = native;
+    this.#generationWords = native.cacheGenerationView();
   }
 
   /** Encrypts `value` locally and creates the secret. 409 if the key exists. */
@@ -409,11 +428,17 @@ export class Secrets {
   }
 
   /** One secret with its value, decrypted locally; `{ version }`: an earlier version. */
-  async fetch(key: string, options: FetchOptions = {}): Promise<SecretWithValue> {
-    if (options.version === undefined && !options.fresh) {
+  fetch(key: string, options: FetchOptions = {}): Promise<SecretWithValue> {
+    // A cache hit answers without an async frame; anything odd (a bad argument) goes the
+    // server's way, which rejects with the typed error.
+    if (typeof key === 'string' && options?.version === undefined && !options?.fresh) {
       const hit = this.#cacheHit(key);
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) return Promise.resolve(hit);
     }
+    return this.#fetchFromServer(key, options ?? {});
+  }
+
+  async #fetchFromServer(key: string, options: FetchOptions): Promise<SecretWithValue> {
     const raw = (await call(() => this.#native.fetch(key, options.version, options.fresh))) as Secret & {
       value: string;
       stale?: boolean;

@@ -269,6 +269,30 @@ impl NativeClient {
         self.inner.secrets().cache_generation().map(|g| g as f64)
     }
 
+    /// The cache's generation as a two-element `Uint32Array` (low, high words) over the
+    /// core's own counter, so a hit costs no call into the addon; `null` without a cache, or
+    /// where the runtime copies external memory instead of sharing it (then JS asks
+    /// `cacheGeneration()`).
+    #[napi(ts_return_type = "Uint32Array | null")]
+    pub fn cache_generation_view<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<Option<Uint32ArraySlice<'env>>> {
+        let Some(cell) = self.inner.secrets().cache_generation_cell() else {
+            return Ok(None);
+        };
+        let data = cell.as_ptr().cast::<u32>();
+        // SAFETY: `data` points at the counter's 8 bytes (aligned for u64, so for u32),
+        // which the `Arc` passed as the finalize hint keeps alive until V8 lets the buffer
+        // go. The core only changes them with atomic operations and JS only reads them with
+        // `Atomics.load`.
+        let view =
+            unsafe { Uint32ArraySlice::from_external(env, data, 2, cell, |_, cell| drop(cell)) }?;
+        // On a runtime without external buffers napi-rs hands back a copy: a view that
+        // would never move, so no view at all.
+        Ok((view.as_ptr() == data.cast_const()).then_some(view))
+    }
+
     /// Follows the change feed from now on.
     #[napi]
     pub async fn watch(&self) -> napi::Result<NativeWatcher> {

@@ -84,6 +84,18 @@ impl NativeWatcher {
     }
 }
 
+/// The cache's generation counter (see `Secrets::cache_generation` in the core): `get()`
+/// is one atomic load, no lock and no lookup, for the fast path of cache hits.
+#[pyclass(module = "ductape._native", frozen)]
+struct GenerationCell(Arc<std::sync::atomic::AtomicU64>);
+
+#[pymethods]
+impl GenerationCell {
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 #[pyclass(module = "ductape._native", frozen)]
 struct NativeClient {
     inner: Mutex<PerProcess>,
@@ -485,19 +497,29 @@ impl NativeClient {
         Self::run_async(py, self.fetch_op(key, version, fresh)?)
     }
 
-    /// The cache's fast path (no runtime, no GIL release): a fresh hit's stamp and the
-    /// secret, or `None`.
-    fn cache_hit(&self, py: Python<'_>, key: &str) -> PyResult<Option<(u64, Py<PyAny>)>> {
+    /// The cache's fast path (no runtime, no GIL release): a fresh hit as the cache's
+    /// generation then, the seconds it stays fresh, and the secret; or `None`.
+    fn cache_hit(&self, py: Python<'_>, key: &str) -> PyResult<Option<(u64, f64, Py<PyAny>)>> {
         let c = self.client()?;
         match c.secrets().cached(key) {
-            Some(hit) => Ok(Some((hit.stamp, json_to_py(py, &hit.secret.to_json())?))),
+            Some(hit) => Ok(Some((
+                hit.generation,
+                hit.fresh_for.as_secs_f64(),
+                json_to_py(py, &hit.secret.to_json())?,
+            ))),
             None => Ok(None),
         }
     }
 
-    /// The stamp of a fresh hit for `key` (the same stamp: the same entry, still fresh).
-    fn cache_stamp(&self, key: &str) -> PyResult<Option<u64>> {
-        Ok(self.client()?.secrets().cached_stamp(key))
+    /// The cache's generation counter, or `None` without a cache. A hit stays the answer
+    /// while the counter reads its generation and its freshness has not run out. This
+    /// process's client only: a forked child asks again.
+    fn cache_generation_cell(&self) -> PyResult<Option<GenerationCell>> {
+        Ok(self
+            .client()?
+            .secrets()
+            .cache_generation_cell()
+            .map(GenerationCell))
     }
 
     /// Follows the change feed from now on (see `NativeWatcher`).
@@ -712,6 +734,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeWatcher>()?;
+    m.add_class::<GenerationCell>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 
 import pytest
@@ -135,3 +137,32 @@ def test_snapshot_offline_start(
         offline.init()
     assert "started from the cache snapshot" in caplog.text
     assert offline.secrets.fetch("PY_SNAP").value == "py-snapshot-canary"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_answers_from_objects_kept_before_the_fork(
+    own_server: Server,
+) -> None:
+    d = Ductape(access_key=own_server.access_key, url=own_server.url, cache_ttl=600)
+    d.init()
+    d.secrets.create(key="PY_FORKED", value="before")
+    assert d.secrets.fetch("PY_FORKED").value == "before"
+    assert d.secrets.fetch("PY_FORKED").value == "before", "a hit, kept for the fast path"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: its client (and cache) is its own from here on
+        os.close(r)
+        try:
+            d.secrets.update("PY_FORKED", value="after")
+            os.write(w, d.secrets.fetch("PY_FORKED").value.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    deadline = time.monotonic() + 20
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
+    assert os.read(r, 100).decode() == "after"
+    assert d.secrets.fetch("PY_FORKED", fresh=True).value == "after"

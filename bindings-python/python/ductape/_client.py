@@ -9,6 +9,9 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import os
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -41,28 +44,61 @@ def _served(raw: dict[str, Any]) -> dict[str, Any]:
 
 # Most Secret objects a client keeps for its cache's fast path.
 _MAX_HITS = 10_000
+# A cell not asked for yet (or asked again in a forked child).
+_ASK = object()
 
 
-def _cache_hit(
-    native: _native.NativeClient, hits: dict[str, tuple[int, Secret]], key: str
-) -> Secret | None:
-    """A fresh cache hit without a request. The cache (freshness, invalidation) is the
-    core's: it says which entry is current by its stamp; the object built for that entry
-    is reused while the stamp holds."""
-    stamp = native.cache_stamp(key)
-    if stamp is None:
-        return None
-    kept = hits.get(key)
-    if kept is not None and kept[0] == stamp:
-        return kept[1]
-    got = native.cache_hit(key)
-    if got is None:
-        return None
-    secret = Secret._from_wire(got[1])
-    if len(hits) >= _MAX_HITS:
-        hits.clear()
-    hits[key] = (got[0], secret)
-    return secret
+class _Hits:
+    """The cache's fast path: a fresh hit without a request. The cache itself (freshness,
+    invalidation) is the core's; this keeps the object built for a hit, with the cache's
+    generation then and when the hit stops being fresh, and answers with it while the
+    generation has not moved (nothing came in or went out) and the time has not come."""
+
+    __slots__ = ("__weakref__", "_cell", "_kept", "_native")
+
+    def __init__(self, native: _native.NativeClient) -> None:
+        self._native = native
+        self._cell: Any = _ASK
+        self._kept: dict[str, tuple[int, float, Secret]] = {}
+        _LIVE.add(self)
+
+    def get(self, key: str) -> Secret | None:
+        cell = self._cell
+        if cell is _ASK:
+            cell = self._cell = self._native.cache_generation_cell()
+        if cell is None:
+            return None
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == cell.get() and time.monotonic() < kept[1]:
+            return kept[2]
+        # Taken before the core measures the freshness left, so the deadline is never late.
+        now = time.monotonic()
+        got = self._native.cache_hit(key)
+        if got is None:
+            self._kept.pop(key, None)
+            return None
+        generation, fresh_for, wire = got
+        secret = Secret._from_wire(wire)
+        if len(self._kept) >= _MAX_HITS:
+            self._kept.clear()
+        self._kept[key] = (generation, now + fresh_for, secret)
+        return secret
+
+    def _forked(self) -> None:
+        # The child's client is a new one, with a new cache: nothing kept holds there.
+        self._kept.clear()
+        self._cell = _ASK
+
+
+_LIVE: weakref.WeakSet[_Hits] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for hits in list(_LIVE):
+        hits._forked()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class _Unset(enum.Enum):
@@ -121,7 +157,7 @@ class Secrets:
 
     def __init__(self, native: _native.NativeClient) -> None:
         self._native = native
-        self._hits: dict[str, tuple[int, Secret]] = {}
+        self._hits = _Hits(native)
 
     def create(
         self,
@@ -158,7 +194,7 @@ class Secrets:
         """One secret with its value, decrypted locally; ``version``: an earlier version.
         With the cache on (``cache_ttl``), ``fresh=True`` asks the server whatever it holds."""
         if version is None and not fresh:
-            hit = _cache_hit(self._native, self._hits, key)
+            hit = self._hits.get(key)
             if hit is not None:
                 return hit
         return Secret._from_wire(_served(self._native.fetch(key, version, fresh)))
@@ -249,7 +285,7 @@ class AsyncSecrets:
 
     def __init__(self, native: _native.NativeClient) -> None:
         self._native = native
-        self._hits: dict[str, tuple[int, Secret]] = {}
+        self._hits = _Hits(native)
 
     async def create(
         self,
@@ -280,7 +316,7 @@ class AsyncSecrets:
 
     async def fetch(self, key: str, version: int | None = None, *, fresh: bool = False) -> Secret:
         if version is None and not fresh:
-            hit = _cache_hit(self._native, self._hits, key)
+            hit = self._hits.get(key)
             if hit is not None:
                 return hit
         return Secret._from_wire(_served(await self._native.fetch_async(key, version, fresh)))

@@ -163,9 +163,6 @@ pub(crate) struct Entry {
     pub(crate) etag: Option<String>,
     /// The value as the server stores it (what a snapshot keeps).
     pub(crate) sealed: String,
-    /// Unique to this entry (a refresh or a replacement makes a new one): lets a binding
-    /// keep its own object for a fresh entry and know when it is no longer current.
-    pub(crate) stamp: u64,
     pub(crate) confirmed: Instant,
 }
 
@@ -181,20 +178,14 @@ pub(crate) enum Freshness {
     Expired,
 }
 
-static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A stamp no other entry has.
-pub(crate) fn new_stamp() -> u64 {
-    STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
 pub(crate) struct Cache {
     options: CacheOptions,
     entries: moka::sync::Cache<String, Arc<Entry>>,
     snapshot: Option<super::snapshot::Snapshot>,
     /// Bumped by every change of what the cache holds (an answer in, an answer out): a
     /// binding that saw the same number holds no outdated object (see [`Cache::generation`]).
-    generation: std::sync::atomic::AtomicU64,
+    /// Shared so a binding can read it without a call (see [`Cache::generation_cell`]).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cache {
@@ -217,7 +208,7 @@ impl Cache {
             options,
             entries,
             snapshot,
-            generation: std::sync::atomic::AtomicU64::new(1),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 
@@ -225,6 +216,12 @@ impl Cache {
     /// in or went out since (evictions for space aside: what was fresh stays fresh).
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The counter [`Cache::generation`] reads, for a binding that maps it into its own
+    /// runtime's memory (Node reads it as a typed array: no native call per hit).
+    pub(crate) fn generation_cell(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.generation)
     }
 
     fn changed(&self) {
@@ -304,17 +301,9 @@ impl Cache {
                 value: e.value.clone(),
                 etag: e.etag.clone(),
                 sealed: e.sealed.clone(),
-                stamp: new_stamp(),
                 confirmed: Instant::now(),
             },
         );
-    }
-
-    /// The stamp of the fresh entry answering `k`, if there is one (a few hundred
-    /// nanoseconds: no copy of the value).
-    pub(crate) fn fresh_stamp(&self, key: &str) -> Option<u64> {
-        let e = self.entries.get(key)?;
-        (self.freshness(&e) == Freshness::Fresh).then_some(e.stamp)
     }
 
     pub(crate) fn watches(&self) -> bool {
@@ -415,7 +404,6 @@ mod tests {
             value: Plaintext::from(value),
             etag: Some("\"1-abc\"".into()),
             sealed: String::new(),
-            stamp: new_stamp(),
             confirmed: Instant::now() - age,
         }
     }

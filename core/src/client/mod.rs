@@ -251,7 +251,6 @@ impl Ductape {
                     value,
                     etag: e.etag,
                     sealed: e.ciphertext,
-                    stamp: cache::new_stamp(),
                     confirmed,
                 },
             );

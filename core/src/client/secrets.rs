@@ -466,9 +466,8 @@ impl<'a> Secrets<'a> {
         self.fetch_through(&key, None, false).await
     }
 
-    /// A fresh cache hit for `key` without any request or wait: its stamp (see
-    /// [`Secrets::cached_stamp`]), the cache's generation and how long the entry stays
-    /// fresh (see [`Secrets::cache_generation`]), and the secret; `None` on a miss, a stale
+    /// A fresh cache hit for `key` without any request or wait: the cache's generation and
+    /// how long the entry stays fresh (see [`Secrets::cache_generation`]), and the secret; `None` on a miss, a stale
     /// or expired entry, or without a cache. What the bindings' fast path calls.
     pub fn cached(&self, key: &str) -> Option<CachedHit> {
         let cache = self.client.cache()?;
@@ -476,7 +475,6 @@ impl<'a> Secrets<'a> {
         let generation = cache.generation();
         let e = cache.get_current(key)?;
         (cache.freshness(&e) == Freshness::Fresh).then(|| CachedHit {
-            stamp: e.stamp,
             generation,
             fresh_for: cache.fresh_for(&e),
             secret: served(&e, false),
@@ -491,11 +489,11 @@ impl<'a> Secrets<'a> {
         Some(self.client.cache()?.generation())
     }
 
-    /// The stamp of a fresh cache hit for `key`: the same stamp as an earlier
-    /// [`Secrets::cached`] means the same entry, still fresh, so a binding may answer with
-    /// the object it built then.
-    pub fn cached_stamp(&self, key: &str) -> Option<u64> {
-        self.client.cache()?.fresh_stamp(key)
+    /// The counter behind [`Secrets::cache_generation`] itself, for a binding that reads it
+    /// from its own runtime without a call into the core (the number only ever grows; a
+    /// reader must load it atomically).
+    pub fn cache_generation_cell(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        Some(self.client.cache()?.generation_cell())
     }
 
     /// [`Secrets::fetch`] from the server whatever the cache holds (the answer then
@@ -594,7 +592,6 @@ impl<'a> Secrets<'a> {
                 value: got.value.clone(),
                 etag: sent.etag,
                 sealed: sent.ciphertext,
-                stamp: cache::new_stamp(),
                 confirmed: Instant::now(),
             },
         );
@@ -1016,7 +1013,6 @@ impl<'a> Secrets<'a> {
                             value: s.value.clone(),
                             etag: None,
                             sealed,
-                            stamp: cache::new_stamp(),
                             confirmed: Instant::now(),
                         },
                     )),
@@ -1210,7 +1206,6 @@ impl Drop for Forget<'_> {
 /// A fresh cache hit (see [`Secrets::cached`]).
 #[derive(Debug)]
 pub struct CachedHit {
-    pub stamp: u64,
     pub generation: u64,
     pub fresh_for: std::time::Duration,
     pub secret: FetchedSecret,
