@@ -13,7 +13,7 @@
  */
 
 import { inspect } from 'node:util';
-import { readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 // The generated declarations of the addon: this file does not compile if they drift.
 import type { NativeClient, NativeOptions } from '../native/native';
@@ -329,22 +329,41 @@ interface NativeModule {
 
 let nativeModule: NativeModule | undefined;
 
+/** The platform as the prebuilt addons are named (napi-rs's triples): `linux-x64-gnu`,
+ * `linux-x64-musl`, `darwin-arm64`, `win32-x64-msvc`, … */
+function platformTriple(): string {
+  const base = `${process.platform}-${process.arch}`;
+  if (process.platform === 'win32') return `${base}-msvc`;
+  if (process.platform !== 'linux') return base;
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)
+    ?.header;
+  return `${base}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`;
+}
+
+/** The addon: built in this checkout (`native/`, `npm run build`), else the prebuilt one of
+ * this platform's package (`@ductape/sdk-<triple>`, an optional dependency of the published
+ * package that npm installs only where it fits). */
 function loadNative(): NativeModule {
-  if (!nativeModule) {
-    const dir = join(__dirname, '..', 'native');
-    const prefix = `ductape.${process.platform}-${process.arch}`;
-    const file = readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith('.node'));
-    if (!file) {
-      throw new DuctapeError(
-        `no native addon for ${process.platform}-${process.arch} in ${dir}: run \`npm run build\``,
-        'config_error',
-        undefined,
-      );
-    }
+  if (nativeModule) return nativeModule;
+  const triple = platformTriple();
+  const local = join(__dirname, '..', 'native', `ductape.${triple}.node`);
+  const prebuilt = `@ductape/sdk-${triple}`;
+  let why: unknown;
+  try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    nativeModule = require(join(dir, file)) as NativeModule;
+    nativeModule = require(existsSync(local) ? local : prebuilt) as NativeModule;
+    return nativeModule;
+  } catch (e) {
+    why = e;
   }
-  return nativeModule;
+  const cause = why instanceof Error && 'code' in why && why.code === 'MODULE_NOT_FOUND' ? '' : ` (${String(why)})`;
+  throw new DuctapeError(
+    `@ductape/sdk has no native addon for this platform (${triple}): the prebuilt one comes in ` +
+      `${prebuilt}, which npm installs only on that platform; reinstall without --no-optional / ` +
+      `--omit=optional, or build it from a checkout with \`npm run build\`${cause}`,
+    'config_error',
+    undefined,
+  );
 }
 
 /** Secret operations: `create`, `fetchAll`, `fetch`, `update`, `delete`, `revoke`, `restore`,
