@@ -1,6 +1,15 @@
-//! Puts the commit the binary was built from into `ductape --version` ("unknown" outside a
-//! git checkout, e.g. from a source package).
+//! Puts the commit the binary was built from into `ductape --version`: `DUCTAPE_COMMIT` if
+//! set, else git's HEAD, else "unknown" (e.g. from a source package).
 fn main() {
+    println!("cargo:rerun-if-env-changed=DUCTAPE_COMMIT");
+    // A build without the git directory (a container build) may pass it in.
+    if let Some(commit) = std::env::var("DUCTAPE_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+    {
+        println!("cargo:rustc-env=DUCTAPE_COMMIT={}", commit.trim());
+        return;
+    }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

@@ -714,11 +714,19 @@ pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
 pub struct DoctorArgs {
     #[command(flatten)]
     client: ClientArgs,
+    /// Only the checks that need no access key (URL, server, TLS, readiness, clock): what a
+    /// container's or a load balancer's health check runs.
+    #[arg(long)]
+    server_only: bool,
 }
 
 pub async fn doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     let c = &args.client;
-    let findings = ductape::client::doctor(c.url.as_deref(), c.access_key.as_deref()).await;
+    let findings = if args.server_only {
+        ductape::client::doctor_server(c.url.as_deref()).await
+    } else {
+        ductape::client::doctor(c.url.as_deref(), c.access_key.as_deref()).await
+    };
     if c.json {
         output::json(&findings);
     } else {

@@ -250,6 +250,27 @@ fn doctor_says_what_works_and_what_to_fix() {
 }
 
 #[test]
+fn doctor_server_only_is_a_health_check_that_needs_no_key() {
+    let server = Server::dev();
+    let probe = |url: &str| {
+        Command::new(ductape_bin())
+            .args(["doctor", "--server-only", "--url", url])
+            .env_remove("DUCTAPE_ACCESS_KEY")
+            .output()
+            .unwrap()
+    };
+    let o = probe(&server.url);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(text.contains("ok   ready"), "{text}");
+    assert!(!text.contains("access key"), "no key asked for: {text}");
+    // Down: exit 1, saying where it looked.
+    let o = probe("http://127.0.0.1:9");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("is the server running at http://127.0.0.1:9?"));
+}
+
+#[test]
 fn completions_man_page_and_version() {
     for shell in ["bash", "zsh", "fish"] {
         let o = Command::new(ductape_bin())

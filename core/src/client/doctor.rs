@@ -50,21 +50,9 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
 /// `DUCTAPE_ACCESS_KEY`, as every command resolves them).
 pub async fn doctor(url: Option<&str>, access_key: Option<&str>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let url = url
-        .map(str::to_owned)
-        .or_else(|| std::env::var("DUCTAPE_URL").ok())
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned());
-    if let Err(e) = check_url(&url) {
-        out.push(fail(
-            "url",
-            e.message().to_owned(),
-            "set DUCTAPE_URL (or --url) to the server's address, e.g. https://secrets.example.com",
-        ));
+    let Some((url, server_up)) = server_findings(url, &mut out).await else {
         return out;
-    }
-    out.push(ok("url", url.clone()));
-    let server_up = check_server(&url, &mut out).await;
+    };
     let key_text = access_key
         .map(str::to_owned)
         .or_else(|| std::env::var("DUCTAPE_ACCESS_KEY").ok())
@@ -93,6 +81,35 @@ pub async fn doctor(url: Option<&str>, access_key: Option<&str>) -> Vec<Finding>
         check_session(&url, key, &mut out).await;
     }
     out
+}
+
+/// Only the checks that need no access key: URL, reachability, TLS, readiness, clock skew
+/// (what a container's health check asks).
+pub async fn doctor_server(url: Option<&str>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    server_findings(url, &mut out).await;
+    out
+}
+
+/// The URL (flag, else `DUCTAPE_URL`, else the default) and whether its server answered;
+/// `None` when the URL itself is wrong.
+async fn server_findings(url: Option<&str>, out: &mut Vec<Finding>) -> Option<(String, bool)> {
+    let url = url
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DUCTAPE_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    if let Err(e) = check_url(&url) {
+        out.push(fail(
+            "url",
+            e.message().to_owned(),
+            "set DUCTAPE_URL (or --url) to the server's address, e.g. https://secrets.example.com",
+        ));
+        return None;
+    }
+    out.push(ok("url", url.clone()));
+    let up = check_server(&url, out).await;
+    Some((url, up))
 }
 
 /// Reachability, TLS, readiness and clock skew. Returns whether the server answered.
