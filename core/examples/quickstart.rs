@@ -1,7 +1,10 @@
-//! The documented flow from Rust. Start a server first:
+//! The documented flow from Rust. Start a development server first; it prints the two
+//! variables this reads (`DUCTAPE_URL`, `DUCTAPE_ACCESS_KEY`) on stdout:
 //!
 //! ```sh
-//! eval "$(cargo run -q -p ductape-cli -- server --dev | head -2 | sed 's/^/export /')" # or copy the two lines
+//! cargo run -q -p ductape-cli -- server --dev > dev.env &
+//! until grep -q DUCTAPE_ACCESS_KEY dev.env; do sleep 0.2; done
+//! set -a && . ./dev.env && set +a
 //! cargo run -p ductape --example quickstart
 //! ```
 

@@ -1,6 +1,7 @@
 //! The client: `init()`, then `secrets()` and `access_keys()`.
 
 mod access_keys;
+#[cfg(feature = "blocking")]
 pub mod blocking;
 mod cache;
 mod config;
