@@ -1,4 +1,4 @@
-// The code samples of shared/reference/managing-secrets.md, as written. Only the access key
+// The code samples of docs/reference/managing-secrets.md, as written. Only the access key
 // (and the server address, through DUCTAPE_URL) come from the environment. Each sample is
 // in its own block because several declare the same names. Lines marked "setup" are not
 // part of the reference: they create what a sample deletes or revokes.
