@@ -237,8 +237,9 @@ pub enum AccessKeysCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete an access key by id.
+    /// Delete an access key, by id or by its (unique) name.
     Delete {
+        /// The key's id (`ductape access-keys list`) or name.
         id: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -703,6 +704,7 @@ pub async fn access_keys(cmd: AccessKeysCommand) -> Result<ExitCode, Error> {
         }
         AccessKeysCommand::Delete { id, client: c } => {
             let d = client(&c).await?;
+            let id = d.access_keys().find_id(&id).await?;
             d.access_keys().delete(&id).await?;
             done(&c, "deleted", &id);
         }

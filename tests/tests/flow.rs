@@ -326,32 +326,35 @@ async fn the_server_speaks_http2_as_well_as_http1() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
 }
 
-/// `cargo run -p ductape --example quickstart` (the README's runnable Rust example) against
-/// a dev server, with the two variables the server printed.
+/// The README's Rust examples (`cargo run -p ductape --example quickstart`, and the program
+/// it shows inline, `readme`), each against a fresh dev server with the two variables the
+/// server printed.
 #[test]
-fn the_rust_quickstart_example_runs_as_documented() {
-    let server = Server::dev();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let o = std::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "run",
-            "-q",
-            "--locked",
-            "-p",
-            "ductape",
-            "--example",
-            "quickstart",
-        ])
-        .env("DUCTAPE_URL", &server.url)
-        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(out.contains("STRIPE_API_KEY"), "{out}");
+fn the_rust_examples_run_as_documented() {
+    for (example, prints) in [("quickstart", "STRIPE_API_KEY"), ("readme", "sk_live_")] {
+        let server = Server::dev();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let o = std::process::Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args([
+                "run",
+                "-q",
+                "--locked",
+                "-p",
+                "ductape",
+                "--example",
+                example,
+            ])
+            .env("DUCTAPE_URL", &server.url)
+            .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{example}: {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.contains(prints), "{example}: {out}");
+    }
 }

@@ -320,9 +320,35 @@ impl<'a> AccessKeys<'a> {
             .await
     }
 
+    /// The id of the access key `id_or_name` names: an id as it is, else the one key with
+    /// that name (not found, or several with it: an error that says which).
+    pub async fn find_id(&self, id_or_name: &str) -> Result<String, Error> {
+        if is_key_id(id_or_name) {
+            return Ok(id_or_name.to_owned());
+        }
+        let named: Vec<AccessKeyInfo> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|k| k.name == id_or_name)
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(Error::new(
+                ErrorCode::NotFound,
+                format!("no access key has the id or name '{id_or_name}' (`ductape access-keys list` shows them)"),
+            )),
+            several => Err(Error::invalid_field(format!(
+                "{} access keys are named '{id_or_name}': give the id of one ({})",
+                several.len(),
+                several.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
     /// Deletes an access key and its wrapped copy of the workspace key.
     pub async fn delete(&self, id: &str) -> Result<bool, Error> {
-        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_key_id(id) {
             return Err(Error::invalid_field(
                 "access key id must be 16 hex characters",
             ));
@@ -339,4 +365,9 @@ impl<'a> AccessKeys<'a> {
             .await?;
         Ok(resp.deleted)
     }
+}
+
+/// An access key's id: 16 hex characters.
+fn is_key_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
