@@ -550,3 +550,45 @@ fn send_signal(pid: u32, sig: &str) {
         .status()
         .unwrap();
 }
+
+#[test]
+fn access_keys_delete_by_name_or_id_and_says_which_when_a_name_is_ambiguous() {
+    let server = Server::dev();
+    let create = |name: &str| {
+        let o = run(
+            &server,
+            &[
+                "access-keys",
+                "create",
+                "--name",
+                name,
+                "--permissions",
+                "read",
+                "--json",
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["info"]["id"].as_str().expect("the new key's id").to_owned()
+    };
+    create("ci");
+    let o = run(&server, &["access-keys", "delete", "ci"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&server, &["access-keys", "delete", "ci"], None);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no access key has the id or name 'ci'"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (a, b) = (create("twin"), create("twin"));
+    let o = run(&server, &["access-keys", "delete", "twin"], None);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(err.contains(&a) && err.contains(&b), "{err}");
+    let o = run(&server, &["access-keys", "delete", &a], None);
+    assert!(o.status.success(), "by id");
+    let o = run(&server, &["access-keys", "delete", "twin"], None);
+    assert!(o.status.success(), "unique again");
+}
