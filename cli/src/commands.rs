@@ -27,14 +27,21 @@ pub struct InitArgs {
 }
 
 /// Value sources: exactly one of `--value`, `--value-file`, or stdin.
+/// Where a value comes from, the same for `create` and `update`: --value, --value-file,
+/// or stdin (piped: one trailing newline dropped). Stdin is read when asked for
+/// (--value-stdin), and otherwise when it is not a terminal and nothing else was given
+/// (`create` always needs a value; `update` only when it changes no metadata).
 #[derive(Args)]
 pub struct ValueArgs {
     /// The value (visible in process listings: prefer stdin or --value-file).
-    #[arg(long, conflicts_with = "value_file")]
+    #[arg(long, conflicts_with_all = ["value_file", "value_stdin"])]
     value: Option<String>,
     /// Read the value from a file (as is, no trailing newline removed).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "value_stdin")]
     value_file: Option<PathBuf>,
+    /// Read the value from stdin.
+    #[arg(long)]
+    value_stdin: bool,
 }
 
 #[derive(Args)]
@@ -50,9 +57,10 @@ pub struct MetadataArgs {
     /// Environment slugs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     envs: Option<Vec<String>>,
-    /// Expiry, Unix seconds.
+    /// Expiry: Unix seconds, a date (2027-01-01), an RFC 3339 date-time
+    /// (2027-01-01T09:00:00Z), or a duration from now (90d, 12h, 2w).
     #[arg(long)]
-    expires_at: Option<i64>,
+    expires_at: Option<String>,
 }
 
 impl MetadataArgs {
@@ -69,8 +77,58 @@ impl MetadataArgs {
             .transpose()?);
         m.scope = set(self.scope);
         m.envs = set(self.envs);
-        m.expires_at = set(self.expires_at);
+        m.expires_at = set(self
+            .expires_at
+            .as_deref()
+            .map(|t| ductape::validate::parse_expiry(t, ductape::ids::now_secs()))
+            .transpose()?);
         Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.description.is_none()
+            && self.token_type.is_none()
+            && self.scope.is_none()
+            && self.envs.is_none()
+            && self.expires_at.is_none()
+    }
+}
+
+/// `update` flags that empty a field.
+#[derive(Args)]
+pub struct ClearArgs {
+    /// Remove the description.
+    #[arg(long, conflicts_with = "description")]
+    clear_description: bool,
+    /// Make the secret available to every app (an empty scope).
+    #[arg(long, conflicts_with = "scope")]
+    clear_scope: bool,
+    /// Make the secret available in every environment (no envs).
+    #[arg(long, conflicts_with = "envs")]
+    clear_envs: bool,
+    /// Remove the expiry.
+    #[arg(long, conflicts_with = "expires_at")]
+    no_expiry: bool,
+}
+
+impl ClearArgs {
+    fn apply(&self, m: &mut MetadataInput) {
+        if self.clear_description {
+            m.description = Patch::Clear;
+        }
+        if self.clear_scope {
+            m.scope = Patch::Clear;
+        }
+        if self.clear_envs {
+            m.envs = Patch::Clear;
+        }
+        if self.no_expiry {
+            m.expires_at = Patch::Clear;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !(self.clear_description || self.clear_scope || self.clear_envs || self.no_expiry)
     }
 }
 
@@ -78,7 +136,7 @@ impl MetadataArgs {
 pub enum SecretsCommand {
     /// Create a secret; the value comes from --value, --value-file or stdin.
     #[command(
-        after_help = "Examples:\n  echo -n 'sk_live_51ABC' | ductape secrets create STRIPE_API_KEY --scope payments --envs prd\n  ductape secrets create DB_URL --value-file db-url.txt --expires-at 2082758400\n  ductape secrets create DEBUG_TOKEN --value abc --description 'dev only' --envs dev"
+        after_help = "Examples:\n  echo -n 'sk_live_51ABC' | ductape secrets create STRIPE_API_KEY --scope payments --envs prd\n  ductape secrets create DB_URL --value-file db-url.txt --expires-at 2027-06-30\n  ductape secrets create TEMP_TOKEN --value abc --expires-at 12h\n  ductape secrets create DEBUG_TOKEN --value abc --description 'dev only' --envs dev"
     )]
     Create {
         key: String,
@@ -153,19 +211,15 @@ pub enum SecretsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Change a secret's value and/or metadata.
+    /// Change a secret's value and/or metadata; --clear-* flags empty a field.
     Update {
         key: String,
         #[command(flatten)]
         value: ValueArgs,
-        /// Read the new value from stdin.
-        #[arg(long)]
-        value_stdin: bool,
         #[command(flatten)]
         meta: MetadataArgs,
-        /// Remove the expiry.
-        #[arg(long, conflicts_with = "expires_at")]
-        no_expiry: bool,
+        #[command(flatten)]
+        clear: ClearArgs,
         /// Only if the secret is still at this version (else exit 1, version_conflict).
         #[arg(long)]
         if_version: Option<i64>,
@@ -347,11 +401,11 @@ fn read_value(v: &ValueArgs, stdin_ok: bool) -> Result<Option<Plaintext>, Error>
         })?;
         return Ok(Some(Plaintext::new(text)));
     }
-    if !stdin_ok {
+    if !(stdin_ok || v.value_stdin) {
         return Ok(None);
     }
     let mut stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    if stdin.is_terminal() && !v.value_stdin {
         return Err(Error::new(
             ErrorCode::Config,
             "no value: pipe it on stdin, or pass --value-file or --value",
@@ -485,9 +539,8 @@ async fn secrets_command(cmd: SecretsCommand) -> Result<ExitCode, Error> {
         SecretsCommand::Update {
             key,
             value,
-            value_stdin,
             meta,
-            no_expiry,
+            clear,
             if_version,
             client: c,
         } => {
@@ -495,13 +548,13 @@ async fn secrets_command(cmd: SecretsCommand) -> Result<ExitCode, Error> {
             if let Some(v) = if_version {
                 args = args.expected_version(v);
             }
-            if let Some(v) = read_value(&value, value_stdin)? {
+            // Stdin is the value when it is all there is (as for create).
+            let value_only = meta.is_empty() && clear.is_empty();
+            if let Some(v) = read_value(&value, value_only)? {
                 args = args.value(v);
             }
             meta.apply(&mut args.metadata)?;
-            if no_expiry {
-                args = args.no_expiry();
-            }
+            clear.apply(&mut args.metadata);
             let d = client(&c).await?;
             let rec = d.secrets().update(&key, args).await?;
             if c.json {

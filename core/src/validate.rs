@@ -386,6 +386,47 @@ fn json_integer(v: &Value) -> Option<i64> {
     })
 }
 
+/// An expiry as people write it, as Unix seconds: Unix seconds (`2082758400`), an RFC 3339
+/// date-time (`2027-01-01T09:00:00Z`, `2027-01-01T09:00:00+02:00`), a date (`2027-01-01`:
+/// its first second, UTC), or a duration from `now` (`90d`, `12h`, `2w`, `1y`, `1h30m`:
+/// humantime's units). The result is checked as any `expires_at` is, when sent.
+///
+/// ```
+/// use ductape::validate::parse_expiry;
+/// assert_eq!(parse_expiry("2082758400", 0).unwrap(), 2082758400);
+/// assert_eq!(parse_expiry("2027-01-01", 0).unwrap(), 1798761600);
+/// assert_eq!(parse_expiry("90d", 1_000).unwrap(), 1_000 + 90 * 86_400);
+/// assert!(parse_expiry("next tuesday", 0).is_err());
+/// ```
+pub fn parse_expiry(text: &str, now: i64) -> Result<i64, Error> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    let bad = || {
+        Error::invalid_field(
+            "expires_at must be Unix seconds, an RFC 3339 date (2027-01-01) or date-time \
+             (2027-01-01T09:00:00Z), or a duration from now (90d, 12h, 2w)",
+        )
+    };
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad());
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(text, &date) {
+        return Ok(d.midnight().assume_utc().unix_timestamp());
+    }
+    let span = humantime::parse_duration(text).map_err(|_| bad())?;
+    i64::try_from(span.as_secs())
+        .ok()
+        .and_then(|s| now.checked_add(s))
+        .ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

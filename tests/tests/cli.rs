@@ -570,7 +570,10 @@ fn access_keys_delete_by_name_or_id_and_says_which_when_a_name_is_ambiguous() {
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["info"]["id"].as_str().expect("the new key's id").to_owned()
+        v["info"]["id"]
+            .as_str()
+            .expect("the new key's id")
+            .to_owned()
     };
     create("ci");
     let o = run(&server, &["access-keys", "delete", "ci"], None);
@@ -591,4 +594,116 @@ fn access_keys_delete_by_name_or_id_and_says_which_when_a_name_is_ambiguous() {
     assert!(o.status.success(), "by id");
     let o = run(&server, &["access-keys", "delete", "twin"], None);
     assert!(o.status.success(), "unique again");
+}
+
+#[test]
+fn expiry_dates_and_durations_clearing_fields_and_values_from_stdin_on_update() {
+    let server = Server::dev();
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let created = json(&run(
+        &server,
+        &[
+            "secrets",
+            "create",
+            "EXP",
+            "--value",
+            "v1",
+            "--description",
+            "d",
+            "--scope",
+            "web",
+            "--envs",
+            "prd",
+            "--expires-at",
+            "2099-01-01",
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(
+        created["expires_at"], 4070908800i64,
+        "a date: its first second, UTC"
+    );
+    let o = run(
+        &server,
+        &[
+            "secrets",
+            "update",
+            "EXP",
+            "--expires-at",
+            "2099-01-01T09:00:00+01:00",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(json(&o)["expires_at"], 4070908800i64 + 8 * 3600);
+    let now = ductape::ids::now_secs();
+    let o = run(
+        &server,
+        &["secrets", "update", "EXP", "--expires-at", "90d", "--json"],
+        None,
+    );
+    let at = json(&o)["expires_at"].as_i64().unwrap();
+    assert!(
+        (at - (now + 90 * 86_400)).abs() < 60,
+        "90 days from now: {at}"
+    );
+    let o = run(
+        &server,
+        &["secrets", "update", "EXP", "--expires-at", "someday"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("duration from now (90d"));
+
+    // Clearing: description, scope, envs and expiry.
+    let o = run(
+        &server,
+        &[
+            "secrets",
+            "update",
+            "EXP",
+            "--clear-description",
+            "--clear-scope",
+            "--clear-envs",
+            "--no-expiry",
+            "--json",
+        ],
+        None,
+    );
+    let cleared = json(&o);
+    assert_eq!(cleared["description"], serde_json::Value::Null);
+    assert_eq!(cleared["scope"], serde_json::json!([]));
+    assert_eq!(cleared["envs"], serde_json::json!([]));
+    assert_eq!(cleared["expires_at"], serde_json::Value::Null);
+
+    // The value from stdin, as create reads it: piped, nothing else to change.
+    let o = run(&server, &["secrets", "update", "EXP"], Some("from-stdin\n"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&server, &["secrets", "get", "EXP"], None);
+    assert_eq!(stdout(&o), "from-stdin\n");
+    // With metadata flags, stdin is left alone unless asked for.
+    let o = run(
+        &server,
+        &["secrets", "update", "EXP", "--envs", "dev"],
+        Some("ignored\n"),
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&run(&server, &["secrets", "get", "EXP"], None)),
+        "from-stdin\n"
+    );
+    let o = run(
+        &server,
+        &["secrets", "update", "EXP", "--envs", "dev", "--value-stdin"],
+        Some("both\n"),
+    );
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&run(&server, &["secrets", "get", "EXP"], None)),
+        "both\n"
+    );
 }
