@@ -127,7 +127,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            output::print_error(&e);
+            // `--json` is a global flag of every command that talks to a server (not an
+            // argument after `--`, which belongs to the command `ductape run` starts).
+            let json = std::env::args_os()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            output::print_error(&e, json);
             ExitCode::FAILURE
         }
     }

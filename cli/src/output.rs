@@ -52,7 +52,16 @@ impl<W: Write> Streamed<W> {
     }
 }
 
-pub fn print_error(e: &Error) {
+/// An error on stderr: a line for people, or with `--json` the server's error shape
+/// (`{"error": {"code", "message", "status"}}`) for scripts.
+pub fn print_error(e: &Error, json: bool) {
+    if json {
+        let body = serde_json::json!({
+            "error": { "code": e.code_str(), "message": e.message(), "status": e.status() }
+        });
+        eprintln!("{body}");
+        return;
+    }
     match e.status() {
         Some(s) => eprintln!("error: {} ({}, HTTP {s})", e.message(), e.code_str()),
         None => eprintln!("error: {} ({})", e.message(), e.code_str()),

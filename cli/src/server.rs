@@ -177,6 +177,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
     if let Some(n) = args.rate_limit {
         state = state.with_rate_limit(n);
     }
+    if args.dev {
+        state = state.dev();
+    }
     let state = Arc::new(state);
     if let Some(days) = args.audit_retention_days {
         let secs = u64::from(days.get()) * 86_400;

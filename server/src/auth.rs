@@ -88,10 +88,16 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         // Hash even when the id is unknown, so timing does not tell which ids exist.
         let presented = hash_secret(secret);
         let key = state.access_key(id).await?;
-        let key = match key {
-            Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
-            _ => return Err(unauthenticated("invalid access key")),
-        };
+        let key =
+            match key {
+                Some(k) if hashes_equal(&k.secret_hash, &presented) => k,
+                _ if state.dev => return Err(unauthenticated(
+                    "invalid access key: this is a --dev server, which makes a new workspace and \
+                     admin key at each start (keys from an earlier start are gone): use the \
+                     DUCTAPE_ACCESS_KEY it printed this time",
+                )),
+                _ => return Err(unauthenticated("invalid access key")),
+            };
         if let Some(limiter) = &state.rate_limit {
             if let Err(not_until) = limiter.check_key(&key.id) {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(

@@ -26,6 +26,8 @@ pub struct AppState {
     pub retention: crate::storage::Retention,
     /// The change feed of `GET /v1/events`.
     pub feed: crate::feed::Feed,
+    /// A `--dev` server (in memory, a new workspace and key at each start): refusals say so.
+    pub dev: bool,
     /// The workspace, read from storage once: only its format changes after setup (by the
     /// upgrade, which refreshes it here; routes read the keyring itself fresh).
     workspace: RwLock<Option<Workspace>>,
@@ -44,6 +46,7 @@ impl AppState {
             limits: crate::listen::Limits::default(),
             retention: crate::storage::Retention::default(),
             feed: crate::feed::Feed::default(),
+            dev: false,
             workspace: RwLock::new(None),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -81,6 +84,12 @@ impl AppState {
     /// Keeps history and trash as `retention` says.
     pub fn with_retention(mut self, retention: crate::storage::Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// A `--dev` server: an unknown key is most likely one printed by an earlier start.
+    pub fn dev(mut self) -> Self {
+        self.dev = true;
         self
     }
 

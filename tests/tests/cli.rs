@@ -354,19 +354,7 @@ fn errors_suggest_the_fix() {
         err.contains("not found") && !err.contains("did you mean"),
         "{err}"
     );
-    // Nothing listening: the error says where it looked and what checks it.
-    let o = Command::new(ductape_bin())
-        .args(["secrets", "list", "--url", "http://127.0.0.1:9"])
-        .env("DUCTAPE_ACCESS_KEY", server.access_key.as_deref().unwrap())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(
-            "cannot connect to the Ductape server at http://127.0.0.1:9: is it running there?"
-        ),
-        "{err}"
-    );
+    // Connection, URL and key mistakes: errors_name_the_mistake_and_the_fix.
 }
 
 #[test]
@@ -706,4 +694,64 @@ fn expiry_dates_and_durations_clearing_fields_and_values_from_stdin_on_update() 
         stdout(&run(&server, &["secrets", "get", "EXP"], None)),
         "both\n"
     );
+}
+
+/// Errors that say what to do: each mistake a new user makes, and the message that names it.
+#[test]
+fn errors_name_the_mistake_and_the_fix() {
+    let server = Server::dev();
+    let with_url = |url: &str, key: &str, extra: &[&str]| {
+        let o = Command::new(ductape_bin())
+            .args(["secrets", "list", "--url", url])
+            .args(extra)
+            .env("DUCTAPE_ACCESS_KEY", key)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{url} should fail");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let key = server.access_key.clone().unwrap();
+
+    // Nothing listening: the root cause and where it looked.
+    let err = with_url("http://127.0.0.1:9", &key, &[]);
+    assert!(
+        err.contains("http://127.0.0.1:9: Connection refused"),
+        "{err}"
+    );
+    assert!(err.contains("is it running there?"), "{err}");
+    // The API's path in the URL.
+    let err = with_url(&format!("{}/v1", server.url), &key, &[]);
+    assert!(err.contains("drop the trailing /v1"), "{err}");
+    // No scheme, however it is missing: one message.
+    let a = with_url("127.0.0.1:8200", &key, &[]);
+    let b = with_url("localhost", &key, &[]);
+    assert_eq!(a, b);
+    assert!(a.contains("expected http(s)://host[:port]"), "{a}");
+    // Something else answering: not a Ductape server.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_url = format!("http://{}", other.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in other.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+            );
+        }
+    });
+    let err = with_url(&other_url, &key, &[]);
+    assert!(
+        err.contains("does not answer like a Ductape server"),
+        "{err}"
+    );
+    // A key the dev server does not know (one from an earlier start, say).
+    let stale = ductape::AccessKey::generate();
+    let err = with_url(&server.url, stale.expose().as_str(), &[]);
+    assert!(err.contains("this is a --dev server"), "{err}");
+    assert!(!err.contains(stale.secret()), "the key never shows");
+    // --json: the error as JSON too.
+    let err = with_url("http://127.0.0.1:9", &key, &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "connection_error");
 }

@@ -158,14 +158,24 @@ pub(crate) fn ca_from_env() -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-/// A server URL must be http(s) with a host.
+/// A server URL must be http(s) with a host, and the server's root (or the path a proxy
+/// serves it under), not its API's `/v1`. One message for every malformed URL.
 pub fn check_url(url: &str) -> Result<(), Error> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| Error::new(ErrorCode::Config, format!("invalid server URL: {e}")))?;
+    let malformed = || {
+        Error::new(
+            ErrorCode::Config,
+            "invalid server URL: expected http(s)://host[:port], e.g. http://127.0.0.1:8200",
+        )
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| malformed())?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(malformed());
+    }
+    if parsed.path().trim_end_matches('/').ends_with("/v1") {
         return Err(Error::new(
             ErrorCode::Config,
-            "invalid server URL: expected http(s)://host[:port]",
+            "invalid server URL: drop the trailing /v1 (the client adds the API's path): \
+             the server's own address, e.g. http://127.0.0.1:8200",
         ));
     }
     Ok(())

@@ -163,8 +163,9 @@ impl Transport {
             return Ok(resp);
         }
         let status = resp.status();
+        let origin = resp.url().origin().ascii_serialization();
         let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
-        Err(server_error(status, &bytes, None))
+        Err(server_error(status, &origin, &bytes, None))
     }
 
     /// An unauthenticated call (setup, health).
@@ -312,7 +313,8 @@ fn network_error(e: reqwest::Error) -> Failed {
         (
             ErrorCode::Connection,
             format!(
-                "cannot connect to the Ductape server{at}: is it running there? (`ductape doctor` checks) ({e})"
+                "cannot connect to the Ductape server{at}: {}: is it running there? (`ductape doctor` checks)",
+                root_cause(&e)
             ),
             false,
         )
@@ -329,6 +331,16 @@ fn network_error(e: reqwest::Error) -> Failed {
     }
 }
 
+/// The innermost error behind `e` ("Connection refused (os error 111)", "failed to lookup
+/// address information: …"): what actually went wrong, under reqwest's and hyper's wrappers.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error> {
     let status = resp.status();
     let retry_after = resp
@@ -337,6 +349,7 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.min(60)));
+    let origin = resp.url().origin().ascii_serialization();
     let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| {
@@ -349,10 +362,15 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
             )
         });
     }
-    Err(server_error(status, &bytes, retry_after))
+    Err(server_error(status, &origin, &bytes, retry_after))
 }
 
-fn server_error(status: StatusCode, bytes: &[u8], retry_after: Option<Duration>) -> Error {
+fn server_error(
+    status: StatusCode,
+    origin: &str,
+    bytes: &[u8],
+    retry_after: Option<Duration>,
+) -> Error {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(body) => Error::from_server(
             status.as_u16(),
@@ -360,16 +378,27 @@ fn server_error(status: StatusCode, bytes: &[u8], retry_after: Option<Duration>)
             body.error.message,
             retry_after,
         ),
-        // A proxy or a non-Ductape server: keep the status, not the (unknown) body.
-        Err(_) => Error::from_server(
-            status.as_u16(),
-            None,
-            format!(
-                "HTTP {} {}",
+        // A proxy or a non-Ductape server: keep the status, not the (unknown) body, and say
+        // which of the two it likely is.
+        Err(_) => {
+            let hint = if status == StatusCode::NOT_FOUND {
+                format!(
+                    "{origin} does not answer like a Ductape server: is the URL the server's \
+                     own address (no path)?"
+                )
+            } else {
+                format!("not an answer of the Ductape server: a proxy in front of {origin}?")
+            };
+            Error::from_server(
                 status.as_u16(),
-                status.canonical_reason().unwrap_or("error")
-            ),
-            retry_after,
-        ),
+                None,
+                format!(
+                    "HTTP {} {}: {hint}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("error")
+                ),
+                retry_after,
+            )
+        }
     }
 }
