@@ -10,9 +10,10 @@ use crate::ClientArgs;
 use ductape::validate::{MetadataInput, Patch};
 use ductape::wire::{ListQuery, Permission};
 use ductape::{
-    AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext, TokenType,
-    UpdateSecret,
+    AccessKey, AccessKeyOptions, Config, CreateSecret, Ductape, Error, ErrorCode, Plaintext,
+    TokenType, UpdateSecret,
 };
+use zeroize::Zeroizing;
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -327,7 +328,7 @@ pub async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Error> {
         WorkspaceCommand::RotateKey { client } => (client, true),
         WorkspaceCommand::Upgrade { client } => (client, false),
     };
-    let d = Ductape::new(Config::resolve(c.url.as_deref(), c.access_key.as_deref())?)?;
+    let d = Ductape::new(config(c).await?)?;
     let bar = crate::output::progress_bar("resealing", 0);
     let step = |done: u64, total: u64| {
         bar.set_length(total);
@@ -379,11 +380,44 @@ pub async fn init(args: InitArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The URL and access key a command uses: flags, else the environment, else what
+/// `ductape login` kept, whose key goes only to the server it was kept for.
+async fn url_and_key(
+    args: &ClientArgs,
+) -> Result<(Option<String>, Option<Zeroizing<String>>), Error> {
+    let mut url = args.url.clone();
+    let key = match &args.access_key {
+        Some(k) => Some(Zeroizing::new(k.clone())),
+        None => match crate::login::load().await? {
+            Some(kept) if url.as_deref().is_none_or(|u| same_server(u, &kept.url)) => {
+                url.get_or_insert(kept.url);
+                Some(kept.access_key)
+            }
+            _ => None,
+        },
+    };
+    Ok((url, key))
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The client configuration of a command (see [`url_and_key`]).
+pub async fn config(args: &ClientArgs) -> Result<Config, Error> {
+    let (url, key) = url_and_key(args).await?;
+    let Some(key) = key else {
+        return Err(Error::new(
+            ErrorCode::Config,
+            "no access key: set DUCTAPE_ACCESS_KEY, or run `ductape login` (a key kept by \
+             `login` is used only for the URL it was kept with)",
+        ));
+    };
+    Config::resolve(url.as_deref(), Some(key.as_str()))
+}
+
 pub async fn client(args: &ClientArgs) -> Result<Ductape, Error> {
-    let d = Ductape::new(Config::resolve(
-        args.url.as_deref(),
-        args.access_key.as_deref(),
-    )?)?;
+    let d = Ductape::new(config(args).await?)?;
     d.init().await?;
     Ok(d)
 }
@@ -777,10 +811,11 @@ pub struct DoctorArgs {
 
 pub async fn doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     let c = &args.client;
+    let (url, key) = url_and_key(c).await?;
     let findings = if args.server_only {
-        ductape::client::doctor_server(c.url.as_deref()).await
+        ductape::client::doctor_server(url.as_deref()).await
     } else {
-        ductape::client::doctor(c.url.as_deref(), c.access_key.as_deref()).await
+        ductape::client::doctor(url.as_deref(), key.as_deref().map(String::as_str)).await
     };
     if c.json {
         output::json(&findings);
@@ -798,4 +833,77 @@ pub async fn doctor(args: DoctorArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  ductape login --url https://secrets.example.com     # asks for the key (hidden)\n  echo \"$KEY\" | ductape login --url http://127.0.0.1:8200\n  ductape logout"
+)]
+pub struct LoginArgs {
+    /// The server (default: DUCTAPE_URL, else http://127.0.0.1:8200).
+    #[arg(long, env = "DUCTAPE_URL")]
+    url: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Checks an access key against the server and keeps it, with the URL, for the commands
+/// that follow (OS keyring, else a 0600 file). The key comes from DUCTAPE_ACCESS_KEY, piped
+/// stdin, or a hidden prompt; never from a flag (process listings show flags).
+pub async fn login(args: LoginArgs) -> Result<ExitCode, Error> {
+    let text = match std::env::var("DUCTAPE_ACCESS_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        Some(k) => Zeroizing::new(k),
+        None if std::io::stdin().is_terminal() => Zeroizing::new(
+            rpassword::prompt_password("Access key (dtpk_…): ")
+                .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read the key: {e}")))?,
+        ),
+        None => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_to_string(&mut line)
+                .map_err(|e| Error::new(ErrorCode::Config, format!("cannot read stdin: {e}")))?;
+            Zeroizing::new(line.trim().to_owned())
+        }
+    };
+    let key: AccessKey = text.trim().parse()?;
+    let config = Config::resolve(args.url.as_deref(), Some(text.trim()))?.max_retries(0);
+    let url = config.url().to_owned();
+    let d = Ductape::new(config)?;
+    // Only a key the server accepts is kept.
+    d.init().await?;
+    let who = d.access_key_info()?;
+    let store = crate::login::save(&url, &key).await?;
+    let kept_in = match store {
+        crate::login::Store::Keyring => "the OS keyring".to_owned(),
+        crate::login::Store::File => crate::login::dir()?
+            .join("credentials")
+            .display()
+            .to_string(),
+    };
+    if args.json {
+        output::json(&serde_json::json!({
+            "url": url, "access_key_id": key.id(), "name": who.name, "kept_in": store,
+        }));
+    } else {
+        println!(
+            "logged in to {url} as '{}' ({}); the key is kept in {kept_in}",
+            who.name,
+            key.id()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Forgets what `ductape login` kept.
+pub async fn logout() -> Result<ExitCode, Error> {
+    if crate::login::forget().await? {
+        println!("logged out: the kept URL and access key are gone");
+    } else {
+        println!("not logged in: nothing was kept");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod dotenv;
+mod login;
 mod output;
 mod run;
 mod server;
@@ -64,6 +65,11 @@ enum Command {
     /// Check what stands between this machine and a working client: URL, server, TLS,
     /// readiness, clock, access key and session; each problem with its fix (exit 1 if any).
     Doctor(commands::DoctorArgs),
+    /// Keep a server URL and access key for the commands that follow (OS keyring, else a
+    /// file only you can read), checked against the server first.
+    Login(commands::LoginArgs),
+    /// Forget what `ductape login` kept.
+    Logout,
     /// Print a shell completion script: `source <(ductape completions bash)`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `ductape man > ductape.1`.
@@ -105,6 +111,8 @@ fn main() -> ExitCode {
             Command::Check(args) => run::check(args).await,
             Command::Audit(args) => run::audit(args).await,
             Command::Doctor(args) => commands::doctor(args).await,
+            Command::Login(args) => commands::login(args).await,
+            Command::Logout => commands::logout().await,
             Command::Completions { shell } => {
                 let mut text = Vec::new();
                 clap_complete::generate(

@@ -755,3 +755,91 @@ fn errors_name_the_mistake_and_the_fix() {
     let v: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON error");
     assert_eq!(v["error"]["code"], "connection_error");
 }
+
+/// `ductape login` keeps URL and key (here in the 0600 file: DUCTAPE_KEYRING=off) for the
+/// commands that follow, sends the key only to the server it was kept for, refuses a file
+/// others may read, and `logout` forgets it all.
+#[test]
+fn login_keeps_the_key_for_its_server_only_and_logout_forgets_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::dev();
+    let key = server.access_key.clone().unwrap();
+    let secret_part = key.split('.').nth(1).unwrap().to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg_dir = tmp.path().join("ductape"); // made by login
+    let ductape = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(ductape_bin())
+            .args(args)
+            .env_remove("DUCTAPE_URL")
+            .env_remove("DUCTAPE_ACCESS_KEY")
+            .env("DUCTAPE_CONFIG_DIR", &cfg_dir)
+            .env("DUCTAPE_KEYRING", "off")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        let text = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(!text.contains(&secret_part), "the key never shows: {text}");
+        (o.status.success(), text)
+    };
+
+    // A key the server refuses is not kept.
+    let stranger = ductape::AccessKey::generate();
+    let (ok, text) = ductape(&["login", "--url", &server.url], stranger.expose().as_str());
+    assert!(!ok && text.contains("invalid access key"), "{text}");
+    assert!(!cfg_dir.as_path().join("login.json").exists());
+
+    let (ok, text) = ductape(&["login", "--url", &server.url], &format!("{key}\n"));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("as 'admin'") && text.contains("credentials"),
+        "{text}"
+    );
+    let credentials = cfg_dir.as_path().join("credentials");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&credentials), 0o600);
+    assert_eq!(
+        mode(cfg_dir.as_path()) & 0o077,
+        0,
+        "the directory is private too"
+    );
+    let login = std::fs::read_to_string(cfg_dir.as_path().join("login.json")).unwrap();
+    assert!(login.contains(&server.url) && !login.contains(&secret_part));
+
+    // The commands that follow need no variables.
+    let (ok, text) = ductape(&["secrets", "create", "KEPT", "--value", "v"], "");
+    assert!(ok, "{text}");
+    let (ok, text) = ductape(&["secrets", "get", "KEPT"], "");
+    assert!(ok && text == "v\n", "{text}");
+    // Another server never gets the kept key.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_url = format!("http://{}", other.local_addr().unwrap());
+    other.set_nonblocking(true).unwrap();
+    let (ok, text) = ductape(&["secrets", "list", "--url", &other_url], "");
+    assert!(!ok && text.contains("no access key"), "{text}");
+    assert!(
+        other.accept().is_err(),
+        "nothing connected to the other server"
+    );
+
+    // A credentials file others may read is refused, with the fix.
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, text) = ductape(&["secrets", "list"], "");
+    assert!(!ok && text.contains("chmod 600"), "{text}");
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (ok, text) = ductape(&["logout"], "");
+    assert!(ok && text.contains("logged out"), "{text}");
+    assert!(!credentials.exists() && !cfg_dir.as_path().join("login.json").exists());
+    let (ok, text) = ductape(&["secrets", "list"], "");
+    assert!(!ok && text.contains("ductape login"), "{text}");
+}

@@ -449,3 +449,35 @@ fn anonymous_client() -> Result<reqwest::Client, Error> {
         .build()
         .map_err(transport::build_error)
 }
+
+/// Replaces `path` with `bytes` atomically, readable by its owner only: a new file (0600)
+/// written and fsynced beside it, renamed over the old, the directory fsynced. A process
+/// killed mid-write leaves the old file whole. (The cache snapshot's and the CLI's kept
+/// login's writer.)
+pub fn replace_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
