@@ -430,6 +430,41 @@ pub fn parse_expiry(text: &str, now: i64) -> Result<i64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiries_people_write_and_the_ones_refused() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_expiry(" 2082758400 ", now).unwrap(), 2_082_758_400);
+        assert_eq!(
+            parse_expiry("2027-01-01T09:00:00+02:00", now).unwrap(),
+            1_798_761_600 + 7 * 3600
+        );
+        assert_eq!(
+            parse_expiry("2027-01-01T09:00:00.5Z", now).unwrap(),
+            1_798_794_000
+        );
+        assert_eq!(parse_expiry("12h", now).unwrap(), now + 12 * 3600);
+        assert_eq!(parse_expiry("1h 30m", now).unwrap(), now + 5400);
+        assert_eq!(parse_expiry("2w", now).unwrap(), now + 14 * 86_400);
+        for bad in [
+            "",
+            "-5d",
+            "2027-13-01",
+            "2027-01-01 09:00",
+            "tomorrow",
+            "99999999999999999999",
+            "9999999999999999999y",
+        ] {
+            let e = parse_expiry(bad, now).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidField, "{bad:?}");
+            if !bad.is_empty() {
+                assert!(
+                    !e.message().contains(bad),
+                    "the text is not echoed: {bad:?}"
+                );
+            }
+        }
+    }
     use serde_json::json;
 
     #[test]
