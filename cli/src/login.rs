@@ -123,9 +123,12 @@ pub async fn save(url: &str, key: &AccessKey) -> Result<Store, Error> {
     Ok(key_in)
 }
 
-/// What `login` kept, if anything (and the key is still where it was put).
+/// What `login` kept, if anything (and the key is still where it was put). Nothing where
+/// there is no config directory at all (no HOME: a container, say).
 pub async fn load() -> Result<Option<Kept>, Error> {
-    let dir = dir()?;
+    let Ok(dir) = dir() else {
+        return Ok(None);
+    };
     let path = dir.join("login.json");
     let login: Login = match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
