@@ -75,11 +75,7 @@ impl Config {
                 )
             })?;
         let access_key: AccessKey = key_text.parse()?;
-        let url = url
-            .map(str::to_owned)
-            .or_else(|| std::env::var("DUCTAPE_URL").ok())
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = resolve_url(url);
         check_url(&url)?;
         let mut config = Config::new(url, access_key);
         config.ca_pem = ca_from_env()?;
@@ -156,6 +152,14 @@ pub(crate) fn ca_from_env() -> Result<Option<Vec<u8>>, Error> {
             )
         }),
     }
+}
+
+/// The server URL a client uses: `url` if given, else `DUCTAPE_URL`, else [`DEFAULT_URL`].
+pub(crate) fn resolve_url(url: Option<&str>) -> String {
+    url.map(str::to_owned)
+        .or_else(|| std::env::var("DUCTAPE_URL").ok())
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
 }
 
 /// A server URL must be http(s) with a host, and the server's root (or the path a proxy

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use std::time::{Duration, SystemTime};
 
-use super::config::{ca_from_env, check_url, DEFAULT_URL};
+use super::config::{ca_from_env, check_url, resolve_url};
 use super::transport::http_client;
 use super::{Config, Ductape};
 use crate::crypto::AccessKey;
@@ -94,11 +94,7 @@ pub async fn doctor_server(url: Option<&str>) -> Vec<Finding> {
 /// The URL (flag, else `DUCTAPE_URL`, else the default) and whether its server answered;
 /// `None` when the URL itself is wrong.
 async fn server_findings(url: Option<&str>, out: &mut Vec<Finding>) -> Option<(String, bool)> {
-    let url = url
-        .map(str::to_owned)
-        .or_else(|| std::env::var("DUCTAPE_URL").ok())
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let url = resolve_url(url);
     if let Err(e) = check_url(&url) {
         out.push(fail(
             "url",

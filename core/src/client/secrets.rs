@@ -467,8 +467,9 @@ impl<'a> Secrets<'a> {
     }
 
     /// A fresh cache hit for `key` without any request or wait: the cache's generation and
-    /// how long the entry stays fresh (see [`Secrets::cache_generation`]), and the secret; `None` on a miss, a stale
-    /// or expired entry, or without a cache. What the bindings' fast path calls.
+    /// how long the entry stays fresh (see [`Secrets::cache_generation`]), and the secret;
+    /// `None` on a miss, a stale or expired entry, or without a cache. What the bindings'
+    /// fast path calls.
     pub fn cached(&self, key: &str) -> Option<CachedHit> {
         let cache = self.client.cache()?;
         // Read before the entry: a change after it makes the generation move on.

@@ -230,12 +230,10 @@ impl Snapshot {
                 })
                 .collect(),
         };
-        if let Err(e) = self.replace(&serde_json::to_vec(&file).unwrap_or_default()) {
+        if let Err(e) =
+            super::replace_private_file(&self.path, &serde_json::to_vec(&file).unwrap_or_default())
+        {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the snapshot");
         }
-    }
-
-    fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
-        super::replace_private_file(&self.path, bytes)
     }
 }

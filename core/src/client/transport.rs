@@ -349,9 +349,10 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.min(60)));
-    let origin = resp.url().origin().ascii_serialization();
+    // Only a failure names the server (no allocation on the success path).
+    let origin = (!status.is_success()).then(|| resp.url().origin().ascii_serialization());
     let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
-    if status.is_success() {
+    let Some(origin) = origin else {
         return serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(
                 ErrorCode::Protocol,
@@ -361,7 +362,7 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
                 ),
             )
         });
-    }
+    };
     Err(server_error(status, &origin, &bytes, retry_after))
 }
 
