@@ -174,6 +174,11 @@ export interface AuditEntry {
   allowed: boolean;
   reason: string | null;
   detail: string | null;
+  /**
+   * A batch read's (`resolve`, `check`) secrets it was allowed to read, when one event
+   * records them all (`secret_key` is then empty); absent otherwise.
+   */
+  keys?: string[];
   prev_hash: string;
   hash: string;
 }

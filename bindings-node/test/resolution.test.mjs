@@ -95,4 +95,8 @@ test('100 references resolve in one request', async () => {
   const out = await ductape.secrets.resolve(config, { app: 'web', env: 'prd' });
   assert.equal((await batches()) - before, 1);
   for (let i = 0; i < 100; i++) assert.equal(out[`f${i}`], `x-v${i}`);
+  // One audit event records the batch's reads, found by any of its keys.
+  const [event] = (await ductape.audit({ secret_key: 'MANY_42', limit: 1 })).events;
+  assert.deepEqual([event.action, event.secret_key, event.allowed], ['resolve', '', true]);
+  assert.equal(new Set(event.keys).size, 100);
 });

@@ -129,3 +129,7 @@ def test_a_hundred_references_resolve_in_one_request(server: Server, admin: Duct
     out = admin.secrets.resolve(config, app="web", env="prd")
     assert _batch_requests(server) - before == 1
     assert out == {f"f{i}": f"x-v{i}" for i in range(100)}
+    # One audit event records the batch's reads, found by any of its keys.
+    event = admin.audit(secret_key="MANY_42", limit=1).events[0]
+    assert (event.action, event.secret_key, event.allowed) == ("resolve", "", True)
+    assert set(event.keys) == {f"MANY_{i}" for i in range(100)}

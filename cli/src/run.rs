@@ -413,7 +413,7 @@ pub async fn audit(args: AuditArgs) -> Result<ExitCode, Error> {
             e.at,
             e.access_key_id,
             e.action,
-            e.secret_key,
+            e.subject(),
             e.app.as_deref().unwrap_or("-"),
             e.env.as_deref().unwrap_or("-"),
             if e.allowed {

@@ -30,6 +30,9 @@ struct Hashed<'a> {
     allowed: bool,
     reason: &'a Option<String>,
     detail: &'a Option<String>,
+    /// Absent when empty, so events from before batch reads were one event hash as they did.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    keys: &'a [String],
 }
 
 /// The hash of `entry` following `prev_hash` (hex SHA-256). The entry's `id`, `prev_hash`
@@ -57,6 +60,7 @@ pub fn chain_hash(prev_hash: &str, workspace_id: &str, entry: &AuditEntry) -> St
         allowed: entry.allowed,
         reason: &entry.reason,
         detail: &entry.detail,
+        keys: &entry.keys,
     };
     let mut h = Sha256::new();
     h.update(b"ductape/audit/v1\0");
@@ -158,6 +162,7 @@ mod tests {
                     allowed: true,
                     reason: None,
                     detail: None,
+                    keys: Vec::new(),
                     prev_hash: prev.clone(),
                     hash: String::new(),
                 };

@@ -506,7 +506,7 @@ pub struct AuditEntry {
     pub at: String,
     pub access_key_id: String,
     /// The secret the event is about (for access-key events, the access key's id; for
-    /// setup, empty).
+    /// setup, and for a batch read recorded as one event, empty).
     pub secret_key: String,
     /// Reads: `read`, `resolve`, `check`. Changes: `create`, `update`, `delete`, `revoke`,
     /// `restore`, `access_key.create`, `access_key.delete`, `setup`.
@@ -527,6 +527,10 @@ pub struct AuditEntry {
     /// What a change touched (field names, never values), e.g. `value,scope`.
     #[serde(default)]
     pub detail: Option<String>,
+    /// The secrets a batch read (`resolve`, `check`) was allowed to read, when one event
+    /// records them all; empty otherwise. A batch's refusals are events of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
     /// The previous entry's hash (64 zeros for the first), and this entry's.
     #[serde(default)]
     pub prev_hash: String,
@@ -538,6 +542,16 @@ impl AuditEntry {
     /// Whether the event is a read of a value (`read`, `resolve`, `check`), not a change.
     pub fn action_is_read(&self) -> bool {
         matches!(self.action.as_str(), "read" | "resolve" | "check")
+    }
+
+    /// What the event is about: its secret (or access key), or a batch read's keys
+    /// comma-separated.
+    pub fn subject(&self) -> String {
+        if self.keys.is_empty() {
+            self.secret_key.clone()
+        } else {
+            self.keys.join(",")
+        }
     }
 }
 

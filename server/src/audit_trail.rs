@@ -45,6 +45,7 @@ pub fn event(
         allowed: true,
         reason: None,
         detail: None,
+        keys: Vec::new(),
     }
 }
 

@@ -156,7 +156,9 @@ class AuditEntry:
 
     ``app``/``env`` are the access key's binding (else what the caller named);
     ``claimed_app``/``claimed_env`` what the caller claimed when it differs. ``detail`` names
-    the fields a change touched. ``prev_hash``/``hash`` chain the events of a workspace.
+    the fields a change touched. A batch read (``resolve``, ``check``) is one event listing
+    the secrets it was allowed to read in ``keys`` (``secret_key`` is then empty); its
+    refusals are events of their own. ``prev_hash``/``hash`` chain the events of a workspace.
     """
 
     id: int
@@ -173,12 +175,15 @@ class AuditEntry:
     detail: str | None = None
     prev_hash: str = ""
     hash: str = ""
+    keys: tuple[str, ...] = ()
 
     @classmethod
     def _from_wire(cls, d: dict[str, Any]) -> AuditEntry:
         # Fields a newer server adds are ignored, as the wire contract says.
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        fields["keys"] = tuple(fields.get("keys", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -846,7 +846,27 @@ pub(crate) fn judge_reads(
         events.push(event);
         out.push(verdict);
     }
-    (out, events)
+    (out, one_event_per_batch(events))
+}
+
+/// A batch's allowed reads as one event listing their keys (a row per key would make the
+/// audit trail most of the cost of resolving many references); each refusal stays an event
+/// of its own, so refusals are found and counted as before.
+fn one_event_per_batch(events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    if events.iter().filter(|e| e.allowed).count() < 2 {
+        return events;
+    }
+    let (allowed, refused): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.allowed);
+    let keys = allowed.iter().map(|e| e.secret_key.clone()).collect();
+    let batch = AuditEvent {
+        secret_key: String::new(),
+        keys,
+        ..allowed
+            .into_iter()
+            .next()
+            .expect("two or more allowed events")
+    };
+    std::iter::once(batch).chain(refused).collect()
 }
 
 /// A body carrying `value` came from something other than a Ductape client: the server

@@ -268,6 +268,8 @@ pub struct AuditEvent {
     pub allowed: bool,
     pub reason: Option<String>,
     pub detail: Option<String>,
+    /// A batch read's keys, when one event records them all (`secret_key` is then empty).
+    pub keys: Vec<String>,
 }
 
 impl AuditEvent {
@@ -286,9 +288,23 @@ impl AuditEvent {
             allowed: self.allowed,
             reason: self.reason.clone(),
             detail: self.detail.clone(),
+            keys: self.keys.clone(),
             prev_hash,
             hash,
         }
+    }
+
+    /// The `batch_keys` column: the keys comma-separated (secret keys hold no commas), NULL
+    /// for an event that is not a batch read.
+    pub fn batch_keys(&self) -> Option<String> {
+        (!self.keys.is_empty()).then(|| self.keys.join(","))
+    }
+
+    /// The keys of a `batch_keys` column.
+    pub fn keys_from(column: Option<String>) -> Vec<String> {
+        column
+            .map(|c| c.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// This event's hash when it follows `prev_hash` (both backends chain with this).

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_keyring.sql"),
     include_str!("../../migrations/postgres/0005_history.sql"),
     include_str!("../../migrations/postgres/0006_changes.sql"),
+    include_str!("../../migrations/postgres/0007_batch_reads.sql"),
 ];
 /// Arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x0064_7563_7461_7065; // "ductape"
@@ -388,7 +389,7 @@ async fn insert_key(
     .await
 }
 
-const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash";
+const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash, batch_keys";
 
 /// Appends events to their workspace's chain. The advisory lock (held to the end of the
 /// transaction) serialises appends across every server sharing the database.
@@ -411,7 +412,7 @@ async fn append_chained(
         .unwrap_or_else(|| GENESIS.to_owned());
     let st = tx
         .prepare_cached(&format!(
-            "INSERT INTO audit ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO audit ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .await?;
     for e in events {
@@ -433,6 +434,7 @@ async fn append_chained(
                 &e.detail,
                 &prev,
                 &hash,
+                &e.batch_keys(),
             ],
         )
         .await?;
@@ -1193,7 +1195,8 @@ impl Storage for PostgresStorage {
             let rows = c
                 .query(
                     &format!("SELECT id, {AUDIT_COLS} FROM audit WHERE workspace_id = $1
-                       AND ($2::TEXT IS NULL OR secret_key = $2) AND ($3::TEXT IS NULL OR access_key_id = $3)
+                       AND ($2::TEXT IS NULL OR secret_key = $2
+                            OR strpos(',' || batch_keys || ',', ',' || $2 || ',') > 0) AND ($3::TEXT IS NULL OR access_key_id = $3)
                        AND ($4::TEXT IS NULL OR app = $4) AND ($5::TEXT IS NULL OR env = $5)
                        AND ($6::BIGINT IS NULL OR id < $6)
                      ORDER BY id DESC LIMIT $7"),
@@ -1217,6 +1220,7 @@ impl Storage for PostgresStorage {
                         allowed: r.get(10),
                         reason: r.get(11),
                         detail: r.get(12),
+                        keys: AuditEvent::keys_from(r.get(15)),
                     }
                     .entry(r.get(0), r.get(13), r.get(14))
                 })

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_keyring.sql"),
     include_str!("../../migrations/sqlite/0004_history.sql"),
     include_str!("../../migrations/sqlite/0005_changes.sql"),
+    include_str!("../../migrations/sqlite/0006_batch_reads.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -566,7 +567,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash";
+const AUDIT_COLS: &str = "at_ms, workspace_id, access_key_id, secret_key, action, app, env, claimed_app, claimed_env, allowed, reason, detail, prev_hash, hash, batch_keys";
 
 /// Appends events to their workspace's chain. The caller holds the one connection (inside
 /// a transaction), so nothing else appends in between.
@@ -582,7 +583,7 @@ fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()>
         .optional()?
         .unwrap_or_else(|| GENESIS.to_owned());
     let mut st = c.prepare_cached(&format!(
-        "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?;
     for e in events {
         let hash = e.chain_hash(&prev);
@@ -600,7 +601,8 @@ fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()>
             e.reason,
             e.detail,
             prev,
-            hash
+            hash,
+            e.batch_keys()
         ])?;
         prev = hash;
     }
@@ -1428,7 +1430,8 @@ impl Storage for SqliteStorage {
             let mut st = c
                 .prepare_cached(&format!(
                     "SELECT id, {AUDIT_COLS} FROM audit WHERE workspace_id = ?1
-                       AND (?2 IS NULL OR secret_key = ?2) AND (?3 IS NULL OR access_key_id = ?3)
+                       AND (?2 IS NULL OR secret_key = ?2
+                            OR instr(',' || batch_keys || ',', ',' || ?2 || ',') > 0) AND (?3 IS NULL OR access_key_id = ?3)
                        AND (?4 IS NULL OR app = ?4) AND (?5 IS NULL OR env = ?5) AND (?6 IS NULL OR id < ?6)
                      ORDER BY id DESC LIMIT ?7"
                 ))
@@ -1450,6 +1453,7 @@ impl Storage for SqliteStorage {
                             allowed: r.get::<_, i64>(10)? != 0,
                             reason: r.get(11)?,
                             detail: r.get(12)?,
+                            keys: AuditEvent::keys_from(r.get(15)?),
                         };
                         Ok(e.entry(r.get(0)?, r.get(13)?, r.get(14)?))
                     },

@@ -1,0 +1,4 @@
+-- A batch read (`resolve`, `check` of many keys) is one audit event listing the keys it was
+-- allowed to read, comma-separated (NULL for every other event); its refusals stay events
+-- of their own.
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS batch_keys TEXT;
