@@ -18,6 +18,9 @@ pub struct ServerArgs {
     /// start and printed. Nothing survives a restart.
     #[arg(long)]
     dev: bool,
+    /// Do not serve the web console at `/` (the API is unchanged).
+    #[arg(long, env = "DUCTAPE_NO_CONSOLE")]
+    no_console: bool,
     /// Address to listen on (port 0 picks a free one; the URL printed says which).
     #[arg(long, env = "DUCTAPE_ADDR", default_value = "127.0.0.1:8200")]
     addr: SocketAddr,
@@ -180,6 +183,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
     if args.dev {
         state = state.dev();
     }
+    state.console = !args.no_console;
     let state = Arc::new(state);
     if let Some(days) = args.audit_retention_days {
         let secs = u64::from(days.get()) * 86_400;

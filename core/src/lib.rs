@@ -53,18 +53,21 @@
 //! and [`wire`] — what the server uses.
 
 pub mod access;
+pub mod args;
 pub mod audit;
 pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod references;
+pub mod session;
 pub mod validate;
 pub mod wire;
 
 #[cfg(feature = "client")]
 pub mod client;
 
+pub use args::{CreateSecret, UpdateSecret};
 pub use crypto::{AccessKey, Envelope, Plaintext, WorkspaceKey};
 pub use error::{Error, ErrorCode};
 pub use validate::{SecretKey, TokenType};
@@ -74,7 +77,6 @@ pub use wire::AuditQuery;
 pub use client::blocking;
 #[cfg(feature = "client")]
 pub use client::{
-    health, setup, AccessKeyOptions, CacheOptions, CheckItem, CheckReport, Config, CreateSecret,
-    CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, UpdateSecret, WatchEvent,
-    Watcher,
+    health, setup, AccessKeyOptions, CacheOptions, CheckItem, CheckReport, Config,
+    CreatedAccessKey, Ductape, FetchedSecret, ResolveOptions, Secrets, WatchEvent, Watcher,
 };

@@ -4,15 +4,125 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::crypto::keyring::{
-    binding_id, open_binding_from, open_legacy, open_upgrade_key, DataKey,
-};
+#[cfg(feature = "client")]
+use crate::crypto::keyring::open_legacy;
+use crate::crypto::keyring::{binding_id, open_binding_from, open_upgrade_key, DataKey};
 use crate::crypto::wrap::RecipientSecret;
+use crate::crypto::WrappedKey;
 use crate::crypto::{
     AccessGrants, AccessKey, Envelope, KeyId, Keyring, Plaintext, SealedSecret, WorkspaceKey,
 };
 use crate::error::{Error, ErrorCode};
 use crate::validate::SecretKey;
+use crate::wire::{AccessKeyInfo, SessionResponse, WorkspaceInfo};
+
+/// What `init()` learns: the workspace and what opens its values, unwrapped locally.
+pub struct Session {
+    pub(crate) workspace: WorkspaceInfo,
+    pub(crate) access_key: AccessKeyInfo,
+    pub(crate) keys: SessionKeys,
+}
+
+/// Format 1: the workspace key, unwrapped with the access key.
+pub(crate) fn unwrap_workspace_key(
+    text: &str,
+    workspace: &WorkspaceInfo,
+    ak: &AccessKey,
+) -> Result<WorkspaceKey, Error> {
+    let wrapped = WrappedKey::parse(text).ok_or_else(|| {
+        Error::new(
+            ErrorCode::Protocol,
+            "the server sent a malformed wrapped workspace key",
+        )
+    })?;
+    let key = wrapped.unwrap_key(ak.unwrap_bytes(), &workspace.workspace_id, ak.id())?;
+    if key.id().as_str() != workspace.key_id {
+        return Err(Error::new(
+            ErrorCode::Integrity,
+            "the workspace key does not match the workspace's key id",
+        ));
+    }
+    Ok(key)
+}
+
+impl Session {
+    /// Opens the keys of a `GET /v1/session` answer with the access key, here: the
+    /// workspace key (format 1) or this key's binding keys (format 2). A format-1 key in an
+    /// upgraded workspace must first take its grant, which needs the server: the client's
+    /// `init()` does that, and this refuses it.
+    pub fn open(resp: SessionResponse, ak: &AccessKey) -> Result<Session, Error> {
+        if resp.access_key.id != ak.id() {
+            return Err(Error::new(
+                ErrorCode::Protocol,
+                "the server answered for another access key",
+            ));
+        }
+        let ws = &resp.workspace.workspace_id;
+        let keys = match resp.keyring {
+            Some(_) if resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
+                return Err(Error::new(
+                    ErrorCode::UpgradeRequired,
+                    "this access key predates the workspace's format 2: use it once with a Ductape SDK or the CLI (it converts itself), then sign in here",
+                ))
+            }
+            Some(ring) => {
+                ring.check()?;
+                SessionKeys::Ring(Ring::open(
+                    ring,
+                    &resp.wrapped_key,
+                    ws,
+                    ak,
+                    &resp.workspace.key_id,
+                )?)
+            }
+            None => SessionKeys::Workspace(unwrap_workspace_key(
+                &resp.wrapped_key,
+                &resp.workspace,
+                ak,
+            )?),
+        };
+        Ok(Session {
+            workspace: resp.workspace,
+            access_key: resp.access_key,
+            keys,
+        })
+    }
+
+    /// The workspace the session is in.
+    pub fn workspace(&self) -> &WorkspaceInfo {
+        &self.workspace
+    }
+
+    /// What the server says of the access key: its name, permissions and binding.
+    pub fn access_key(&self) -> &AccessKeyInfo {
+        &self.access_key
+    }
+
+    /// Seals `value` of secret `key` for the readers of `scope`/`envs`.
+    pub fn seal(
+        &self,
+        key: &SecretKey,
+        value: &Plaintext,
+        scope: &[String],
+        envs: &[String],
+    ) -> Result<String, Error> {
+        self.keys
+            .seal(&self.workspace.workspace_id, key, value, scope, envs)
+    }
+
+    /// Opens a stored value of secret `key`.
+    pub fn open_value(&self, key: &SecretKey, text: &str) -> Result<Plaintext, Error> {
+        self.keys.open(&self.workspace.workspace_id, key, text)
+    }
+
+    /// The body of a create request: the arguments checked, the value sealed here.
+    pub fn create_body(
+        &self,
+        args: crate::args::CreateSecret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        crate::args::CheckedCreate::new(args)?.seal(self)
+    }
+}
 
 /// Data keys opened this session, by their wrap: a repeated fetch of an unchanged value
 /// costs no key agreement. Bounded; cleared when full.
@@ -158,6 +268,7 @@ impl Ring {
     /// A format-1 key's first session in an upgraded workspace: its binding's key from the
     /// upgrade wrap under the old workspace key `wk`, and the grant of it to this key's
     /// own public key that the client then stores (so it needs `wk` no more).
+    #[cfg(feature = "client")]
     pub(crate) fn converted(
         keyring: Keyring,
         workspace: &str,

@@ -22,6 +22,7 @@ pub mod audit_trail;
 pub mod auth;
 pub mod body;
 pub mod conditional;
+pub mod console;
 pub mod error;
 pub mod feed;
 pub mod listen;

@@ -28,6 +28,8 @@ pub struct AppState {
     pub feed: crate::feed::Feed,
     /// A `--dev` server (in memory, a new workspace and key at each start): refusals say so.
     pub dev: bool,
+    /// Whether `/` serves the web console (`ductape server --no-console` turns it off).
+    pub console: bool,
     /// The workspace, read from storage once: only its format changes after setup (by the
     /// upgrade, which refreshes it here; routes read the keyring itself fresh).
     workspace: RwLock<Option<Workspace>>,
@@ -47,6 +49,7 @@ impl AppState {
             retention: crate::storage::Retention::default(),
             feed: crate::feed::Feed::default(),
             dev: false,
+            console: true,
             workspace: RwLock::new(None),
             keys: moka::sync::Cache::builder()
                 .max_capacity(100_000)

@@ -1,12 +1,14 @@
 //! The client: `init()`, then `secrets()` and `access_keys()`.
 
 mod access_keys;
+/// The session's keys (ungated, so the browser build has them too).
+pub(crate) use crate::session as keys;
+pub(crate) use crate::session::{unwrap_workspace_key, Session};
 #[cfg(feature = "blocking")]
 pub mod blocking;
 mod cache;
 mod config;
 mod doctor;
-mod keys;
 mod resolve;
 mod rotation;
 mod secrets;
@@ -27,39 +29,10 @@ use reqwest::Method;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use crate::crypto::{AccessKey, WorkspaceKey, WrappedKey};
+use crate::crypto::{AccessKey, WrappedKey};
 use crate::error::{Error, ErrorCode};
 use crate::wire::{AccessKeyInfo, AuditPage, AuditQuery, Health, SessionResponse, WorkspaceInfo};
 use transport::{Idempotency, Transport};
-
-/// What `init()` learns: the workspace and what opens its values, unwrapped locally.
-pub(crate) struct Session {
-    pub(crate) workspace: WorkspaceInfo,
-    pub(crate) access_key: AccessKeyInfo,
-    pub(crate) keys: keys::SessionKeys,
-}
-
-/// Format 1: the workspace key, unwrapped with the access key.
-fn unwrap_workspace_key(
-    text: &str,
-    workspace: &WorkspaceInfo,
-    ak: &AccessKey,
-) -> Result<WorkspaceKey, Error> {
-    let wrapped = WrappedKey::parse(text).ok_or_else(|| {
-        Error::new(
-            ErrorCode::Protocol,
-            "the server sent a malformed wrapped workspace key",
-        )
-    })?;
-    let key = wrapped.unwrap_key(ak.unwrap_bytes(), &workspace.workspace_id, ak.id())?;
-    if key.id().as_str() != workspace.key_id {
-        return Err(Error::new(
-            ErrorCode::Integrity,
-            "the workspace key does not match the workspace's key id",
-        ));
-    }
-    Ok(key)
-}
 
 /// The Ductape Secrets client. Cheap to clone: clones share one connection pool and session.
 ///
@@ -174,11 +147,11 @@ impl Ductape {
                 "the server answered for another access key",
             ));
         }
-        let ws = &resp.workspace.workspace_id;
-        let keys = match resp.keyring {
+        let session = match resp.keyring {
             Some(ring) if online && resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
                 // A format-1 key in an upgraded workspace: it takes its grant, once.
                 ring.check()?;
+                let ws = &resp.workspace.workspace_id;
                 let wk = unwrap_workspace_key(&resp.wrapped_key, &resp.workspace, ak)?;
                 let info = &resp.access_key;
                 let (ring, grants) =
@@ -194,29 +167,15 @@ impl Ductape {
                         Idempotency::Idempotent,
                     )
                     .await?;
-                keys::SessionKeys::Ring(ring)
+                Session {
+                    workspace: resp.workspace,
+                    access_key: resp.access_key,
+                    keys: keys::SessionKeys::Ring(ring),
+                }
             }
-            Some(ring) => {
-                ring.check()?;
-                keys::SessionKeys::Ring(keys::Ring::open(
-                    ring,
-                    &resp.wrapped_key,
-                    ws,
-                    ak,
-                    &resp.workspace.key_id,
-                )?)
-            }
-            None => keys::SessionKeys::Workspace(unwrap_workspace_key(
-                &resp.wrapped_key,
-                &resp.workspace,
-                ak,
-            )?),
+            keyring => Session::open(SessionResponse { keyring, ..resp }, ak)?,
         };
-        *write(&self.inner.session) = Some(Arc::new(Session {
-            workspace: resp.workspace,
-            access_key: resp.access_key,
-            keys,
-        }));
+        *write(&self.inner.session) = Some(Arc::new(session));
         Ok(())
     }
 

@@ -99,6 +99,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/keyring/reseal/pending", post(keyring::reseal_pending))
         .route("/v1/keyring/reseal", post(keyring::reseal))
         .route("/v1/keyring/finish", post(keyring::finish))
+        .route("/", get(crate::console::index))
+        .route("/assets/{file}", get(crate::console::asset))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))

@@ -1,0 +1,200 @@
+// The console's calls to its own server. Every request carries only the access key's
+// bearer part; values go out sealed and come back sealed, opened by the core (WebAssembly).
+
+import init, { Console } from './wasm/ductape_wasm.js';
+
+export interface SecretRecord {
+  _id: string;
+  key: string;
+  description: string | null;
+  token_type: string | null;
+  scope: string[];
+  envs: string[];
+  expires_at: number | null;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+  status: 'active' | 'revoked' | 'expired';
+}
+
+export interface AccessKeyInfo {
+  id: string;
+  name: string;
+  permissions: string[];
+  app: string | null;
+  envs: string[];
+}
+
+/** An error answer of the server, or one the core raised here: a code and the message. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+let ready: Promise<unknown> | null = null;
+
+/** Loads the core once (the .wasm file next to this script). */
+export function loadCore(): Promise<unknown> {
+  return (ready ??= init());
+}
+
+/** The core's thrown errors carry `code` and `status`; anything else becomes one. */
+export function asApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  const err = e as { message?: string; code?: string; status?: number };
+  return new ApiError(err?.message ?? String(e), err?.code ?? 'error', err?.status);
+}
+
+/** A signed-in session: the core's keys for this tab, and what the server said of the key. */
+export class Session {
+  private constructor(
+    private readonly core: Console,
+    readonly accessKey: AccessKeyInfo,
+    readonly workspaceId: string,
+  ) {}
+
+  /** Reads the pasted key, asks the server for the session and unwraps its keys here. */
+  static async signIn(pasted: string): Promise<Session> {
+    await loadCore();
+    let core: Console;
+    try {
+      core = new Console(pasted);
+    } catch (e) {
+      throw asApiError(e);
+    }
+    const text = await call(core, 'GET', '/v1/session');
+    try {
+      core.openSession(text);
+    } catch (e) {
+      core.free();
+      throw asApiError(e);
+    }
+    const s = JSON.parse(text) as { access_key: AccessKeyInfo; workspace: { workspace_id: string } };
+    return new Session(core, s.access_key, s.workspace.workspace_id);
+  }
+
+  signOut(): void {
+    this.core.free();
+  }
+
+  can(permission: string): boolean {
+    return this.accessKey.permissions.includes(permission) || this.accessKey.permissions.includes('admin');
+  }
+
+  /** Every secret's metadata, page after page of the server's listing. */
+  async listSecrets(): Promise<SecretRecord[]> {
+    const out: SecretRecord[] = [];
+    let cursor: string | null = null;
+    do {
+      const q = new URLSearchParams({ limit: '1000' });
+      if (cursor) q.set('cursor', cursor);
+      const page = JSON.parse(await this.call('GET', `/v1/secrets?${q}`)) as {
+        secrets: SecretRecord[];
+        next_cursor: string | null;
+      };
+      out.push(...page.secrets);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return out;
+  }
+
+  /** The value of `key`, opened here. */
+  async reveal(key: string): Promise<string> {
+    const s = JSON.parse(await this.call('GET', `/v1/secrets/${encodeURIComponent(key)}`)) as {
+      ciphertext: string;
+    };
+    try {
+      return this.core.open(key, s.ciphertext);
+    } catch (e) {
+      throw asApiError(e);
+    }
+  }
+
+  /** Creates a secret from the documented create arguments; the value is sealed here. */
+  async create(args: Record<string, unknown>): Promise<SecretRecord> {
+    let body: string;
+    try {
+      body = this.core.createBody(JSON.stringify(args));
+    } catch (e) {
+      throw asApiError(e);
+    }
+    return JSON.parse(await this.call('POST', '/v1/secrets', body)) as SecretRecord;
+  }
+
+  /** Changes metadata and/or the value (sealed here for the secret's readers after it). */
+  async update(
+    record: SecretRecord,
+    change: { value?: string; description?: string | null; scope?: string[]; envs?: string[] },
+  ): Promise<SecretRecord> {
+    const body: Record<string, unknown> = {};
+    if (change.description !== undefined) body.description = change.description;
+    if (change.scope !== undefined) body.scope = change.scope;
+    if (change.envs !== undefined) body.envs = change.envs;
+    const readersChange = change.scope !== undefined || change.envs !== undefined;
+    if (change.value !== undefined || readersChange) {
+      // A value is sealed to the secret's readers: new readers need it sealed anew.
+      const value = change.value ?? (await this.reveal(record.key));
+      try {
+        body.ciphertext = this.core.seal(record.key, value, change.scope ?? record.scope, change.envs ?? record.envs);
+      } catch (e) {
+        throw asApiError(e);
+      }
+    }
+    const headers = { 'If-Match': `"${record.version}"` };
+    return JSON.parse(
+      await this.call('PATCH', `/v1/secrets/${encodeURIComponent(record.key)}`, JSON.stringify(body), headers),
+    ) as SecretRecord;
+  }
+
+  async lifecycle(key: string, action: 'revoke' | 'restore'): Promise<void> {
+    await this.call('POST', `/v1/secrets/${encodeURIComponent(key)}/${action}`);
+  }
+
+  async remove(key: string): Promise<void> {
+    await this.call('DELETE', `/v1/secrets/${encodeURIComponent(key)}`);
+  }
+
+  private call(method: string, path: string, body?: string, headers?: Record<string, string>): Promise<string> {
+    return call(this.core, method, path, body, headers);
+  }
+}
+
+export function tokenOf(key: string): string {
+  return `$Token{${key}}`;
+}
+
+async function call(
+  core: Console,
+  method: string,
+  path: string,
+  body?: string,
+  extra?: Record<string, string>,
+): Promise<string> {
+  const headers: Record<string, string> = { ...(core.requestHeaders() as Record<string, string>), ...extra };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let resp: Response;
+  try {
+    resp = await fetch(path, { method, headers, body, credentials: 'omit', cache: 'no-store' });
+  } catch {
+    throw new ApiError('The server cannot be reached', 'unavailable');
+  }
+  const text = await resp.text();
+  if (!resp.ok) {
+    let message = `The server answered ${resp.status}`;
+    let code = 'error';
+    try {
+      const e = JSON.parse(text) as { message?: string; code?: string; error?: { message?: string; code?: string } };
+      message = e.message ?? e.error?.message ?? message;
+      code = e.code ?? e.error?.code ?? code;
+    } catch {
+      // Not JSON: keep the status line.
+    }
+    throw new ApiError(message, code, resp.status);
+  }
+  return text;
+}

@@ -1,0 +1,242 @@
+// The web console in a real browser (Debian's chromium, driven by playwright-core) against
+// a real server on SQLite: sign-in, create, the database holding no plaintext, reveal and
+// copy, edit, revoke and restore, a bound key seeing only its binding, the headers, no
+// request to another origin, a phone width. Screenshots go to docs/screenshots/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ductape = process.env.DUCTAPE_BIN ?? join(root, 'target', 'debug', 'ductape');
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const shots = join(root, 'docs', 'screenshots');
+const CANARY = 'sk_live_CONSOLE_CANARY_7f3a91';
+
+/** A server on a fresh SQLite directory; resolves with its URL and process. */
+function startServer(dataDir, extra = []) {
+  const proc = spawn(ductape, ['server', '--addr', '127.0.0.1:0', '--data-dir', dataDir, ...extra], {
+    env: { ...process.env, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    const seen = {};
+    const timer = setTimeout(() => reject(new Error('server did not start in 20 s')), 20_000);
+    let buf = '';
+    proc.stdout.on('data', (d) => {
+      buf += d;
+      for (const line of buf.split('\n')) {
+        const m = /^(DUCTAPE_[A-Z_]+)=(\S+)$/.exec(line.trim());
+        if (m) seen[m[1]] = m[2];
+      }
+      if (seen.DUCTAPE_URL && (seen.DUCTAPE_SETUP_TOKEN || seen.DUCTAPE_ACCESS_KEY)) {
+        clearTimeout(timer);
+        resolve({ proc, url: seen.DUCTAPE_URL, token: seen.DUCTAPE_SETUP_TOKEN });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+function cli(url, key, args) {
+  return execFileSync(ductape, args, {
+    env: { ...process.env, DUCTAPE_URL: url, DUCTAPE_ACCESS_KEY: key ?? '', DUCTAPE_KEYRING: 'off' },
+  }).toString();
+}
+
+let dataDir, server, adminKey, browser;
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'ductape-console-'));
+  server = await startServer(dataDir);
+  const out = execFileSync(ductape, ['init', '--url', server.url, '--token', server.token]).toString();
+  adminKey = /DUCTAPE_ACCESS_KEY=(\S+)/.exec(out)[1];
+  browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox'] });
+  mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.proc.kill();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** A page that records every request it makes and fails on any error in its console. */
+async function openPage(width = 1280, height = 800) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  await context.grantPermissions(['clipboard-write'], { origin: server.url });
+  const page = await context.newPage();
+  const requests = [];
+  const problems = [];
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('pageerror', (e) => problems.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  page.on('dialog', (d) => d.accept());
+  await page.goto(server.url);
+  return { page, context, requests, problems };
+}
+
+async function signIn(page, key) {
+  await page.fill('#access-key', key);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[data-testid=who]', { timeout: 10_000 });
+}
+
+const row = (page, key) => page.locator(`tr[data-key="${key}"]`);
+
+test('the page is served with a strict policy, no cookies, and nothing from elsewhere', async () => {
+  const resp = await fetch(server.url + '/');
+  assert.equal(resp.status, 200);
+  const csp = resp.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-inline|https?:/);
+  assert.equal(resp.headers.get('x-frame-options'), 'DENY');
+  assert.equal(resp.headers.get('set-cookie'), null);
+  const html = await resp.text();
+  assert.doesNotMatch(html, /<script>(?!<\/script>)|<script(?![^>]*\bsrc=)[^>]*>[^<]/, 'no inline script');
+  const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)[1];
+  const js = await fetch(server.url + asset);
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get('content-type'), /javascript/);
+  assert.equal((await fetch(server.url + '/assets/nope.js')).status, 404);
+});
+
+test('sign in, create, reveal, copy, edit, revoke and restore; the database holds no plaintext', async () => {
+  const { page, context, requests, problems } = await openPage();
+  await page.screenshot({ path: join(shots, 'sign-in.png') });
+  // A wrong key is refused with the server's words, and nothing is kept.
+  await page.fill('#access-key', 'dtpk_nonsense');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('[role=alert]');
+  assert.match(await page.textContent('[role=alert]'), /access key/i);
+
+  await signIn(page, adminKey);
+  // Validation comes from the core: the SDKs' message for a bad key.
+  await page.click('[data-testid=new-secret]');
+  await page.fill('#f-key', 'bad key');
+  await page.fill('#f-value', 'x');
+  await page.click('form[aria-label="New secret"] button[type=submit]');
+  await page.waitForSelector('form [role=alert]');
+  assert.match(await page.textContent('form [role=alert]'), /field 'key' may contain only letters, digits/);
+
+  await page.fill('#f-key', 'STRIPE_KEY');
+  await page.fill('#f-value', CANARY);
+  await page.fill('#f-description', 'Production Stripe key');
+  await page.fill('#f-scope', 'web');
+  await page.fill('#f-envs', 'prd');
+  await page.click('form[aria-label="New secret"] button[type=submit]');
+  await row(page, 'STRIPE_KEY').waitFor();
+  assert.match(await row(page, 'STRIPE_KEY').textContent(), /Production Stripe key.*web.*prd.*active/);
+  cli(server.url, adminKey, ['secrets', 'create', 'BILLING_TOKEN', '--value', 'billing-value', '--scope', 'billing']);
+  for (let i = 0; i < 3; i++) {
+    cli(server.url, adminKey, ['secrets', 'create', `SERVICE_${i}`, '--value', `v${i}`, '--description', `Service ${i}`]);
+  }
+  await page.reload();
+  await signIn(page, adminKey);
+  await row(page, 'SERVICE_2').waitFor();
+
+  // The database and its write-ahead log hold only ciphertext.
+  for (const f of ['ductape.sqlite', 'ductape.sqlite-wal']) {
+    const p = join(dataDir, f);
+    if (existsSync(p)) assert.ok(!readFileSync(p).includes(CANARY), `${f} holds the value`);
+  }
+
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Reveal' }).click();
+  await row(page, 'STRIPE_KEY').locator('[data-testid=value]').waitFor();
+  assert.equal(await row(page, 'STRIPE_KEY').locator('[data-testid=value]').textContent(), CANARY);
+  await page.screenshot({ path: join(shots, 'secrets.png') });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(wide <= 0, `at 1280 px the page is ${wide}px wider than the window`);
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Copy token' }).click();
+  await page.waitForSelector('text=Copied $Token{STRIPE_KEY}');
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Copy value' }).click();
+  await page.waitForSelector('text=Copied the value');
+
+  // Edit: two apps now, the value resealed for its new readers and still readable.
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Edit' }).click();
+  await page.fill('#f-scope', 'web, api');
+  await page.fill('#f-envs', 'prd, staging');
+  await page.screenshot({ path: join(shots, 'edit.png') });
+  await page.click('form[aria-label="Edit STRIPE_KEY"] button[type=submit]');
+  await page.waitForSelector('text=Saved STRIPE_KEY');
+  assert.match(await row(page, 'STRIPE_KEY').textContent(), /web, api.*prd, staging/);
+  // Sealed in the browser, resealed there: the same value opens in Rust, Node and Python.
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
+  const { Ductape } = await import(join(root, 'bindings-node', 'index.mjs'));
+  const node = new Ductape({ accessKey: adminKey, url: server.url });
+  await node.init();
+  assert.equal((await node.secrets.fetch('STRIPE_KEY')).value, CANARY);
+  const python = join(root, 'bindings-python', '.venv', 'bin', 'python');
+  const script = 'import ductape,sys; d=ductape.Ductape(access_key=sys.argv[1], url=sys.argv[2]); d.init(); print(d.secrets.fetch("STRIPE_KEY").value)';
+  assert.equal(execFileSync(python, ['-c', script, adminKey, server.url]).toString().trim(), CANARY);
+
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Revoke' }).click();
+  await page.waitForSelector('text=Revoked STRIPE_KEY');
+  assert.match(await row(page, 'STRIPE_KEY').textContent(), /revoked/);
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Restore' }).click();
+  await page.waitForSelector('text=Restored STRIPE_KEY');
+  assert.match(await row(page, 'STRIPE_KEY').textContent(), /active/);
+
+  // Search and the status filter.
+  await page.fill('[aria-label="Search secrets"]', 'service');
+  assert.match(await page.textContent('[data-testid=count]'), /^3 of 5 secrets/);
+  await page.fill('[aria-label="Search secrets"]', '');
+
+  await page.click('text=Sign out');
+  await page.waitForSelector('#access-key');
+  assert.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0);
+
+  const origin = new URL(server.url).origin;
+  assert.deepEqual(requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:')), []);
+  assert.ok(!requests.some((u) => u.includes(adminKey) || u.includes(CANARY)), 'no key or value in a URL');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('a bound key sees only the secrets of its binding', async () => {
+  const out = cli(server.url, adminKey, [
+    'access-keys', 'create', '--name', 'web-prd', '--permissions', 'list,read', '--app', 'web', '--envs', 'prd',
+  ]);
+  const bound = /DUCTAPE_ACCESS_KEY=(\S+)/.exec(out)[1];
+  const { page, context, problems } = await openPage();
+  await signIn(page, bound);
+  await row(page, 'STRIPE_KEY').waitFor();
+  assert.match(await page.textContent('[data-testid=who]'), /bound to app web \/ env prd/);
+  assert.equal(await row(page, 'BILLING_TOKEN').count(), 0, 'outside the binding: not listed');
+  assert.equal(await page.locator('[data-testid=new-secret]').count(), 0, 'no write permission: no create');
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Reveal' }).click();
+  assert.equal(await row(page, 'STRIPE_KEY').locator('[data-testid=value]').textContent(), CANARY);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test('at a phone width nothing overflows sideways', async () => {
+  const { page, context } = await openPage(390, 844);
+  await signIn(page, adminKey);
+  await row(page, 'STRIPE_KEY').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+  await page.screenshot({ path: join(shots, 'phone.png'), fullPage: false });
+  await context.close();
+});
+
+test('--no-console turns the page off and leaves the API on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ductape-console-off-'));
+  const off = await startServer(dir, ['--no-console']);
+  try {
+    const resp = await fetch(off.url + '/');
+    assert.equal(resp.status, 404);
+    assert.match((await resp.json()).error.message, /--no-console/);
+    assert.equal((await fetch(off.url + '/healthz')).status, 200);
+  } finally {
+    off.proc.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
