@@ -23,6 +23,38 @@ export interface AccessKeyInfo {
   permissions: string[];
   app: string | null;
   envs: string[];
+  created_at?: string;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  access_key_id: string;
+  secret_key: string;
+  action: string;
+  app: string | null;
+  env: string | null;
+  claimed_app: string | null;
+  claimed_env: string | null;
+  allowed: boolean;
+  reason: string | null;
+  detail: string | null;
+  keys?: string[];
+}
+
+export interface UsageEntry {
+  app: string | null;
+  env: string | null;
+  last_access: string;
+  reads: number;
+  denied: number;
+}
+
+export interface AuditFilter {
+  secret_key?: string;
+  access_key_id?: string;
+  app?: string;
+  env?: string;
 }
 
 /** An error answer of the server, or one the core raised here: a code and the message. */
@@ -78,6 +110,16 @@ export class Session {
     return new Session(core, s.access_key, s.workspace.workspace_id);
   }
 
+  /** Reads the session again: the keyring may have changed (a binding added, a rotation). */
+  async refresh(): Promise<void> {
+    const text = await this.call('GET', '/v1/session');
+    try {
+      this.core.openSession(text);
+    } catch (e) {
+      throw asApiError(e);
+    }
+  }
+
   signOut(): void {
     this.core.free();
   }
@@ -117,13 +159,27 @@ export class Session {
 
   /** Creates a secret from the documented create arguments; the value is sealed here. */
   async create(args: Record<string, unknown>): Promise<SecretRecord> {
-    let body: string;
+    return this.sealing(async () => {
+      let body: string;
+      try {
+        body = this.core.createBody(JSON.stringify(args));
+      } catch (e) {
+        throw asApiError(e);
+      }
+      return JSON.parse(await this.call('POST', '/v1/secrets', body)) as SecretRecord;
+    });
+  }
+
+  /** Runs `f`, and once more with the session read again when the keyring changed since
+   * sign-in (a binding added, a rotation): values are sealed for the keyring as it is. */
+  private async sealing<T>(f: () => Promise<T>): Promise<T> {
     try {
-      body = this.core.createBody(JSON.stringify(args));
+      return await f();
     } catch (e) {
-      throw asApiError(e);
+      if (asApiError(e).code !== 'keyring_changed') throw e;
+      await this.refresh();
+      return f();
     }
-    return JSON.parse(await this.call('POST', '/v1/secrets', body)) as SecretRecord;
   }
 
   /** Changes metadata and/or the value (sealed here for the secret's readers after it). */
@@ -136,19 +192,22 @@ export class Session {
     if (change.scope !== undefined) body.scope = change.scope;
     if (change.envs !== undefined) body.envs = change.envs;
     const readersChange = change.scope !== undefined || change.envs !== undefined;
-    if (change.value !== undefined || readersChange) {
-      // A value is sealed to the secret's readers: new readers need it sealed anew.
-      const value = change.value ?? (await this.reveal(record.key));
-      try {
-        body.ciphertext = this.core.seal(record.key, value, change.scope ?? record.scope, change.envs ?? record.envs);
-      } catch (e) {
-        throw asApiError(e);
-      }
-    }
+    // A value is sealed to the secret's readers: new readers need it sealed anew.
+    const value =
+      change.value !== undefined || readersChange ? (change.value ?? (await this.reveal(record.key))) : null;
     const headers = { 'If-Match': `"${record.version}"` };
-    return JSON.parse(
-      await this.call('PATCH', `/v1/secrets/${encodeURIComponent(record.key)}`, JSON.stringify(body), headers),
-    ) as SecretRecord;
+    return this.sealing(async () => {
+      if (value !== null) {
+        try {
+          body.ciphertext = this.core.seal(record.key, value, change.scope ?? record.scope, change.envs ?? record.envs);
+        } catch (e) {
+          throw asApiError(e);
+        }
+      }
+      return JSON.parse(
+        await this.call('PATCH', `/v1/secrets/${encodeURIComponent(record.key)}`, JSON.stringify(body), headers),
+      ) as SecretRecord;
+    });
   }
 
   async lifecycle(key: string, action: 'revoke' | 'restore'): Promise<void> {
@@ -157,6 +216,46 @@ export class Session {
 
   async remove(key: string): Promise<void> {
     await this.call('DELETE', `/v1/secrets/${encodeURIComponent(key)}`);
+  }
+
+  /** Which apps and environments read a secret, how often, and when last. */
+  async usage(key: string): Promise<UsageEntry[]> {
+    return JSON.parse(await this.call('GET', `/v1/secrets/${encodeURIComponent(key)}/usage`)) as UsageEntry[];
+  }
+
+  async accessKeys(): Promise<AccessKeyInfo[]> {
+    return JSON.parse(await this.call('GET', '/v1/access-keys')) as AccessKeyInfo[];
+  }
+
+  /** A new key made here (its grant sealed by the core); the key text is shown once. */
+  async createAccessKey(options: {
+    name: string;
+    permissions: string[];
+    app: string | null;
+    envs: string[];
+  }): Promise<{ key: string; info: AccessKeyInfo }> {
+    // Grants are made for the keyring as it is now, not as it was at sign-in.
+    await this.refresh();
+    let made: { key: string; body: string };
+    try {
+      made = this.core.newAccessKey(JSON.stringify(options)) as { key: string; body: string };
+    } catch (e) {
+      throw asApiError(e);
+    }
+    const info = JSON.parse(await this.call('POST', '/v1/access-keys', made.body)) as AccessKeyInfo;
+    return { key: made.key, info };
+  }
+
+  async deleteAccessKey(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/access-keys/${encodeURIComponent(id)}`);
+  }
+
+  /** A page of the audit trail, newest first, from before event `before`. */
+  async audit(filter: AuditFilter, before?: number): Promise<{ events: AuditEntry[]; next_before: number | null }> {
+    const q = new URLSearchParams({ limit: '100' });
+    for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+    if (before !== undefined) q.set('before', String(before));
+    return JSON.parse(await this.call('GET', `/v1/audit?${q}`));
   }
 
   private call(method: string, path: string, body?: string, headers?: Record<string, string>): Promise<string> {

@@ -5,7 +5,17 @@
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import './style.css';
-import { ApiError, asApiError, SecretRecord, Session, tokenOf } from './api';
+import {
+  AccessKeyInfo,
+  ApiError,
+  asApiError,
+  AuditEntry,
+  AuditFilter,
+  SecretRecord,
+  Session,
+  tokenOf,
+  UsageEntry,
+} from './api';
 
 /** How long a revealed value stays on screen. */
 const REVEAL_MS = 8000;
@@ -34,7 +44,43 @@ function App() {
 
   if (restoring) return <main class="center">Signing in…</main>;
   if (!session) return <SignIn onSignedIn={setSession} />;
-  return <Secrets session={session} onSignOut={signOut} />;
+  return <Workspace session={session} onSignOut={signOut} />;
+}
+
+type Tab = 'secrets' | 'keys' | 'audit';
+
+function Workspace({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+  const [tab, setTab] = useState<Tab>('secrets');
+  const ak = session.accessKey;
+  const bound = ak.app !== null || ak.envs.length > 0;
+  const tabs: [Tab, string][] = [['secrets', 'Secrets']];
+  if (session.can('admin')) tabs.push(['keys', 'Access keys'], ['audit', 'Audit']);
+  return (
+    <div class="shell">
+      <header class="top">
+        <strong>Ductape Secrets</strong>
+        <nav class="tabs" aria-label="Sections">
+          {tabs.map(([id, label]) => (
+            <button class={`tab ${tab === id ? 'on' : ''}`} aria-current={tab === id ? 'page' : undefined} onClick={() => setTab(id)}>
+              {label}
+            </button>
+          ))}
+        </nav>
+        <span class="muted who" data-testid="who">
+          {ak.name} · {ak.permissions.join(', ')}
+          {bound && ` · bound to app ${ak.app ?? '*'} / env ${ak.envs.join(',') || '*'}`}
+        </span>
+        <button class="link" onClick={onSignOut}>
+          Sign out
+        </button>
+      </header>
+      <main>
+        {tab === 'secrets' && <Secrets session={session} />}
+        {tab === 'keys' && <AccessKeys session={session} />}
+        {tab === 'audit' && <Audit session={session} />}
+      </main>
+    </div>
+  );
 }
 
 function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
@@ -81,11 +127,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
           <input type="checkbox" checked={keep} onChange={(e) => setKeep((e.target as HTMLInputElement).checked)} />
           Keep me signed in until this tab closes
         </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert message={error} />
         <button type="submit" disabled={busy || key.trim() === ''}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
@@ -101,7 +143,7 @@ function expiringSoon(s: SecretRecord, now: number): boolean {
   return s.status === 'active' && s.expires_at !== null && s.expires_at - now <= 7 * 86400;
 }
 
-function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+function Secrets({ session }: { session: Session }) {
   const [secrets, setSecrets] = useState<SecretRecord[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -111,6 +153,7 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
   const [status, setStatus] = useState<StatusFilter>('all');
   const [page, setPage] = useState(0);
   const [editing, setEditing] = useState<SecretRecord | 'new' | null>(null);
+  const [usageOf, setUsageOf] = useState<string | null>(null);
 
   const load = async () => {
     try {
@@ -152,21 +195,8 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
     }
   };
 
-  const ak = session.accessKey;
-  const bound = ak.app !== null || ak.envs.length > 0;
   return (
-    <div class="shell">
-      <header class="top">
-        <strong>Ductape Secrets</strong>
-        <span class="muted who" data-testid="who">
-          {ak.name} · {ak.permissions.join(', ')}
-          {bound && ` · bound to app ${ak.app ?? '*'} / env ${ak.envs.join(',') || '*'}`}
-        </span>
-        <button class="link" onClick={onSignOut}>
-          Sign out
-        </button>
-      </header>
-      <main>
+    <>
         <div class="toolbar" role="search">
           <input
             aria-label="Search secrets"
@@ -206,11 +236,7 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
             </button>
           )}
         </div>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert message={error} />
         {notice && (
           <p class="notice" role="status">
             {notice}
@@ -226,26 +252,13 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
             }}
           />
         )}
+        {usageOf && <Usage session={session} secret={usageOf} onClose={() => setUsageOf(null)} />}
         {secrets === null ? (
           <p class="muted">Loading…</p>
         ) : (
           <>
             <table class="secrets">
-              <thead>
-                <tr>
-                  <th>Key</th>
-                  <th>Description</th>
-                  <th>Type</th>
-                  <th>Scope</th>
-                  <th>Envs</th>
-                  <th>Status</th>
-                  <th>Updated</th>
-                  <th>Version</th>
-                  <th>
-                    <span class="sr">Actions</span>
-                  </th>
-                </tr>
-              </thead>
+              <Head columns={['Key', 'Description', 'Type', 'Scope', 'Envs', 'Status', 'Updated', 'Version']} />
               <tbody>
                 {rows.map((s) => (
                   <Row
@@ -254,6 +267,7 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
                     now={now}
                     session={session}
                     onEdit={() => setEditing(s)}
+                    onUsage={() => setUsageOf(s.key)}
                     act={act}
                     onError={setError}
                     onNotice={setNotice}
@@ -278,8 +292,7 @@ function Secrets({ session, onSignOut }: { session: Session; onSignOut: () => vo
             </nav>
           </>
         )}
-      </main>
-    </div>
+    </>
   );
 }
 
@@ -293,6 +306,7 @@ function Row(props: {
   now: number;
   session: Session;
   onEdit: () => void;
+  onUsage: () => void;
   act: (what: () => Promise<unknown>, done: string) => Promise<void>;
   onError: (m: string) => void;
   onNotice: (m: string) => void;
@@ -356,11 +370,16 @@ function Row(props: {
         <button class="link" onClick={() => copy(tokenOf(s.key), tokenOf(s.key))}>
           Copy token
         </button>
+        <button class="link" onClick={props.onUsage}>
+          Usage
+        </button>
         {session.can('write') && (
+          <button class="link" onClick={props.onEdit}>
+            Edit
+          </button>
+        )}
+        {session.can('revoke') && (
           <>
-            <button class="link" onClick={props.onEdit}>
-              Edit
-            </button>
             {s.status === 'revoked' ? (
               <button class="link" onClick={() => act(() => session.lifecycle(s.key, 'restore'), `Restored ${s.key}`)}>
                 Restore
@@ -378,7 +397,7 @@ function Row(props: {
             )}
           </>
         )}
-        {session.can('delete') && (
+        {session.can('write') && (
           <button
             class="link danger"
             onClick={() =>
@@ -458,11 +477,7 @@ function SecretForm(props: { session: Session; record: SecretRecord | null; onDo
       <input id="f-scope" value={scope} onInput={(e) => setScope((e.target as HTMLInputElement).value)} />
       <label for="f-envs">Environments (comma-separated; empty: all)</label>
       <input id="f-envs" value={envs} onInput={(e) => setEnvs((e.target as HTMLInputElement).value)} />
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert message={error} />
       <div class="buttons">
         <button type="submit" disabled={busy}>
           {r ? 'Save' : 'Create'}
@@ -472,6 +487,330 @@ function SecretForm(props: { session: Session; record: SecretRecord | null; onDo
         </button>
       </div>
     </form>
+  );
+}
+
+/** Days the usage chart covers. */
+const USAGE_DAYS = 14;
+const READ_ACTIONS = ['read', 'resolve', 'check'];
+
+/** A secret's usage: per app and environment, reads and denials, and (for an admin, from
+ * the audit trail) a bar per day of the last two weeks. */
+function Usage({ session, secret, onClose }: { session: Session; secret: string; onClose: () => void }) {
+  const [rows, setRows] = useState<UsageEntry[] | null>(null);
+  const [events, setEvents] = useState<AuditEntry[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setRows(null);
+    setEvents([]);
+    session.usage(secret).then(setRows, (e) => setError(asApiError(e).message));
+    if (!session.can('admin')) return;
+    void (async () => {
+      // At most 10 pages of 100 events: the chart shows recent use, not the whole trail.
+      const since = Date.now() - USAGE_DAYS * 86_400_000;
+      let before: number | undefined;
+      const got: AuditEntry[] = [];
+      for (let i = 0; i < 10; i++) {
+        const page = await session.audit({ secret_key: secret }, before);
+        got.push(...page.events.filter((e) => READ_ACTIONS.includes(e.action)));
+        const oldest = page.events.at(-1);
+        if (page.next_before === null || !oldest || Date.parse(oldest.at) < since) break;
+        before = page.next_before;
+      }
+      setEvents(got);
+    })().catch((e) => setError(asApiError(e).message));
+  }, [session, secret]);
+
+  const today = Math.floor(Date.now() / 86_400_000);
+  const series = (u: UsageEntry) => {
+    const days = Array.from({ length: USAGE_DAYS }, () => ({ reads: 0, denied: 0 }));
+    for (const e of events) {
+      if (e.app !== u.app || e.env !== u.env) continue;
+      const ago = today - Math.floor(Date.parse(e.at) / 86_400_000);
+      if (ago < 0 || ago >= USAGE_DAYS) continue;
+      const d = days[USAGE_DAYS - 1 - ago];
+      if (e.allowed) d.reads++;
+      else d.denied++;
+    }
+    return days;
+  };
+  return (
+    <section class="card usage" aria-label={`Usage of ${secret}`}>
+      <div class="buttons">
+        <h2>Usage of {secret}</h2>
+        <button class="link" onClick={onClose}>
+          Close
+        </button>
+      </div>
+      <Alert message={error} />
+      {rows?.length === 0 && <p class="muted">Not read yet.</p>}
+      <table class="secrets">
+        <thead>
+          <tr>
+            <th>App</th>
+            <th>Env</th>
+            <th>Reads</th>
+            <th>Denied</th>
+            <th>Last access</th>
+            {session.can('admin') && <th>Last {USAGE_DAYS} days</th>}
+          </tr>
+        </thead>
+        <tbody>
+          {(rows ?? []).map((u) => (
+            <tr data-usage={`${u.app ?? '-'}/${u.env ?? '-'}`}>
+              <td>{u.app ?? <span class="muted">none</span>}</td>
+              <td>{u.env ?? <span class="muted">none</span>}</td>
+              <td>{u.reads}</td>
+              <td>{u.denied}</td>
+              <td class="when">{u.last_access.slice(0, 16).replace('T', ' ')}</td>
+              {session.can('admin') && (
+                <td>
+                  <Bars days={series(u)} />
+                </td>
+              )}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
+  );
+}
+
+/** Reads (up) and denials (down) per day, as an SVG drawn here: no chart library, no
+ * inline style (the page's policy forbids it). */
+function Bars({ days }: { days: { reads: number; denied: number }[] }) {
+  const max = Math.max(1, ...days.map((d) => Math.max(d.reads, d.denied)));
+  const w = 8;
+  const h = 24;
+  const total = days.reduce((n, d) => n + d.reads, 0);
+  const refused = days.reduce((n, d) => n + d.denied, 0);
+  return (
+    <svg
+      class="bars"
+      width={days.length * (w + 2)}
+      height={h * 2 + 1}
+      role="img"
+      aria-label={`${total} reads and ${refused} denials in the last ${days.length} days`}
+    >
+      {days.map((d, i) => (
+        <g>
+          <rect class="read" x={i * (w + 2)} y={h - (d.reads / max) * h} width={w} height={(d.reads / max) * h} />
+          <rect class="denied" x={i * (w + 2)} y={h + 1} width={w} height={(d.denied / max) * h} />
+        </g>
+      ))}
+      <line class="axis" x1="0" x2={days.length * (w + 2)} y1={h + 0.5} y2={h + 0.5} />
+    </svg>
+  );
+}
+
+const PERMISSIONS = ['list', 'read', 'write', 'revoke', 'admin'];
+
+function AccessKeys({ session }: { session: Session }) {
+  const [keys, setKeys] = useState<AccessKeyInfo[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [made, setMade] = useState<{ key: string; info: AccessKeyInfo } | null>(null);
+  const [name, setName] = useState('');
+  const [perms, setPerms] = useState<string[]>(['list', 'read']);
+  const [app, setApp] = useState('');
+  const [envs, setEnvs] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  const load = async () => {
+    try {
+      setKeys(await session.accessKeys());
+    } catch (e) {
+      setError(asApiError(e).message);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, [session]);
+
+  const create = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      setMade(await session.createAccessKey({ name, permissions: perms, app: app.trim() || null, envs: list(envs) }));
+      setName('');
+      await load();
+    } catch (err) {
+      setError(asApiError(err).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const remove = async (k: AccessKeyInfo) => {
+    if (!window.confirm(`Delete access key ${k.name} (${k.id})? Whatever uses it stops working.`)) return;
+    try {
+      await session.deleteAccessKey(k.id);
+      await load();
+    } catch (err) {
+      setError(asApiError(err).message);
+    }
+  };
+
+  return (
+    <>
+      <form class="card form" onSubmit={create} aria-label="New access key">
+        <h2>New access key</h2>
+        <label for="k-name">Name</label>
+        <input id="k-name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        <fieldset class="perms">
+          <legend>Permissions</legend>
+          {PERMISSIONS.map((p) => (
+            <label class="check">
+              <input
+                type="checkbox"
+                name={`perm-${p}`}
+                checked={perms.includes(p)}
+                onChange={(e) =>
+                  setPerms((e.target as HTMLInputElement).checked ? [...perms, p] : perms.filter((x) => x !== p))
+                }
+              />
+              {p}
+            </label>
+          ))}
+        </fieldset>
+        <label for="k-app">Bound to app (empty: every app)</label>
+        <input id="k-app" value={app} onInput={(e) => setApp((e.target as HTMLInputElement).value)} />
+        <label for="k-envs">Bound to environments (comma-separated; empty: all)</label>
+        <input id="k-envs" value={envs} onInput={(e) => setEnvs((e.target as HTMLInputElement).value)} />
+        <Alert message={error} />
+        <div class="buttons">
+          <button type="submit" disabled={busy}>
+            Create key
+          </button>
+        </div>
+      </form>
+      {made && (
+        <div class="card made" role="status">
+          <p>
+            <strong>{made.info.name}</strong> was created. Copy the key now: it is shown only this once.
+          </p>
+          <code class="mono value" data-testid="new-key">
+            {made.key}
+          </code>
+          <div class="buttons">
+            <button onClick={() => navigator.clipboard.writeText(made.key)}>Copy key</button>
+            <button class="link" onClick={() => setMade(null)}>
+              Done
+            </button>
+          </div>
+        </div>
+      )}
+      <table class="secrets">
+        <Head columns={['Name', 'Id', 'Permissions', 'App', 'Envs', 'Created']} />
+        <tbody>
+          {(keys ?? []).map((k) => (
+            <tr data-key-id={k.id}>
+              <td>{k.name}</td>
+              <td class="mono">{k.id}</td>
+              <td>{k.permissions.join(', ')}</td>
+              <td>{k.app ?? <span class="muted">all</span>}</td>
+              <td>{k.envs.join(', ') || <span class="muted">all</span>}</td>
+              <td class="when">{(k.created_at ?? '').slice(0, 16).replace('T', ' ')}</td>
+              <td class="actions">
+                {k.id !== session.accessKey.id && (
+                  <button class="link danger" onClick={() => remove(k)}>
+                    Delete
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}
+
+function Audit({ session }: { session: Session }) {
+  const [filter, setFilter] = useState<AuditFilter>({});
+  const [events, setEvents] = useState<AuditEntry[]>([]);
+  const [next, setNext] = useState<number | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  const load = async (before?: number) => {
+    try {
+      const page = await session.audit(filter, before);
+      setEvents(before === undefined ? page.events : [...events, ...page.events]);
+      setNext(page.next_before);
+      setError(null);
+    } catch (e) {
+      setError(asApiError(e).message);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, [session, filter.secret_key, filter.access_key_id, filter.app, filter.env]);
+
+  const field = (name: keyof AuditFilter, label: string) => (
+    <input
+      aria-label={label}
+      placeholder={label}
+      value={filter[name] ?? ''}
+      onChange={(e) => setFilter({ ...filter, [name]: (e.target as HTMLInputElement).value.trim() || undefined })}
+    />
+  );
+  return (
+    <>
+      <div class="toolbar" role="search">
+        {field('secret_key', 'Secret key')}
+        {field('access_key_id', 'Access key id')}
+        {field('app', 'App')}
+        {field('env', 'Environment')}
+      </div>
+      <Alert message={error} />
+      <ol class="timeline" aria-label="Audit events, newest first">
+        {events.map((e) => (
+          <li class={e.allowed ? '' : 'denied'} data-action={e.action}>
+            <span class="when mono">{e.at.replace('T', ' ').slice(0, 19)}</span>
+            <span class={`badge ${e.allowed ? 'active' : 'revoked'}`}>{e.allowed ? 'allowed' : 'denied'}</span>
+            <strong>{e.action}</strong>
+            <span class="mono">{e.keys && e.keys.length > 0 ? e.keys.join(', ') : e.secret_key}</span>
+            <span class="muted">
+              by {e.access_key_id}
+              {e.app && ` · app ${e.app}`}
+              {e.env && ` · env ${e.env}`}
+              {e.detail && ` · ${e.detail}`}
+            </span>
+            {e.reason && <span class="error">{e.reason}</span>}
+          </li>
+        ))}
+      </ol>
+      {events.length === 0 && <p class="muted">No events match.</p>}
+      {next !== null && (
+        <button class="link" onClick={() => load(next)}>
+          Older events
+        </button>
+      )}
+    </>
+  );
+}
+
+/** An error in the words of the server or the core. */
+function Alert({ message }: { message: string | null }) {
+  return message ? (
+    <p class="error" role="alert">
+      {message}
+    </p>
+  ) : null;
+}
+
+/** A table's header row, with a last column for the row's actions. */
+function Head({ columns }: { columns: string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c) => (
+          <th>{c}</th>
+        ))}
+        <th>
+          <span class="sr">Actions</span>
+        </th>
+      </tr>
+    </thead>
   );
 }
 

@@ -200,21 +200,63 @@ test('sign in, create, reveal, copy, edit, revoke and restore; the database hold
   await context.close();
 });
 
-test('a bound key sees only the secrets of its binding', async () => {
-  const out = cli(server.url, adminKey, [
-    'access-keys', 'create', '--name', 'web-prd', '--permissions', 'list,read', '--app', 'web', '--envs', 'prd',
-  ]);
-  const bound = /DUCTAPE_ACCESS_KEY=(\S+)/.exec(out)[1];
+test('access keys: a bound key made in the page sees only its binding; the audit shows its reads', async () => {
+  const admin = await openPage();
+  await signIn(admin.page, adminKey);
+  await admin.page.click('button.tab:has-text("Access keys")');
+  const form = admin.page.locator('form[aria-label="New access key"]');
+  const make = async (name) => {
+    await admin.page.fill('#k-name', name);
+    await admin.page.fill('#k-app', 'web');
+    await admin.page.fill('#k-envs', 'prd');
+    await form.locator('button[type=submit]').click();
+  };
+  // The first key of a binding needs every secret it may read wrapped to it: the CLI does that.
+  await make('web-prd-first');
+  await form.locator('[role=alert]').waitFor();
+  assert.match(await form.locator('[role=alert]').textContent(), /make the first with the CLI or an SDK/);
+  cli(server.url, adminKey, ['access-keys', 'create', '--name', 'web-prd-cli', '--permissions', 'list,read', '--app', 'web', '--envs', 'prd']);
+  await make('web-prd');
+  await admin.page.locator('[data-testid=new-key]').waitFor();
+  const bound = (await admin.page.textContent('[data-testid=new-key]')).trim();
+  assert.match(bound, /^dtpk_/);
+  await admin.page.screenshot({ path: join(shots, 'access-keys.png') });
+  const row = admin.page.locator('tr', { hasText: 'web-prd' }).first();
+  assert.match(await row.textContent(), /list, read.*web.*prd/);
+
   const { page, context, problems } = await openPage();
   await signIn(page, bound);
-  await row(page, 'STRIPE_KEY').waitFor();
+  await page.locator('tr[data-key="STRIPE_KEY"]').waitFor();
   assert.match(await page.textContent('[data-testid=who]'), /bound to app web \/ env prd/);
-  assert.equal(await row(page, 'BILLING_TOKEN').count(), 0, 'outside the binding: not listed');
+  assert.equal(await page.locator('tr[data-key="BILLING_TOKEN"]').count(), 0, 'outside the binding: not listed');
   assert.equal(await page.locator('[data-testid=new-secret]').count(), 0, 'no write permission: no create');
-  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Reveal' }).click();
-  assert.equal(await row(page, 'STRIPE_KEY').locator('[data-testid=value]').textContent(), CANARY);
+  assert.equal(await page.locator('button.tab:has-text("Audit")').count(), 0, 'not an admin: no audit');
+  await page.locator('tr[data-key="STRIPE_KEY"]').getByRole('button', { name: 'Reveal' }).click();
+  assert.equal(await page.locator('tr[data-key="STRIPE_KEY"] [data-testid=value]').textContent(), CANARY);
   assert.deepEqual(problems, []);
   await context.close();
+
+  // Its usage: the bound key's read under web/prd, and a bar for today.
+  await admin.page.click('button.tab:has-text("Secrets")');
+  await admin.page.locator('tr[data-key="STRIPE_KEY"]').getByRole('button', { name: 'Usage' }).click();
+  const usage = admin.page.locator('section[aria-label="Usage of STRIPE_KEY"] tr[data-usage="web/prd"]');
+  await usage.waitFor();
+  assert.match(await usage.textContent(), /^webprd10/);
+  await admin.page.waitForSelector('tr[data-usage="web/prd"] svg[aria-label^="1 reads and 0 denials"]');
+  await admin.page.screenshot({ path: join(shots, 'usage.png') });
+
+  // The admin's audit timeline: the bound key's read, filtered by the secret.
+  await admin.page.click('button.tab:has-text("Audit")');
+  await admin.page.fill('[aria-label="Secret key"]', 'STRIPE_KEY');
+  await admin.page.press('[aria-label="Secret key"]', 'Enter');
+  const boundId = bound.slice('dtpk_'.length).split('.')[0];
+  const read = admin.page.locator(`.timeline li[data-action=read]:has-text("${boundId}")`);
+  await read.first().waitFor();
+  assert.match(await read.first().textContent(), /allowed.*read.*STRIPE_KEY.*app web.*env prd/);
+  assert.ok((await admin.page.locator('.timeline li[data-action=revoke]').count()) >= 1);
+  await admin.page.screenshot({ path: join(shots, 'audit.png') });
+  assert.deepEqual(admin.problems, []);
+  await admin.context.close();
 });
 
 test('at a phone width nothing overflows sideways', async () => {

@@ -7,6 +7,7 @@ use crate::crypto::Plaintext;
 use crate::error::Error;
 use crate::session::Session;
 use crate::validate::{self, MetadataInput, Patch, SecretKey, TokenType};
+use crate::wire::Permission;
 
 /// Arguments of `secrets().create(...)`: the documented fields.
 ///
@@ -202,5 +203,101 @@ impl CheckedCreate {
         // Null on create means "not set": send only what is set.
         body.retain(|_, v| !v.is_null());
         Ok(body)
+    }
+}
+
+/// What a new access key may do and where.
+#[derive(Clone, Debug)]
+pub struct AccessKeyOptions {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    /// Bind the key to one app tag: it reads only secrets whose scope is empty or holds it.
+    pub app: Option<String>,
+    /// Bind the key to environments: it reads only secrets available in one of them.
+    pub envs: Vec<String>,
+}
+
+impl AccessKeyOptions {
+    /// Reads the documented options: `name`, `permissions` (names), `app`, `envs`.
+    pub fn from_json(args: &Value) -> Result<Self, Error> {
+        let obj = validate::json_object(args)?;
+        validate::reject_unknown_fields(obj, &["name", "permissions", "app", "envs"])?;
+        let name = validate::required_string(obj, "name")?.to_owned();
+        let permissions = match obj.get("permissions") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .and_then(Permission::parse)
+                        .ok_or_else(|| {
+                            Error::invalid_field(
+                                "field 'permissions' must list permissions: list, read, write, revoke, admin",
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => {
+                return Err(Error::invalid_field(
+                    "field 'permissions' must be an array of permission names",
+                ))
+            }
+        };
+        let app = match obj.get("app") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(validate::required_string(obj, "app")?.to_owned()),
+        };
+        let envs = match obj.get("envs") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|e| {
+                    e.as_str().map(str::to_owned).ok_or_else(|| {
+                        Error::invalid_field("field 'envs' must be an array of environment slugs")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(Error::invalid_field(
+                    "field 'envs' must be an array of environment slugs",
+                ))
+            }
+        };
+        Ok(AccessKeyOptions {
+            name,
+            permissions,
+            app,
+            envs,
+        })
+    }
+
+    /// Checks the options (before any request): the key's environments, sorted and
+    /// without repeats.
+    pub fn checked_envs(&self) -> Result<Vec<String>, Error> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 128 {
+            return Err(Error::invalid_field(
+                "field 'name' must be 1 to 128 characters",
+            ));
+        }
+        if self.permissions.is_empty() {
+            return Err(Error::invalid_field(
+                "field 'permissions' must not be empty",
+            ));
+        }
+        if let Some(app) = &self.app {
+            validate::check_tags("app", vec![app.clone()])?;
+        }
+        let mut envs = validate::check_tags("envs", self.envs.clone())?;
+        envs.sort();
+        envs.dedup();
+        Ok(envs)
+    }
+
+    pub fn new(name: impl Into<String>, permissions: impl IntoIterator<Item = Permission>) -> Self {
+        AccessKeyOptions {
+            name: name.into(),
+            permissions: permissions.into_iter().collect(),
+            app: None,
+            envs: Vec::new(),
+        }
     }
 }

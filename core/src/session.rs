@@ -115,6 +115,64 @@ impl Session {
         self.keys.open(&self.workspace.workspace_id, key, text)
     }
 
+    /// The body of `POST /v1/access-keys` registering `key` with `opts` (`envs` as
+    /// [`crate::args::AccessKeyOptions::checked_envs`] gives them): the workspace key
+    /// wrapped to it (format 1), or the grant of its binding in every generation holding
+    /// it (format 2: during a rotation the key also reads the values not resealed yet).
+    /// The binding must be in the keyring and ready: the client registers a new one and
+    /// wraps its secrets to it first; elsewhere that is refused with how to do it.
+    pub fn access_key_body(
+        &self,
+        key: &AccessKey,
+        opts: &crate::args::AccessKeyOptions,
+        envs: &[String],
+    ) -> Result<serde_json::Value, Error> {
+        let ws = &self.workspace.workspace_id;
+        let wrapped_key = match &self.keys {
+            SessionKeys::Workspace(wk) => {
+                WrappedKey::wrap(wk, key.unwrap_bytes(), ws, key.id()).to_string()
+            }
+            SessionKeys::Ring(ring) => {
+                let id = binding_id(opts.app.as_deref(), envs);
+                if ring
+                    .keyring
+                    .current()
+                    .binding(&id)
+                    .is_none_or(|b| b.pending)
+                {
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "no key has been made for app {} and envs {} yet: make the first with the CLI or an SDK (`ductape access-keys create`), which wraps every secret it may read to it",
+                            opts.app.as_deref().unwrap_or("*"),
+                            if envs.is_empty() { "*".to_owned() } else { envs.join(",") }
+                        ),
+                    ));
+                }
+                let mut grants = AccessGrants::new(&key.recipient().public());
+                for g in ring
+                    .keyring
+                    .generations
+                    .iter()
+                    .filter(|g| g.binding(&id).is_some())
+                {
+                    let secret = ring.binding_secret(ws, g.generation, &id)?;
+                    grants.grant(ws, key.id(), g.generation, &id, &secret)?;
+                }
+                grants.to_string()
+            }
+        };
+        Ok(serde_json::json!({
+            "id": key.id(),
+            "secret": key.secret(),
+            "wrapped_key": wrapped_key,
+            "name": opts.name,
+            "permissions": opts.permissions,
+            "app": opts.app,
+            "envs": envs,
+        }))
+    }
+
     /// The body of a create request: the arguments checked, the value sealed here.
     pub fn create_body(
         &self,

@@ -5,6 +5,7 @@
 //!
 //! Errors are thrown as `Error` objects carrying the core's `code` and `status`.
 
+use ductape::args::AccessKeyOptions;
 use ductape::session::Session;
 use ductape::wire::SessionResponse;
 use ductape::{AccessKey, CreateSecret, Plaintext, SecretKey};
@@ -68,6 +69,28 @@ impl Console {
         let args = CreateSecret::from_json(&parse_json(args_json)?).map_err(thrown)?;
         let body = self.session()?.create_body(args).map_err(thrown)?;
         Ok(serde_json::Value::Object(body).to_string())
+    }
+
+    /// A new access key for the documented options (JSON text: `name`, `permissions`,
+    /// `app`, `envs`), made here: `{ key, body }`, the key to show once and the body of
+    /// `POST /v1/access-keys` (its grant or wrapped workspace key, made with this session's
+    /// keys; the server stores only the key's hash).
+    #[wasm_bindgen(js_name = newAccessKey)]
+    pub fn new_access_key(&self, options_json: &str) -> Result<js_sys::Object, JsValue> {
+        let opts = AccessKeyOptions::from_json(&parse_json(options_json)?).map_err(thrown)?;
+        let envs = opts.checked_envs().map_err(thrown)?;
+        let key = AccessKey::generate();
+        let body = self
+            .session()?
+            .access_key_body(&key, &opts, &envs)
+            .map_err(thrown)?;
+        let out = js_sys::Object::new();
+        let set = |name: &str, value: String| {
+            let _ = js_sys::Reflect::set(&out, &name.into(), &value.into());
+        };
+        set("key", key.expose().to_string());
+        set("body", body.to_string());
+        Ok(out)
     }
 
     /// Seals `value` for a secret `key` read by `scope`/`envs` (an update's new ciphertext).

@@ -4,36 +4,13 @@ use serde_json::{json, Value};
 use super::keys::{Ring, SessionKeys};
 use super::transport::Idempotency;
 use super::Ductape;
+pub use crate::args::AccessKeyOptions;
 use crate::crypto::keyring::{binding_id, Binding};
 use crate::crypto::wrap::RecipientSecret;
-use crate::crypto::{sha256_hex, AccessGrants, AccessKey, SealedSecret, WrappedKey};
+use crate::crypto::{sha256_hex, AccessKey, SealedSecret};
 use crate::error::{Error, ErrorCode};
-use crate::validate::{self, SecretKey};
-use crate::wire::{
-    AccessKeyInfo, AddWrap, AddWrapsResponse, DeletedResponse, PendingWraps, Permission,
-};
-
-/// What a new access key may do and where.
-#[derive(Clone, Debug)]
-pub struct AccessKeyOptions {
-    pub name: String,
-    pub permissions: Vec<Permission>,
-    /// Bind the key to one app tag: it reads only secrets whose scope is empty or holds it.
-    pub app: Option<String>,
-    /// Bind the key to environments: it reads only secrets available in one of them.
-    pub envs: Vec<String>,
-}
-
-impl AccessKeyOptions {
-    pub fn new(name: impl Into<String>, permissions: impl IntoIterator<Item = Permission>) -> Self {
-        AccessKeyOptions {
-            name: name.into(),
-            permissions: permissions.into_iter().collect(),
-            app: None,
-            envs: Vec::new(),
-        }
-    }
-}
+use crate::validate::SecretKey;
+use crate::wire::{AccessKeyInfo, AddWrap, AddWrapsResponse, DeletedResponse, PendingWraps};
 
 /// A freshly made access key: `key` is shown to the user once and never stored by the server.
 #[derive(Debug)]
@@ -65,22 +42,7 @@ impl<'a> AccessKeys<'a> {
         opts: AccessKeyOptions,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<CreatedAccessKey, Error> {
-        if opts.name.trim().is_empty() || opts.name.chars().count() > 128 {
-            return Err(Error::invalid_field(
-                "field 'name' must be 1 to 128 characters",
-            ));
-        }
-        if opts.permissions.is_empty() {
-            return Err(Error::invalid_field(
-                "field 'permissions' must not be empty",
-            ));
-        }
-        if let Some(app) = &opts.app {
-            validate::check_tags("app", vec![app.clone()])?;
-        }
-        let mut envs = validate::check_tags("envs", opts.envs.clone())?;
-        envs.sort();
-        envs.dedup();
+        let envs = opts.checked_envs()?;
         let key = AccessKey::generate();
         let mut refreshed = false;
         loop {
@@ -105,28 +67,11 @@ impl<'a> AccessKeys<'a> {
         envs: &[String],
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<AccessKeyInfo, Error> {
-        let session = self.client.session()?;
-        let ws = session.workspace.workspace_id.clone();
-        let wrapped_key = match &session.keys {
-            SessionKeys::Workspace(wk) => {
-                WrappedKey::wrap(wk, key.unwrap_bytes(), &ws, key.id()).to_string()
-            }
-            SessionKeys::Ring(_) => {
-                let grants = self
-                    .grant_for(key, opts.app.as_deref(), envs, progress)
-                    .await?;
-                grants.to_string()
-            }
-        };
-        let body = json!({
-            "id": key.id(),
-            "secret": key.secret(),
-            "wrapped_key": wrapped_key,
-            "name": opts.name,
-            "permissions": opts.permissions,
-            "app": opts.app,
-            "envs": envs,
-        });
+        if let SessionKeys::Ring(_) = &self.client.session()?.keys {
+            self.prepare_binding(opts.app.as_deref(), envs, progress)
+                .await?;
+        }
+        let body = self.client.session()?.access_key_body(key, opts, envs)?;
         self.client
             .transport()
             .call(
@@ -138,15 +83,14 @@ impl<'a> AccessKeys<'a> {
             .await
     }
 
-    /// Format 2: the grant of the binding `(app, envs)` to the new key, registering the
-    /// binding and wrapping its secrets to it first when it is new (or left half done).
-    async fn grant_for(
+    /// Format 2: the binding `(app, envs)` in the keyring and ready, registering it and
+    /// wrapping its secrets to it first when it is new (or left half done).
+    async fn prepare_binding(
         &self,
-        key: &AccessKey,
         app: Option<&str>,
         envs: &[String],
         progress: &mut impl FnMut(u64, u64),
-    ) -> Result<AccessGrants, Error> {
+    ) -> Result<(), Error> {
         let id = binding_id(app, envs);
         let mut session = self.client.session()?;
         let missing = match &session.keys {
@@ -195,19 +139,7 @@ impl<'a> AccessKeys<'a> {
             // The session's keyring shows the binding ready from now on.
             self.client.init().await?;
         }
-        // Every generation holding the binding: during a rotation the key also reads the
-        // values not resealed yet.
-        let mut grants = AccessGrants::new(&key.recipient().public());
-        for g in ring
-            .keyring
-            .generations
-            .iter()
-            .filter(|g| g.binding(&id).is_some())
-        {
-            let secret = ring.binding_secret(ws, g.generation, &id)?;
-            grants.grant(ws, key.id(), g.generation, &id, &secret)?;
-        }
-        Ok(grants)
+        Ok(())
     }
 
     /// Registers a new binding's public key, its private key wrapped to every wider one.
