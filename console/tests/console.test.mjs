@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -266,6 +266,27 @@ test('at a phone width nothing overflows sideways', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
   await page.screenshot({ path: join(shots, 'phone.png'), fullPage: false });
+  await context.close();
+});
+
+test('10,000 secrets: listed page by page from the server, 100 rows in the page at a time', async () => {
+  const file = join(dataDir, 'many.env');
+  writeFileSync(file, Array.from({ length: 10_000 }, (_, i) => `BULK_${String(i).padStart(5, '0')}=v${i}`).join('\n'));
+  cli(server.url, adminKey, ['secrets', 'import', file]);
+  const { page, context, problems } = await openPage();
+  await signIn(page, adminKey);
+  await page.waitForSelector('text=Page 1 of');
+  assert.match(await page.textContent('[data-testid=count]'), /^10005 of 10005 secrets/);
+  assert.equal(await page.locator('tbody tr').count(), 100);
+  await page.fill('[aria-label="Search secrets"]', 'BULK_0999');
+  assert.match(await page.textContent('[data-testid=count]'), /^10 of 10005 secrets/);
+  // Keyboard: Tab reaches the first row's buttons, Enter reveals.
+  await page.fill('[aria-label="Search secrets"]', 'BULK_09999');
+  await page.locator('tr[data-key="BULK_09999"] button:has-text("Reveal")').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('tr[data-key="BULK_09999"] [data-testid=value]');
+  assert.equal(await page.textContent('tr[data-key="BULK_09999"] [data-testid=value]'), 'v9999');
+  assert.deepEqual(problems, []);
   await context.close();
 });
 
