@@ -223,45 +223,9 @@ impl AccessKeyOptions {
         let obj = validate::json_object(args)?;
         validate::reject_unknown_fields(obj, &["name", "permissions", "app", "envs"])?;
         let name = validate::required_string(obj, "name")?.to_owned();
-        let permissions = match obj.get("permissions") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|p| {
-                    p.as_str()
-                        .and_then(Permission::parse)
-                        .ok_or_else(|| {
-                            Error::invalid_field(
-                                "field 'permissions' must list permissions: list, read, write, revoke, admin",
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => {
-                return Err(Error::invalid_field(
-                    "field 'permissions' must be an array of permission names",
-                ))
-            }
-        };
-        let app = match obj.get("app") {
-            None | Some(Value::Null) => None,
-            Some(_) => Some(validate::required_string(obj, "app")?.to_owned()),
-        };
-        let envs = match obj.get("envs") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|e| {
-                    e.as_str().map(str::to_owned).ok_or_else(|| {
-                        Error::invalid_field("field 'envs' must be an array of environment slugs")
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => {
-                return Err(Error::invalid_field(
-                    "field 'envs' must be an array of environment slugs",
-                ))
-            }
-        };
+        let permissions = validate::permissions(obj)?;
+        let app = validate::optional_tag(obj, "app")?;
+        let envs = validate::optional_tags(obj, "envs")?;
         Ok(AccessKeyOptions {
             name,
             permissions,

@@ -344,6 +344,32 @@ fn patch_field<T>(
     }
 }
 
+/// An access key's `permissions`: a non-empty array of permission names, each kept once in
+/// the order given.
+pub fn permissions(obj: &Map<String, Value>) -> Result<Vec<crate::wire::Permission>, Error> {
+    let refused = || {
+        Error::invalid_field(
+            "field 'permissions' must be a non-empty array of: list, read, write, revoke, admin",
+        )
+    };
+    let named = obj
+        .get("permissions")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(refused)?;
+    let mut out = Vec::with_capacity(named.len());
+    for p in named {
+        let p = p
+            .as_str()
+            .and_then(crate::wire::Permission::parse)
+            .ok_or_else(refused)?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// An optional single tag (an app tag or environment slug): absent or null is `None`.
 pub fn optional_tag(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Error> {
     match obj.get(field) {

@@ -81,23 +81,9 @@ fn parse_new_key(
             "field 'name' must be 1 to 128 printable characters",
         ));
     }
-    let perms = obj
-        .get("permissions")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| invalid("field 'permissions' must be a non-empty array of: list, read, write, revoke, admin"))?
-        .iter()
-        .map(|p| p.as_str().and_then(Permission::parse))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| invalid("field 'permissions' must be a non-empty array of: list, read, write, revoke, admin"))?;
+    let permissions = validate::permissions(obj)?;
     let app = validate::optional_tag(obj, "app")?;
     let envs = validate::optional_tags(obj, "envs")?;
-    let mut permissions = Vec::new();
-    for p in perms {
-        if !permissions.contains(&p) {
-            permissions.push(p);
-        }
-    }
     let wrapped_key = match wrapping {
         Wrapping::WorkspaceKey(key_id) => {
             let wrapped = WrappedKey::parse(wrapped_key).ok_or_else(|| {
