@@ -23,6 +23,17 @@ pub struct Session {
     pub(crate) keys: SessionKeys,
 }
 
+/// Refuses a session answer about another access key than the one that asked.
+pub(crate) fn answered_for(info: &AccessKeyInfo, ak: &AccessKey) -> Result<(), Error> {
+    if info.id != ak.id() {
+        return Err(Error::new(
+            ErrorCode::Protocol,
+            "the server answered for another access key",
+        ));
+    }
+    Ok(())
+}
+
 /// Format 1: the workspace key, unwrapped with the access key.
 pub(crate) fn unwrap_workspace_key(
     text: &str,
@@ -51,12 +62,7 @@ impl Session {
     /// upgraded workspace must first take its grant, which needs the server: the client's
     /// `init()` does that, and this refuses it.
     pub fn open(resp: SessionResponse, ak: &AccessKey) -> Result<Session, Error> {
-        if resp.access_key.id != ak.id() {
-            return Err(Error::new(
-                ErrorCode::Protocol,
-                "the server answered for another access key",
-            ));
-        }
+        answered_for(&resp.access_key, ak)?;
         let ws = &resp.workspace.workspace_id;
         let keys = match resp.keyring {
             Some(_) if resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {

@@ -141,15 +141,10 @@ impl Ductape {
     /// convert itself, which needs the server).
     async fn install_session(&self, resp: SessionResponse, online: bool) -> Result<(), Error> {
         let ak = self.config().access_key();
-        if resp.access_key.id != ak.id() {
-            return Err(Error::new(
-                ErrorCode::Protocol,
-                "the server answered for another access key",
-            ));
-        }
         let session = match resp.keyring {
             Some(ring) if online && resp.wrapped_key.starts_with(WrappedKey::PREFIX) => {
                 // A format-1 key in an upgraded workspace: it takes its grant, once.
+                crate::session::answered_for(&resp.access_key, ak)?;
                 ring.check()?;
                 let ws = &resp.workspace.workspace_id;
                 let wk = unwrap_workspace_key(&resp.wrapped_key, &resp.workspace, ak)?;
