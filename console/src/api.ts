@@ -1,7 +1,7 @@
 // The console's calls to its own server. Every request carries only the access key's
 // bearer part; values go out sealed and come back sealed, opened by the core (WebAssembly).
 
-import init, { Console } from './wasm/ductape_wasm.js';
+import init, { Console, tokenReference } from './wasm/ductape_wasm.js';
 
 export interface SecretRecord {
   _id: string;
@@ -99,12 +99,12 @@ export class Session {
     } catch (e) {
       throw asApiError(e);
     }
-    const text = await call(core, 'GET', '/v1/session');
+    let text: string;
     try {
-      core.openSession(text);
+      text = await openSession(core);
     } catch (e) {
       core.free();
-      throw asApiError(e);
+      throw e;
     }
     const s = JSON.parse(text) as { access_key: AccessKeyInfo; workspace: { workspace_id: string } };
     return new Session(core, s.access_key, s.workspace.workspace_id);
@@ -112,12 +112,7 @@ export class Session {
 
   /** Reads the session again: the keyring may have changed (a binding added, a rotation). */
   async refresh(): Promise<void> {
-    const text = await this.call('GET', '/v1/session');
-    try {
-      this.core.openSession(text);
-    } catch (e) {
-      throw asApiError(e);
-    }
+    await openSession(this.core);
   }
 
   signOut(): void {
@@ -263,8 +258,20 @@ export class Session {
   }
 }
 
+/** `$Token{KEY}` as the core writes it (the core is loaded: this is used once signed in). */
 export function tokenOf(key: string): string {
-  return `$Token{${key}}`;
+  return tokenReference(key);
+}
+
+/** Reads `GET /v1/session` and opens its keys in the core; the answer's text. */
+async function openSession(core: Console): Promise<string> {
+  const text = await call(core, 'GET', '/v1/session');
+  try {
+    core.openSession(text);
+  } catch (e) {
+    throw asApiError(e);
+  }
+  return text;
 }
 
 async function call(

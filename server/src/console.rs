@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Shared;
@@ -63,7 +63,6 @@ fn serve(st: &crate::state::AppState, path: &str) -> Response {
         return ApiError::new(ductape::ErrorCode::NotFound, why).into_response();
     };
     let mut r = Response::new(Body::from(file.data.into_owned()));
-    *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     let mime = file.metadata.mimetype();
     if let Ok(v) = HeaderValue::from_str(mime) {
@@ -82,7 +81,7 @@ fn serve(st: &crate::state::AppState, path: &str) -> Response {
 }
 
 /// The headers every console answer carries.
-pub fn security_headers(h: &mut axum::http::HeaderMap) {
+fn security_headers(h: &mut axum::http::HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

@@ -136,15 +136,6 @@ pub fn token_reference(key: &str) -> Result<String, JsValue> {
     Ok(format!("$Token{{{key}}}"))
 }
 
-/// Checks create arguments (JSON text) without sealing: the SDKs' messages, for a form.
-#[wasm_bindgen(js_name = checkCreate)]
-pub fn check_create(args_json: &str) -> Result<(), JsValue> {
-    CreateSecret::from_json(&parse_json(args_json)?)
-        .and_then(ductape::args::CheckedCreate::new)
-        .map(drop)
-        .map_err(thrown)
-}
-
 fn parse_json(text: &str) -> Result<serde_json::Value, JsValue> {
     serde_json::from_str(text).map_err(|e| protocol(format!("malformed arguments: {e}")))
 }
