@@ -42,6 +42,18 @@ export interface AuditEntry {
   keys?: string[];
 }
 
+export interface SecretVersion {
+  version: number;
+  createdAt: string;
+  access_key_id: string | null;
+  access_key_name: string | null;
+  action: string | null;
+  fields: string[];
+  rollback_of?: number;
+  status: 'active' | 'revoked' | 'expired';
+  current: boolean;
+}
+
 export interface UsageEntry {
   app: string | null;
   env: string | null;
@@ -140,16 +152,62 @@ export class Session {
     return out;
   }
 
-  /** The value of `key`, opened here. */
-  async reveal(key: string): Promise<string> {
-    const s = JSON.parse(await this.call('GET', `/v1/secrets/${encodeURIComponent(key)}`)) as {
-      ciphertext: string;
-    };
+  /** The value of `key` (or of its earlier `version`), opened here. */
+  async reveal(key: string, version?: number): Promise<string> {
+    const path = `/v1/secrets/${encodeURIComponent(key)}` + (version === undefined ? '' : `/versions/${version}`);
+    const s = JSON.parse(await this.call('GET', path)) as { ciphertext: string; version: number };
+    if (version !== undefined && s.version !== version) {
+      throw new ApiError(
+        `Asked for version ${version} of ${key} but the server answered with version ${s.version}`,
+        'integrity',
+      );
+    }
     try {
       return this.core.open(key, s.ciphertext);
     } catch (e) {
       throw asApiError(e);
     }
+  }
+
+  /** Every kept version of `key`, newest first (who made it, what it changed; no values). */
+  async versions(key: string): Promise<SecretVersion[]> {
+    const out: SecretVersion[] = [];
+    let cursor: number | null = null;
+    do {
+      const q = new URLSearchParams({ limit: '1000' });
+      if (cursor !== null) q.set('cursor', String(cursor));
+      const page = JSON.parse(await this.call('GET', `/v1/secrets/${encodeURIComponent(key)}/versions?${q}`)) as {
+        versions: SecretVersion[];
+        next_cursor: number | null;
+      };
+      out.push(...page.versions);
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    return out;
+  }
+
+  /** Makes `version`'s value current again (if the secret is still at `record.version`).
+   * The server copies the stored value when it is still sealed for the secret's readers;
+   * otherwise (readers or key generation changed since) it is opened and sealed anew here. */
+  async rollback(record: SecretRecord, version: number): Promise<SecretRecord> {
+    const path = `/v1/secrets/${encodeURIComponent(record.key)}/rollback`;
+    const headers = { 'If-Match': `"${record.version}"` };
+    try {
+      return JSON.parse(await this.call('POST', path, JSON.stringify({ version }), headers)) as SecretRecord;
+    } catch (e) {
+      if (asApiError(e).code !== 'keyring_changed') throw e;
+    }
+    const value = await this.reveal(record.key, version);
+    return this.sealing(async () => {
+      let ciphertext: string;
+      try {
+        ciphertext = this.core.seal(record.key, value, record.scope, record.envs);
+      } catch (e) {
+        throw asApiError(e);
+      }
+      const body = JSON.stringify({ version, ciphertext, expected_version: record.version });
+      return JSON.parse(await this.call('POST', path, body, headers)) as SecretRecord;
+    });
   }
 
   /** Creates a secret from the documented create arguments; the value is sealed here. */
@@ -228,9 +286,10 @@ export class Session {
     permissions: string[];
     app: string | null;
     envs: string[];
-  }): Promise<{ key: string; info: AccessKeyInfo }> {
+  }, progress?: (seen: number, total: number) => void): Promise<{ key: string; info: AccessKeyInfo }> {
     // Grants are made for the keyring as it is now, not as it was at sign-in.
     await this.refresh();
+    await this.prepareBinding(JSON.stringify(options), progress);
     let made: { key: string; body: string };
     try {
       made = this.core.newAccessKey(JSON.stringify(options)) as { key: string; body: string };
@@ -239,6 +298,57 @@ export class Session {
     }
     const info = JSON.parse(await this.call('POST', '/v1/access-keys', made.body)) as AccessKeyInfo;
     return { key: made.key, info };
+  }
+
+  /** The first key of a binding: the binding registered (its key pair made here), then
+   * every secret it may read wrapped to it page by page (the data keys opened and wrapped
+   * here), then marked ready. Resumes a scan left half done. */
+  private async prepareBinding(options: string, progress?: (seen: number, total: number) => void): Promise<void> {
+    let state = this.bindingState(options);
+    if (state.state === 'missing') {
+      let refused: ApiError | null = null;
+      try {
+        await this.call('POST', '/v1/keyring/bindings', this.core.registerBindingBody(options));
+      } catch (e) {
+        refused = asApiError(e);
+      }
+      await this.refresh();
+      state = this.bindingState(options);
+      // A conflict with the binding now there: someone registered it meanwhile.
+      if (refused && !(refused.code === 'conflict' && state.state !== 'missing')) throw refused;
+    }
+    if (state.state === 'ready') return;
+    if (state.state === 'missing') throw new ApiError(`Binding ${state.id} was not registered`, 'protocol');
+    const id = state.id as string;
+    const path = `/v1/keyring/bindings/${id}`;
+    let after: string | null = null;
+    let seen = 0;
+    let total = 0;
+    do {
+      const text = await this.call('POST', `${path}/pending`, JSON.stringify({ after }));
+      const page = JSON.parse(text) as { scanned: number; next_after: string | null; total?: number };
+      let bodies: string[];
+      try {
+        bodies = this.core.bindingWrapBodies(id, text);
+      } catch (e) {
+        throw asApiError(e);
+      }
+      for (const body of bodies) await this.call('POST', `${path}/wraps`, body);
+      total = page.total ?? total;
+      seen += page.scanned;
+      progress?.(Math.min(seen, Math.max(total, seen)), Math.max(total, seen));
+      after = page.next_after;
+    } while (after !== null);
+    await this.call('POST', `${path}/ready`);
+    await this.refresh();
+  }
+
+  private bindingState(options: string): { state: 'ready' | 'missing' | 'pending'; id?: string } {
+    try {
+      return this.core.bindingState(options) as { state: 'ready' | 'missing' | 'pending'; id?: string };
+    } catch (e) {
+      throw asApiError(e);
+    }
   }
 
   async deleteAccessKey(id: string): Promise<void> {

@@ -12,6 +12,7 @@ import {
   AuditEntry,
   AuditFilter,
   SecretRecord,
+  SecretVersion,
   Session,
   tokenOf,
   UsageEntry,
@@ -154,6 +155,7 @@ function Secrets({ session }: { session: Session }) {
   const [page, setPage] = useState(0);
   const [editing, setEditing] = useState<SecretRecord | 'new' | null>(null);
   const [usageOf, setUsageOf] = useState<string | null>(null);
+  const [historyOf, setHistoryOf] = useState<string | null>(null);
 
   const load = async () => {
     try {
@@ -253,6 +255,14 @@ function Secrets({ session }: { session: Session }) {
           />
         )}
         {usageOf && <Usage session={session} secret={usageOf} onClose={() => setUsageOf(null)} />}
+        {historyOf && secrets?.some((s) => s.key === historyOf) && (
+          <History
+            session={session}
+            record={secrets.find((s) => s.key === historyOf) as SecretRecord}
+            onClose={() => setHistoryOf(null)}
+            act={act}
+          />
+        )}
         {secrets === null ? (
           <p class="muted">Loading…</p>
         ) : (
@@ -268,6 +278,7 @@ function Secrets({ session }: { session: Session }) {
                     session={session}
                     onEdit={() => setEditing(s)}
                     onUsage={() => setUsageOf(s.key)}
+                    onHistory={() => setHistoryOf(s.key)}
                     act={act}
                     onError={setError}
                     onNotice={setNotice}
@@ -307,6 +318,7 @@ function Row(props: {
   session: Session;
   onEdit: () => void;
   onUsage: () => void;
+  onHistory: () => void;
   act: (what: () => Promise<unknown>, done: string) => Promise<void>;
   onError: (m: string) => void;
   onNotice: (m: string) => void;
@@ -372,6 +384,9 @@ function Row(props: {
         </button>
         <button class="link" onClick={props.onUsage}>
           Usage
+        </button>
+        <button class="link" onClick={props.onHistory}>
+          History
         </button>
         {session.can('write') && (
           <button class="link" onClick={props.onEdit}>
@@ -487,6 +502,97 @@ function SecretForm(props: { session: Session; record: SecretRecord | null; onDo
         </button>
       </div>
     </form>
+  );
+}
+
+/** A secret's kept versions, newest first: who made each and what it changed (names of
+ * fields, never values); an earlier value revealed here on click, and rolled back to. */
+function History(props: {
+  session: Session;
+  record: SecretRecord;
+  onClose: () => void;
+  act: (what: () => Promise<unknown>, done: string) => Promise<void>;
+}) {
+  const { session, record } = props;
+  const [versions, setVersions] = useState<SecretVersion[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [shown, setShown] = useState<{ version: number; value: string } | null>(null);
+  const timer = useRef<number | undefined>(undefined);
+  useEffect(() => () => window.clearTimeout(timer.current), []);
+  useEffect(() => {
+    setVersions(null);
+    session.versions(record.key).then(setVersions, (e) => setError(asApiError(e).message));
+  }, [session, record.key, record.version]);
+
+  const reveal = async (version: number) => {
+    try {
+      setShown({ version, value: await session.reveal(record.key, version) });
+      window.clearTimeout(timer.current);
+      timer.current = window.setTimeout(() => setShown(null), REVEAL_MS);
+    } catch (e) {
+      setError(asApiError(e).message);
+    }
+  };
+  const rollback = (version: number) =>
+    window.confirm(`Make version ${version}'s value of ${record.key} current again? It becomes version ${record.version + 1}.`) &&
+    props.act(() => session.rollback(record, version), `Rolled ${record.key} back to version ${version}`);
+
+  return (
+    <section class="card history" aria-label={`History of ${record.key}`}>
+      <div class="buttons">
+        <h2>History of {record.key}</h2>
+        <button class="link" onClick={props.onClose}>
+          Close
+        </button>
+      </div>
+      <Alert message={error} />
+      {versions === null ? (
+        <p class="muted">Loading…</p>
+      ) : (
+        <table class="secrets">
+          <Head columns={['Version', 'When', 'By', 'Change', 'Status']} />
+          <tbody>
+            {versions.map((v) => (
+              <tr data-version={v.version}>
+                <td>
+                  {v.version} {v.current && <span class="badge active">current</span>}
+                </td>
+                <td class="when" title={v.createdAt}>
+                  {v.createdAt.slice(0, 16).replace('T', ' ')}
+                </td>
+                <td>{v.access_key_name ?? v.access_key_id ?? <span class="muted">unknown</span>}</td>
+                <td>
+                  {v.action ?? ''}
+                  {v.rollback_of !== undefined && ` of version ${v.rollback_of}`}
+                  {v.fields.length > 0 && <span class="muted"> ({v.fields.join(', ')})</span>}
+                </td>
+                <td>
+                  <span class={`badge ${v.status}`}>{v.status}</span>
+                </td>
+                <td class="actions">
+                  {shown?.version === v.version ? (
+                    <span class="value mono" data-testid="version-value">
+                      {shown.value}
+                    </span>
+                  ) : (
+                    session.can('read') && (
+                      <button class="link" onClick={() => reveal(v.version)}>
+                        Reveal
+                      </button>
+                    )
+                  )}
+                  {!v.current && session.can('write') && (
+                    <button class="link" onClick={() => rollback(v.version)}>
+                      Roll back
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
   );
 }
 
@@ -614,6 +720,7 @@ function AccessKeys({ session }: { session: Session }) {
   const [app, setApp] = useState('');
   const [envs, setEnvs] = useState('');
   const [busy, setBusy] = useState(false);
+  const [wrapped, setWrapped] = useState<{ seen: number; total: number } | null>(null);
 
   const load = async () => {
     try {
@@ -631,13 +738,15 @@ function AccessKeys({ session }: { session: Session }) {
     setBusy(true);
     setError(null);
     try {
-      setMade(await session.createAccessKey({ name, permissions: perms, app: app.trim() || null, envs: list(envs) }));
+      const options = { name, permissions: perms, app: app.trim() || null, envs: list(envs) };
+      setMade(await session.createAccessKey(options, (seen, total) => setWrapped({ seen, total })));
       setName('');
       await load();
     } catch (err) {
       setError(asApiError(err).message);
     } finally {
       setBusy(false);
+      setWrapped(null);
     }
   };
   const remove = async (k: AccessKeyInfo) => {
@@ -676,6 +785,16 @@ function AccessKeys({ session }: { session: Session }) {
         <input id="k-app" value={app} onInput={(e) => setApp((e.target as HTMLInputElement).value)} />
         <label for="k-envs">Bound to environments (comma-separated; empty: all)</label>
         <input id="k-envs" value={envs} onInput={(e) => setEnvs((e.target as HTMLInputElement).value)} />
+        <p class="muted">
+          The first key of an app and environments makes their binding: every secret it may read is then wrapped to
+          it here, in this page.
+        </p>
+        {wrapped && (
+          <p role="status" data-testid="wrapping">
+            Wrapping secrets to the new binding: {wrapped.seen} of {wrapped.total} looked at
+            <progress max={wrapped.total} value={wrapped.seen} />
+          </p>
+        )}
         <Alert message={error} />
         <div class="buttons">
           <button type="submit" disabled={busy}>

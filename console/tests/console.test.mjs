@@ -184,6 +184,62 @@ test('sign in, create, reveal, copy, edit, revoke and restore; the database hold
   await page.waitForSelector('text=Restored STRIPE_KEY');
   assert.match(await row(page, 'STRIPE_KEY').textContent(), /active/);
 
+  // History: a new value (version 5), then back to earlier ones. Version 1's value was sealed
+  // for the readers of its time (web/prd), so rolling back to it is sealed anew in the page;
+  // versions 5 and 6 (the readers of now) are copied by the server.
+  const SECOND = 'sk_live_SECOND_value';
+  // A key for app api alone: its binding reads the secret now (scope web, api), not version 1.
+  cli(server.url, adminKey, ['access-keys', 'create', '--name', 'api-only', '--permissions', 'list,read', '--app', 'api']);
+  const rollbacks = [];
+  const conflicts = [];
+  page.on('response', (r) => {
+    if (r.url().endsWith('/rollback')) rollbacks.push(r.status());
+    if (r.status() === 409) conflicts.push(`${r.request().method()} ${new URL(r.url()).pathname}`);
+  });
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'Edit' }).click();
+  await page.fill('#f-value', SECOND);
+  await page.click('form[aria-label="Edit STRIPE_KEY"] button[type=submit]');
+  await page.waitForSelector('text=Saved STRIPE_KEY');
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(SECOND));
+  await row(page, 'STRIPE_KEY').getByRole('button', { name: 'History' }).click();
+  const history = page.locator('section[aria-label="History of STRIPE_KEY"]');
+  const version = (v) => history.locator(`tr[data-version="${v}"]`);
+  await version(1).waitFor();
+  assert.equal(await history.locator('tbody tr').count(), 5);
+  assert.match(await version(5).textContent(), /5 current.*update \(value\)/);
+  assert.match(await version(2).textContent(), /update \(envs, scope, value\)/);
+  assert.match(await version(1).textContent(), /create/);
+  assert.doesNotMatch(await history.textContent(), new RegExp(`${CANARY}|${SECOND}`), 'no value until asked');
+  await version(1).getByRole('button', { name: 'Reveal' }).click();
+  assert.equal(await version(1).locator('[data-testid=version-value]').textContent(), CANARY);
+  await page.screenshot({ path: join(shots, 'history.png') });
+  assert.equal(await version(5).getByRole('button', { name: 'Roll back' }).count(), 0, 'the current version');
+  await version(1).getByRole('button', { name: 'Roll back' }).click();
+  await page.waitForSelector('text=Rolled STRIPE_KEY back to version 1');
+  await version(6).waitFor();
+  assert.match(await version(6).textContent(), /6 current.*rollback of version 1/);
+  assert.match(await row(page, 'STRIPE_KEY').textContent(), /web, api.*prd, staging.*active.*6/);
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
+  assert.deepEqual(rollbacks, [409, 200], 'keyring_changed, then sealed anew in the page');
+  await version(5).getByRole('button', { name: 'Roll back' }).click();
+  await page.waitForSelector('text=Rolled STRIPE_KEY back to version 5');
+  await version(7).waitFor();
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(SECOND));
+  await version(6).getByRole('button', { name: 'Roll back' }).click();
+  await page.waitForSelector('text=Rolled STRIPE_KEY back to version 6');
+  await version(8).waitFor();
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
+  assert.deepEqual(rollbacks, [409, 200, 200, 200], 'copied by the server');
+  // Rolled back in the page, read by the Node SDK: the same envelope.
+  assert.equal((await node.secrets.fetch('STRIPE_KEY')).value, CANARY);
+  // A rollback against a secret changed meanwhile is refused, not applied over the change.
+  cli(server.url, adminKey, ['secrets', 'update', 'STRIPE_KEY', '--description', 'Changed elsewhere']);
+  await version(5).getByRole('button', { name: 'Roll back' }).click();
+  await history.locator('[role=alert]').or(page.locator('[role=alert]')).first().waitFor();
+  assert.match(await page.locator('[role=alert]').first().textContent(), /version/i);
+  assert.match(cli(server.url, adminKey, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
+  await history.getByRole('button', { name: 'Close' }).click();
+
   // Search and the status filter.
   await page.fill('[aria-label="Search secrets"]', 'service');
   assert.match(await page.textContent('[data-testid=count]'), /^3 of 5 secrets/);
@@ -196,7 +252,16 @@ test('sign in, create, reveal, copy, edit, revoke and restore; the database hold
   const origin = new URL(server.url).origin;
   assert.deepEqual(requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:')), []);
   assert.ok(!requests.some((u) => u.includes(adminKey) || u.includes(CANARY)), 'no key or value in a URL');
-  assert.deepEqual(problems, []);
+  // The browser logs every 4xx answer. The 409s: the value edit sealed before the page knew
+  // of api's binding and the rollback to version 1 (both keyring_changed: sealed anew), and
+  // the refused stale rollback.
+  assert.deepEqual(conflicts, [
+    'PATCH /v1/secrets/STRIPE_KEY',
+    'POST /v1/secrets/STRIPE_KEY/rollback',
+    'POST /v1/secrets/STRIPE_KEY/rollback',
+  ]);
+  assert.deepEqual(problems.filter((p) => !p.includes('status of 409 (Conflict)')), []);
+  assert.equal(problems.length, conflicts.length);
   await context.close();
 });
 
@@ -211,15 +276,18 @@ test('access keys: a bound key made in the page sees only its binding; the audit
     await admin.page.fill('#k-envs', 'prd');
     await form.locator('button[type=submit]').click();
   };
-  // The first key of a binding needs every secret it may read wrapped to it: the CLI does that.
-  await make('web-prd-first');
-  await form.locator('[role=alert]').waitFor();
-  assert.match(await form.locator('[role=alert]').textContent(), /make the first with the CLI or an SDK/);
-  cli(server.url, adminKey, ['access-keys', 'create', '--name', 'web-prd-cli', '--permissions', 'list,read', '--app', 'web', '--envs', 'prd']);
+  // The first key of a binding: the binding registered and every secret it may read wrapped
+  // to it, in the page (the keys made and used by the core here).
   await make('web-prd');
   await admin.page.locator('[data-testid=new-key]').waitFor();
   const bound = (await admin.page.textContent('[data-testid=new-key]')).trim();
   assert.match(bound, /^dtpk_/);
+  // A second key of the same binding only gets its grant.
+  await admin.page.getByRole('button', { name: 'Done' }).click();
+  await make('web-prd-2');
+  await admin.page.locator('[data-testid=new-key]').waitFor();
+  const second = (await admin.page.textContent('[data-testid=new-key]')).trim();
+  assert.notEqual(second, bound);
   await admin.page.screenshot({ path: join(shots, 'access-keys.png') });
   const row = admin.page.locator('tr', { hasText: 'web-prd' }).first();
   assert.match(await row.textContent(), /list, read.*web.*prd/);
@@ -257,6 +325,12 @@ test('access keys: a bound key made in the page sees only its binding; the audit
   await admin.page.screenshot({ path: join(shots, 'audit.png') });
   assert.deepEqual(admin.problems, []);
   await admin.context.close();
+
+  // Wrapped in the page, opened by the CLI (Rust): both keys read their binding, nothing else.
+  for (const key of [bound, second]) {
+    assert.match(cli(server.url, key, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
+    assert.throws(() => cli(server.url, key, ['secrets', 'get', 'BILLING_TOKEN']), /not found|404/i);
+  }
 });
 
 test('at a phone width nothing overflows sideways', async () => {

@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "client")]
 use crate::crypto::keyring::open_legacy;
-use crate::crypto::keyring::{binding_id, open_binding_from, open_upgrade_key, DataKey};
+use crate::crypto::keyring::{binding_id, open_binding_from, open_upgrade_key, Binding, DataKey};
 use crate::crypto::wrap::RecipientSecret;
 use crate::crypto::WrappedKey;
 use crate::crypto::{
-    AccessGrants, AccessKey, Envelope, KeyId, Keyring, Plaintext, SealedSecret, WorkspaceKey,
+    sha256_hex, AccessGrants, AccessKey, Envelope, KeyId, Keyring, Plaintext, SealedSecret,
+    WorkspaceKey,
 };
 use crate::error::{Error, ErrorCode};
 use crate::validate::SecretKey;
-use crate::wire::{AccessKeyInfo, SessionResponse, WorkspaceInfo};
+use crate::wire::{AccessKeyInfo, AddWrap, PendingWraps, SessionResponse, WorkspaceInfo};
 
 /// What `init()` learns: the workspace and what opens its values, unwrapped locally.
 pub struct Session {
@@ -149,7 +150,7 @@ impl Session {
                     return Err(Error::new(
                         ErrorCode::Conflict,
                         format!(
-                            "no key has been made for app {} and envs {} yet: make the first with the CLI or an SDK (`ductape access-keys create`), which wraps every secret it may read to it",
+                            "no key has been made for app {} and envs {} yet: its binding must be registered and every secret it may read wrapped to it first (creating the key with the SDKs, the CLI or the console does that)",
                             opts.app.as_deref().unwrap_or("*"),
                             if envs.is_empty() { "*".to_owned() } else { envs.join(",") }
                         ),
@@ -179,6 +180,81 @@ impl Session {
         }))
     }
 
+    /// Format 2: where the binding `(app, envs)` stands before its first access key can be
+    /// made (format 1 has no bindings: always ready).
+    pub fn binding_state(&self, app: Option<&str>, envs: &[String]) -> BindingState {
+        let SessionKeys::Ring(ring) = &self.keys else {
+            return BindingState::Ready;
+        };
+        let id = binding_id(app, envs);
+        match ring.keyring.current().binding(&id) {
+            None => BindingState::Missing(id),
+            Some(b) if b.pending => BindingState::Pending(id),
+            Some(_) => BindingState::Ready,
+        }
+    }
+
+    /// The body of `POST /v1/keyring/bindings` registering binding `(app, envs)`: a new key
+    /// pair, its private key wrapped to every wider binding (so their holders open it),
+    /// pending until every secret it may read is wrapped to it.
+    pub fn register_binding_body(
+        &self,
+        app: Option<&str>,
+        envs: &[String],
+    ) -> Result<serde_json::Value, Error> {
+        let ring = self.ring()?;
+        let current = ring.keyring.current();
+        let pair = RecipientSecret::generate();
+        let mut binding = Binding::new(
+            &self.workspace.workspace_id,
+            current.generation,
+            app,
+            envs,
+            &pair,
+            &current.bindings,
+        )?;
+        binding.pending = true;
+        Ok(serde_json::json!({ "generation": current.generation, "binding": binding }))
+    }
+
+    /// One page of a new binding's grant scan answered: the data key of each secret on it
+    /// wrapped to binding `id` (each tied to the SHA-256 of the value it opens, so a value
+    /// changed meanwhile gets no wrap of its old key).
+    pub fn binding_wraps(&self, id: &str, page: &PendingWraps) -> Result<Vec<AddWrap>, Error> {
+        let ring = self.ring()?;
+        let ws = &self.workspace.workspace_id;
+        let binding = ring.keyring.current().binding(id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Protocol,
+                format!("binding {id} was not registered"),
+            )
+        })?;
+        page.secrets
+            .iter()
+            .map(|s| {
+                let key = SecretKey::parse(&s.key)?;
+                let sealed = SealedSecret::parse(&s.ciphertext).ok_or_else(|| malformed(&key))?;
+                let dk = ring.data_key(ws, &key, &sealed)?;
+                let held = ring.holding(ws, sealed.generation, id);
+                Ok(AddWrap {
+                    key: s.key.clone(),
+                    of: sha256_hex(&s.ciphertext),
+                    wrap: sealed.wrap_for(ws, &key, binding, &dk, held.as_deref())?,
+                })
+            })
+            .collect()
+    }
+
+    fn ring(&self) -> Result<&Ring, Error> {
+        match &self.keys {
+            SessionKeys::Ring(ring) => Ok(ring),
+            SessionKeys::Workspace(_) => Err(Error::new(
+                ErrorCode::Protocol,
+                "the workspace is in format 1: it has no bindings",
+            )),
+        }
+    }
+
     /// The body of a create request: the arguments checked, the value sealed here.
     pub fn create_body(
         &self,
@@ -186,6 +262,15 @@ impl Session {
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
         crate::args::CheckedCreate::new(args)?.seal(self)
     }
+}
+
+/// Where a binding stands (by its id): in the keyring and ready for keys, not in it,
+/// or registered with its grant scan not finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindingState {
+    Ready,
+    Missing(String),
+    Pending(String),
 }
 
 /// Data keys opened this session, by their wrap: a repeated fetch of an unchanged value

@@ -6,8 +6,8 @@
 //! Errors are thrown as `Error` objects carrying the core's `code` and `status`.
 
 use ductape::args::AccessKeyOptions;
-use ductape::session::Session;
-use ductape::wire::SessionResponse;
+use ductape::session::{BindingState, Session};
+use ductape::wire::{PendingWraps, SessionResponse};
 use ductape::{AccessKey, CreateSecret, Plaintext, SecretKey};
 use wasm_bindgen::prelude::*;
 
@@ -93,6 +93,52 @@ impl Console {
         Ok(out)
     }
 
+    /// Where the binding of an access key with these options (JSON text) stands in the
+    /// keyring: `{ state: "ready" }`, or `{ state: "missing" | "pending", id }` when its
+    /// first key needs the binding registered and/or its secrets wrapped to it first.
+    #[wasm_bindgen(js_name = bindingState)]
+    pub fn binding_state(&self, options_json: &str) -> Result<js_sys::Object, JsValue> {
+        let (app, envs) = binding_of(options_json)?;
+        let (state, id) = match self.session()?.binding_state(app.as_deref(), &envs) {
+            BindingState::Ready => ("ready", None),
+            BindingState::Missing(id) => ("missing", Some(id)),
+            BindingState::Pending(id) => ("pending", Some(id)),
+        };
+        let out = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&out, &"state".into(), &state.into());
+        if let Some(id) = id {
+            let _ = js_sys::Reflect::set(&out, &"id".into(), &id.into());
+        }
+        Ok(out)
+    }
+
+    /// The body (JSON text) of `POST /v1/keyring/bindings` registering the binding of an
+    /// access key with these options: a key pair made here, its private key wrapped to the
+    /// wider bindings this session holds.
+    #[wasm_bindgen(js_name = registerBindingBody)]
+    pub fn register_binding_body(&self, options_json: &str) -> Result<String, JsValue> {
+        let (app, envs) = binding_of(options_json)?;
+        let body = self
+            .session()?
+            .register_binding_body(app.as_deref(), &envs)
+            .map_err(thrown)?;
+        Ok(body.to_string())
+    }
+
+    /// The bodies (JSON text each) of `POST /v1/keyring/bindings/{id}/wraps` for one page of
+    /// that binding's grant scan (the JSON text of a `/pending` answer): each secret's data
+    /// key opened and wrapped to the binding here.
+    #[wasm_bindgen(js_name = bindingWrapBodies)]
+    pub fn binding_wrap_bodies(&self, id: &str, page_json: &str) -> Result<Vec<String>, JsValue> {
+        let page: PendingWraps = serde_json::from_str(page_json)
+            .map_err(|e| protocol(format!("malformed grant scan page: {e}")))?;
+        let wraps = self.session()?.binding_wraps(id, &page).map_err(thrown)?;
+        Ok(wraps
+            .chunks(PendingWraps::MAX_SECRETS)
+            .map(|chunk| serde_json::json!({ "wraps": chunk }).to_string())
+            .collect())
+    }
+
     /// Seals `value` for a secret `key` read by `scope`/`envs` (an update's new ciphertext).
     #[wasm_bindgen(js_name = seal)]
     pub fn seal(
@@ -134,6 +180,13 @@ impl Console {
 pub fn token_reference(key: &str) -> Result<String, JsValue> {
     let key = SecretKey::parse(key).map_err(thrown)?;
     Ok(format!("$Token{{{key}}}"))
+}
+
+/// The binding (app, checked envs) of an access key's options (JSON text).
+fn binding_of(options_json: &str) -> Result<(Option<String>, Vec<String>), JsValue> {
+    let opts = AccessKeyOptions::from_json(&parse_json(options_json)?).map_err(thrown)?;
+    let envs = opts.checked_envs().map_err(thrown)?;
+    Ok((opts.app, envs))
 }
 
 fn parse_json(text: &str) -> Result<serde_json::Value, JsValue> {

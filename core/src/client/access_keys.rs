@@ -1,16 +1,14 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::keys::{Ring, SessionKeys};
+use super::keys::SessionKeys;
 use super::transport::Idempotency;
-use super::Ductape;
+use super::{Ductape, Session};
 pub use crate::args::AccessKeyOptions;
-use crate::crypto::keyring::{binding_id, Binding};
-use crate::crypto::wrap::RecipientSecret;
-use crate::crypto::{sha256_hex, AccessKey, SealedSecret};
+use crate::crypto::AccessKey;
 use crate::error::{Error, ErrorCode};
-use crate::validate::SecretKey;
-use crate::wire::{AccessKeyInfo, AddWrap, AddWrapsResponse, DeletedResponse, PendingWraps};
+use crate::session::BindingState;
+use crate::wire::{AccessKeyInfo, AddWrapsResponse, DeletedResponse, PendingWraps};
 
 /// A freshly made access key: `key` is shown to the user once and never stored by the server.
 #[derive(Debug)]
@@ -91,96 +89,64 @@ impl<'a> AccessKeys<'a> {
         envs: &[String],
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<(), Error> {
-        let id = binding_id(app, envs);
         let mut session = self.client.session()?;
-        let missing = match &session.keys {
-            SessionKeys::Ring(ring) => ring.keyring.current().binding(&id).is_none(),
-            SessionKeys::Workspace(_) => false,
-        };
-        if missing {
-            let registered = self.register_binding(&session, app, envs).await;
-            self.client.open_session().await?;
-            session = self.client.session()?;
-            let now = match &session.keys {
-                SessionKeys::Ring(ring) => ring.keyring.current().binding(&id).is_some(),
-                SessionKeys::Workspace(_) => false,
-            };
-            match registered {
-                // Registered meanwhile by someone else: theirs is as good.
-                Err(e) if e.code() == ErrorCode::Conflict && now => {}
-                other => other?,
-            }
-        }
-        let SessionKeys::Ring(ring) = &session.keys else {
-            return Err(Error::new(
-                ErrorCode::Protocol,
-                "the workspace changed format",
-            ));
-        };
-        let ws = &session.workspace.workspace_id;
-        let current = ring.keyring.current();
-        let binding = current.binding(&id).ok_or_else(|| {
-            Error::new(
-                ErrorCode::Protocol,
-                format!("binding {id} was not registered"),
-            )
-        })?;
-        if binding.pending {
-            self.wrap_to_binding(ring, ws, binding, progress).await?;
-            self.client
+        if let BindingState::Missing(_) = session.binding_state(app, envs) {
+            let body = session.register_binding_body(app, envs)?;
+            let registered = self
+                .client
                 .transport()
                 .call::<Value>(
                     Method::POST,
-                    &format!("/v1/keyring/bindings/{id}/ready"),
-                    None,
-                    Idempotency::Idempotent,
+                    "/v1/keyring/bindings",
+                    Some(&body),
+                    Idempotency::NotIdempotent,
                 )
-                .await?;
-            // The session's keyring shows the binding ready from now on.
-            self.client.init().await?;
+                .await;
+            self.client.open_session().await?;
+            session = self.client.session()?;
+            match registered {
+                // Registered meanwhile by someone else: theirs is as good.
+                Err(e)
+                    if e.code() == ErrorCode::Conflict
+                        && !matches!(
+                            session.binding_state(app, envs),
+                            BindingState::Missing(_)
+                        ) => {}
+                other => other.map(|_| ())?,
+            }
         }
-        Ok(())
+        match session.binding_state(app, envs) {
+            BindingState::Ready => Ok(()),
+            BindingState::Missing(id) => Err(Error::new(
+                ErrorCode::Protocol,
+                format!("binding {id} was not registered"),
+            )),
+            BindingState::Pending(id) => {
+                self.wrap_to_binding(&session, &id, progress).await?;
+                self.client
+                    .transport()
+                    .call::<Value>(
+                        Method::POST,
+                        &format!("/v1/keyring/bindings/{id}/ready"),
+                        None,
+                        Idempotency::Idempotent,
+                    )
+                    .await?;
+                // The session's keyring shows the binding ready from now on.
+                self.client.init().await
+            }
+        }
     }
 
-    /// Registers a new binding's public key, its private key wrapped to every wider one.
-    async fn register_binding(
-        &self,
-        session: &super::Session,
-        app: Option<&str>,
-        envs: &[String],
-    ) -> Result<(), Error> {
-        let SessionKeys::Ring(ring) = &session.keys else {
-            return Ok(());
-        };
-        let ws = &session.workspace.workspace_id;
-        let current = ring.keyring.current();
-        let pair = RecipientSecret::generate();
-        let mut binding =
-            Binding::new(ws, current.generation, app, envs, &pair, &current.bindings)?;
-        binding.pending = true;
-        let body = json!({ "generation": current.generation, "binding": binding });
-        self.client
-            .transport()
-            .call::<Value>(
-                Method::POST,
-                "/v1/keyring/bindings",
-                Some(&body),
-                Idempotency::NotIdempotent,
-            )
-            .await
-            .map(|_| ())
-    }
-
-    /// The grant scan: wraps the data key of every secret `binding` may read but is not
+    /// The grant scan: wraps the data key of every secret binding `id` may read but is not
     /// wrapped to, page by page as the server lists them.
     async fn wrap_to_binding(
         &self,
-        ring: &Ring,
-        ws: &str,
-        binding: &Binding,
+        session: &Session,
+        id: &str,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<(), Error> {
-        let path = format!("/v1/keyring/bindings/{}", binding.id);
+        let path = format!("/v1/keyring/bindings/{id}");
         let mut after: Option<String> = None;
         let (mut seen, mut total) = (0u64, 0u64);
         loop {
@@ -196,28 +162,7 @@ impl<'a> AccessKeys<'a> {
                 .await?;
             total = page.total.unwrap_or(total);
             seen += page.scanned;
-            let mut wraps = Vec::with_capacity(page.secrets.len());
-            for s in &page.secrets {
-                let key = SecretKey::parse(&s.key)?;
-                let sealed = SealedSecret::parse(&s.ciphertext).ok_or_else(|| {
-                    Error::new(
-                        ErrorCode::Integrity,
-                        format!("Secret '{key}' has a malformed ciphertext"),
-                    )
-                })?;
-                let dk = ring.data_key(ws, &key, &sealed)?;
-                wraps.push(AddWrap {
-                    key: s.key.clone(),
-                    of: sha256_hex(&s.ciphertext),
-                    wrap: sealed.wrap_for(
-                        ws,
-                        &key,
-                        binding,
-                        &dk,
-                        ring.holding(ws, sealed.generation, &binding.id).as_deref(),
-                    )?,
-                });
-            }
+            let wraps = session.binding_wraps(id, &page)?;
             // A page holds every stored value of its keys (earlier versions, trash): it can
             // be longer than one request may carry.
             for chunk in wraps.chunks(PendingWraps::MAX_SECRETS) {
