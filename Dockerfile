@@ -6,10 +6,27 @@
 # The first start prints a one-time setup token (docker logs); `ductape init` uses it.
 # Checked by hadolint in ./scripts/test (no Docker daemon on the test machines).
 
+# The web console in two steps: the core compiled to WebAssembly (Rust), then the pages
+# (Node, from console/package-lock.json); the server build embeds console/dist.
+FROM rust:1.85-bookworm AS wasm
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    ./scripts/build-console wasm
+
+FROM node:22-bookworm-slim AS console
+WORKDIR /src
+COPY scripts/build-console scripts/build-console
+COPY console console
+COPY --from=wasm /src/console/src/wasm console/src/wasm
+RUN ./scripts/build-console pages
+
 FROM rust:1.85-bookworm AS build
 ARG DUCTAPE_COMMIT=unknown
 WORKDIR /src
 COPY . .
+COPY --from=console /src/console/dist console/dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     DUCTAPE_COMMIT="${DUCTAPE_COMMIT}" cargo build --release --locked -p ductape-cli \

@@ -331,6 +331,25 @@ test('access keys: a bound key made in the page sees only its binding; the audit
     assert.match(cli(server.url, key, ['secrets', 'get', 'STRIPE_KEY']), new RegExp(CANARY));
     assert.throws(() => cli(server.url, key, ['secrets', 'get', 'BILLING_TOKEN']), /not found|404/i);
   }
+
+  // An admin bound to web/prd cannot make a binding outside its own from the page: refused,
+  // and nothing is left behind (no key, no binding).
+  const boundAdmin = /DUCTAPE_ACCESS_KEY=(\S+)/.exec(
+    cli(server.url, adminKey, ['access-keys', 'create', '--name', 'web-admin', '--permissions', 'admin', '--app', 'web', '--envs', 'prd']),
+  )[1];
+  const before = cli(server.url, adminKey, ['access-keys', 'list']);
+  const other = await openPage();
+  await signIn(other.page, boundAdmin);
+  await other.page.click('button.tab:has-text("Access keys")');
+  await other.page.fill('#k-name', 'billing-from-web');
+  await other.page.fill('#k-app', 'billing');
+  await other.page.locator('form[aria-label="New access key"] button[type=submit]').click();
+  const refusal = other.page.locator('form[aria-label="New access key"] [role=alert]');
+  await refusal.waitFor();
+  assert.match(await refusal.textContent(), /a bound key can only register bindings within its own app and environments/);
+  assert.equal(await other.page.locator('[data-testid=new-key]').count(), 0);
+  assert.equal(cli(server.url, adminKey, ['access-keys', 'list']), before);
+  await other.context.close();
 });
 
 test('at a phone width nothing overflows sideways', async () => {
