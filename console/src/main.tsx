@@ -186,12 +186,13 @@ function Secrets({ session }: { session: Session }) {
   const apps = useMemo(() => [...new Set((secrets ?? []).flatMap((s) => s.scope))].sort(), [secrets]);
   const envs = useMemo(() => [...new Set((secrets ?? []).flatMap((s) => s.envs))].sort(), [secrets]);
 
+  // The notice comes once the list shows the change (so what it says is on screen).
   const act = async (what: () => Promise<unknown>, done: string) => {
     try {
       await what();
-      setNotice(done);
       setError(null);
       await load();
+      setNotice(done);
     } catch (e) {
       setError(asApiError(e).message);
     }
