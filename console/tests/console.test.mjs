@@ -352,6 +352,44 @@ test('access keys: a bound key made in the page sees only its binding; the audit
   await other.context.close();
 });
 
+test('keyboard only: sign in, switch screens, open a history and reveal an earlier value', async () => {
+  const { page, context, problems } = await openPage();
+  /** Presses Tab until `matches` holds for the focused element (at most `limit` presses). */
+  const tabTo = async (what, matches, limit = 80) => {
+    for (let i = 0; i < limit; i++) {
+      await page.keyboard.press('Tab');
+      if (await page.evaluate(matches)) return;
+    }
+    assert.fail(`Tab never reached ${what}`);
+  };
+  await tabTo('the key field', () => document.activeElement?.id === 'access-key');
+  await page.keyboard.type(adminKey);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-testid=who]');
+  await tabTo('the Access keys tab', () => document.activeElement?.textContent === 'Access keys');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('form[aria-label="New access key"]');
+  await page.keyboard.press('Shift+Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Secrets');
+  await page.keyboard.press('Enter');
+  await row(page, 'STRIPE_KEY').waitFor();
+  await tabTo('History of STRIPE_KEY', () => {
+    const el = document.activeElement;
+    return el?.textContent === 'History' && el.closest('tr')?.dataset.key === 'STRIPE_KEY';
+  }, 200);
+  await page.keyboard.press('Enter');
+  const first = page.locator('section[aria-label="History of STRIPE_KEY"] tr[data-version="1"]');
+  await first.waitFor();
+  await tabTo('Reveal of version 1', () => {
+    const el = document.activeElement;
+    return el?.textContent === 'Reveal' && el.closest('tr')?.dataset.version === '1';
+  });
+  await page.keyboard.press('Enter');
+  assert.equal(await first.locator('[data-testid=version-value]').textContent(), CANARY);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('at a phone width nothing overflows sideways', async () => {
   const { page, context } = await openPage(390, 844);
   await signIn(page, adminKey);
