@@ -38,16 +38,24 @@ pub fn now_secs() -> i64 {
 pub fn iso_millis(ms: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    // Written digit by digit into a fixed buffer: every record a server sends carries two of
+    // these, and `format!` (or `time`'s format descriptions) costs several times more per
+    // call — it was 8% of a 100-secret batch read's CPU.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, t.year().clamp(0, 9999) as u32);
+    put(5, 2, u32::from(u8::from(t.month())));
+    put(8, 2, u32::from(t.day()));
+    put(11, 2, u32::from(t.hour()));
+    put(14, 2, u32::from(t.minute()));
+    put(17, 2, u32::from(t.second()));
+    put(20, 3, u32::from(t.millisecond()));
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
@@ -70,6 +78,21 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
+    }
+
+    proptest::proptest! {
+        /// The digit-by-digit writer says what the calendar says, for any instant from 1970
+        /// to the end of 9999, and reads back to the same millisecond.
+        #[test]
+        fn iso_millis_writes_the_calendar(ms in 0i64..253_402_300_800_000) {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second(), t.millisecond()
+            );
+            proptest::prop_assert_eq!(iso_millis(ms), expected);
+            proptest::prop_assert_eq!(parse_iso_millis(&iso_millis(ms)), Some(ms));
+        }
     }
 
     #[test]

@@ -448,6 +448,34 @@ async fn batch_reads_as_one_event(server: &Server) {
     assert_eq!(text.matches("\tresolve\tA,B\t").count(), 2, "{text}");
     let v = d.verify_audit().await.unwrap().unwrap();
     assert!(v.events > 0);
+
+    // One allowed read among refusals is an event like any read, in its place; a reference
+    // made twice is read once.
+    let err = s
+        .resolve(&json!(["$Token{C}", "$Token{A}", "$Token{NOPE}"]), &opts)
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("'C' is not accessible"), "{err}");
+    s.resolve(&json!(["$Token{A}", "$Token{A}"]), &opts)
+        .await
+        .unwrap();
+    let newest: Vec<(String, Vec<String>, bool)> = all_events(&d)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "resolve")
+        .take(4)
+        .map(|e| (e.secret_key, e.keys, e.allowed))
+        .collect();
+    assert_eq!(
+        newest,
+        [
+            ("A".to_owned(), vec![], true),
+            ("NOPE".to_owned(), vec![], false),
+            ("A".to_owned(), vec![], true),
+            ("C".to_owned(), vec![], false),
+        ]
+    );
+    assert!(d.verify_audit().await.unwrap().is_ok());
 }
 
 #[tokio::test]

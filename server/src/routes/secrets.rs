@@ -10,6 +10,7 @@
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
+use std::collections::HashMap;
 
 use crate::audit_trail;
 use crate::auth::{Caller, OwnedBinding, Shared};
@@ -800,10 +801,23 @@ pub(crate) fn judge_reads(
     };
     let now = now_secs();
     let bound = caller.binding();
-    let mut events = Vec::with_capacity(keys.len());
+    let by_key: HashMap<&str, &StoredSecret> = found.iter().map(|s| (s.key.as_str(), s)).collect();
+    // Refusals are events of their own; the allowed reads become one (see
+    // `one_event_per_batch`), so only their keys and places are kept here.
+    let event = |key: &SecretKey| {
+        audit_trail::event(
+            caller,
+            action,
+            key.as_str(),
+            claimed.app,
+            claimed.envs.first().map(String::as_str),
+        )
+    };
+    let mut refused = Vec::new();
+    let mut allowed: Vec<(usize, &SecretKey)> = Vec::new();
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
-        let stored = found.iter().find(|s| s.key == key.as_str());
+        let stored = by_key.get(key.as_str()).copied();
         // Outside the binding a secret is treated as absent, so the rules below report it
         // exactly as a missing one.
         let row = stored.filter(|s| bound.can_see(&s.scope, &s.envs));
@@ -823,50 +837,54 @@ pub(crate) fn judge_reads(
                     format!("Secret '{key}' not found"),
                 )),
             });
-        let mut event = audit_trail::event(
-            caller,
-            action,
-            key.as_str(),
-            claimed.app,
-            claimed.envs.first().map(String::as_str),
-        );
-        event.allowed = verdict.is_ok();
-        // The audit keeps the real reason for a secret hidden by the binding.
-        event.reason = match (&verdict, stored, row) {
-            (Err(_), Some(s), None) => Some(format!(
-                "outside the access key's binding: {}",
-                access::check_scope(&s.key, &s.scope, &s.envs, bound)
-                    .err()
-                    .map(|e| e.message().to_owned())
-                    .unwrap_or_default()
-            )),
-            (Err(e), _, _) => Some(e.message().to_owned()),
-            (Ok(_), _, _) => None,
-        };
-        events.push(event);
+        match &verdict {
+            Ok(_) => allowed.push((refused.len(), key)),
+            Err(e) => refused.push(AuditEvent {
+                allowed: false,
+                // The audit keeps the real reason for a secret hidden by the binding.
+                reason: Some(match (stored, row) {
+                    (Some(s), None) => format!(
+                        "outside the access key's binding: {}",
+                        access::check_scope(&s.key, &s.scope, &s.envs, bound)
+                            .err()
+                            .map(|e| e.message().to_owned())
+                            .unwrap_or_default()
+                    ),
+                    _ => e.message().to_owned(),
+                }),
+                ..event(key)
+            }),
+        }
         out.push(verdict);
     }
-    (out, one_event_per_batch(events))
+    (out, one_event_per_batch(allowed, refused, event))
 }
 
 /// A batch's allowed reads as one event listing their keys (a row per key would make the
-/// audit trail most of the cost of resolving many references); each refusal stays an event
-/// of its own, so refusals are found and counted as before.
-fn one_event_per_batch(events: Vec<AuditEvent>) -> Vec<AuditEvent> {
-    if events.iter().filter(|e| e.allowed).count() < 2 {
-        return events;
+/// audit trail most of the cost of resolving many references), before the refusals, each
+/// an event of its own (so refusals are found and counted as before). One allowed read is
+/// an event like any read, in its place among the refusals. `allowed` holds each allowed
+/// key with the number of refusals before it.
+fn one_event_per_batch(
+    allowed: Vec<(usize, &SecretKey)>,
+    mut refused: Vec<AuditEvent>,
+    event: impl Fn(&SecretKey) -> AuditEvent,
+) -> Vec<AuditEvent> {
+    match allowed.as_slice() {
+        [] => refused,
+        [(at, key)] => {
+            refused.insert(*at, event(key));
+            refused
+        }
+        [(_, first), ..] => {
+            let batch = AuditEvent {
+                secret_key: String::new(),
+                keys: allowed.iter().map(|(_, k)| k.to_string()).collect(),
+                ..event(first)
+            };
+            std::iter::once(batch).chain(refused).collect()
+        }
     }
-    let (allowed, refused): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.allowed);
-    let keys = allowed.iter().map(|e| e.secret_key.clone()).collect();
-    let batch = AuditEvent {
-        secret_key: String::new(),
-        keys,
-        ..allowed
-            .into_iter()
-            .next()
-            .expect("two or more allowed events")
-    };
-    std::iter::once(batch).chain(refused).collect()
 }
 
 /// A body carrying `value` came from something other than a Ductape client: the server

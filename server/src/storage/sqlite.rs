@@ -615,33 +615,29 @@ fn select_secrets(
     ws: &str,
     keys: &[String],
 ) -> Result<Vec<StoredSecret>, ApiError> {
-    // One read transaction for all the keys (not one per statement: each takes and releases
-    // the WAL locks, a few system calls apiece).
-    let snapshot = if keys.len() > 1 {
-        Some(c.unchecked_transaction().map_err(db)?)
-    } else {
-        None
-    };
+    if let [key] = keys {
+        return c
+            .prepare_cached(&format!(
+                "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"
+            ))
+            .and_then(|mut st| st.query_row(params![ws, key], secret_row).optional())
+            .map(|found| found.into_iter().collect())
+            .map_err(db);
+    }
+    // One statement for all the keys (passed as a JSON array): one snapshot, and none of the
+    // per-statement reset, bind and halt a loop of single selects pays per key.
+    let keys = serde_json::to_string(keys).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {SECRET_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"
+            "SELECT {SECRET_COLS} FROM secrets
+             WHERE workspace_id = ?1 AND key IN (SELECT value FROM json_each(?2))"
         ))
         .map_err(db)?;
-    let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        if let Some(s) = st
-            .query_row(params![ws, k], secret_row)
-            .optional()
-            .map_err(db)?
-        {
-            out.push(s);
-        }
-    }
-    drop(st);
-    if let Some(tx) = snapshot {
-        tx.commit().map_err(db)?;
-    }
-    Ok(out)
+    let found = st
+        .query_map(params![ws, keys], secret_row)
+        .and_then(Iterator::collect)
+        .map_err(db);
+    found
 }
 
 /// The workspace's keyring as stored (inside a transaction, for [`check_sealed`]).
