@@ -94,6 +94,15 @@ export function asApiError(e: unknown): ApiError {
   return new ApiError(err?.message ?? String(e), err?.code ?? 'error', err?.status);
 }
 
+/** Calls the core: what it throws becomes an ApiError. */
+function fromCore<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw asApiError(e);
+  }
+}
+
 /** A signed-in session: the core's keys for this tab, and what the server said of the key. */
 export class Session {
   private constructor(
@@ -105,12 +114,7 @@ export class Session {
   /** Reads the pasted key, asks the server for the session and unwraps its keys here. */
   static async signIn(pasted: string): Promise<Session> {
     await loadCore();
-    let core: Console;
-    try {
-      core = new Console(pasted);
-    } catch (e) {
-      throw asApiError(e);
-    }
+    const core = fromCore(() => new Console(pasted));
     let text: string;
     try {
       text = await openSession(core);
@@ -162,11 +166,7 @@ export class Session {
         'integrity',
       );
     }
-    try {
-      return this.core.open(key, s.ciphertext);
-    } catch (e) {
-      throw asApiError(e);
-    }
+    return fromCore(() => this.core.open(key, s.ciphertext));
   }
 
   /** Every kept version of `key`, newest first (who made it, what it changed; no values). */
@@ -199,12 +199,7 @@ export class Session {
     }
     const value = await this.reveal(record.key, version);
     return this.sealing(async () => {
-      let ciphertext: string;
-      try {
-        ciphertext = this.core.seal(record.key, value, record.scope, record.envs);
-      } catch (e) {
-        throw asApiError(e);
-      }
+      const ciphertext = fromCore(() => this.core.seal(record.key, value, record.scope, record.envs));
       const body = JSON.stringify({ version, ciphertext, expected_version: record.version });
       return JSON.parse(await this.call('POST', path, body, headers)) as SecretRecord;
     });
@@ -213,12 +208,7 @@ export class Session {
   /** Creates a secret from the documented create arguments; the value is sealed here. */
   async create(args: Record<string, unknown>): Promise<SecretRecord> {
     return this.sealing(async () => {
-      let body: string;
-      try {
-        body = this.core.createBody(JSON.stringify(args));
-      } catch (e) {
-        throw asApiError(e);
-      }
+      const body = fromCore(() => this.core.createBody(JSON.stringify(args)));
       return JSON.parse(await this.call('POST', '/v1/secrets', body)) as SecretRecord;
     });
   }
@@ -251,11 +241,9 @@ export class Session {
     const headers = { 'If-Match': `"${record.version}"` };
     return this.sealing(async () => {
       if (value !== null) {
-        try {
-          body.ciphertext = this.core.seal(record.key, value, change.scope ?? record.scope, change.envs ?? record.envs);
-        } catch (e) {
-          throw asApiError(e);
-        }
+        body.ciphertext = fromCore(() =>
+          this.core.seal(record.key, value, change.scope ?? record.scope, change.envs ?? record.envs),
+        );
       }
       return JSON.parse(
         await this.call('PATCH', `/v1/secrets/${encodeURIComponent(record.key)}`, JSON.stringify(body), headers),
@@ -290,12 +278,7 @@ export class Session {
     // Grants are made for the keyring as it is now, not as it was at sign-in.
     await this.refresh();
     await this.prepareBinding(JSON.stringify(options), progress);
-    let made: { key: string; body: string };
-    try {
-      made = this.core.newAccessKey(JSON.stringify(options)) as { key: string; body: string };
-    } catch (e) {
-      throw asApiError(e);
-    }
+    const made = fromCore(() => this.core.newAccessKey(JSON.stringify(options)) as { key: string; body: string });
     const info = JSON.parse(await this.call('POST', '/v1/access-keys', made.body)) as AccessKeyInfo;
     return { key: made.key, info };
   }
@@ -327,12 +310,7 @@ export class Session {
     do {
       const text = await this.call('POST', `${path}/pending`, JSON.stringify({ after }));
       const page = JSON.parse(text) as { scanned: number; next_after: string | null; total?: number };
-      let bodies: string[];
-      try {
-        bodies = this.core.bindingWrapBodies(id, text);
-      } catch (e) {
-        throw asApiError(e);
-      }
+      const bodies = fromCore(() => this.core.bindingWrapBodies(id, text));
       for (const body of bodies) await this.call('POST', `${path}/wraps`, body);
       total = page.total ?? total;
       seen += page.scanned;
@@ -344,11 +322,7 @@ export class Session {
   }
 
   private bindingState(options: string): { state: 'ready' | 'missing' | 'pending'; id?: string } {
-    try {
-      return this.core.bindingState(options) as { state: 'ready' | 'missing' | 'pending'; id?: string };
-    } catch (e) {
-      throw asApiError(e);
-    }
+    return fromCore(() => this.core.bindingState(options) as { state: 'ready' | 'missing' | 'pending'; id?: string });
   }
 
   async deleteAccessKey(id: string): Promise<void> {
@@ -376,11 +350,7 @@ export function tokenOf(key: string): string {
 /** Reads `GET /v1/session` and opens its keys in the core; the answer's text. */
 async function openSession(core: Console): Promise<string> {
   const text = await call(core, 'GET', '/v1/session');
-  try {
-    core.openSession(text);
-  } catch (e) {
-    throw asApiError(e);
-  }
+  fromCore(() => core.openSession(text));
   return text;
 }
 
