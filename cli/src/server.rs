@@ -195,20 +195,28 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
     let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
 
     // These lines are the interface for people and scripts: `KEY=value`, on stdout, flushed.
-    let mut out = std::io::stdout().lock();
+    // The setup token is issued before anything is printed, and the lines go out in one
+    // write, so that whoever reads the URL finds the token right behind it (issuing it
+    // commits to the database, which can take long on a loaded machine).
     let scheme = if args.tls_cert.is_some() {
         "https"
     } else {
         "http"
     };
-    let _ = writeln!(out, "DUCTAPE_URL={scheme}://{local}");
+    // Zeroized, and large enough not to move: a development server's lines hold its admin key.
+    let mut lines = zeroize::Zeroizing::new(String::with_capacity(1024));
+    lines.push_str(&format!("DUCTAPE_URL={scheme}://{local}\n"));
+    let mut notice = None;
     if args.dev {
         let key = ductape_server::dev_bootstrap(&state)
             .await
             .map_err(|e| fail(e.message))?;
-        let _ = writeln!(out, "DUCTAPE_ACCESS_KEY={}", key.expose().as_str());
-        eprintln!(
+        for part in ["DUCTAPE_ACCESS_KEY=", key.expose().as_str(), "\n"] {
+            lines.push_str(part);
+        }
+        notice = Some(
             "Development server: in-memory, nothing is kept. Do not use it for real secrets."
+                .to_owned(),
         );
     } else {
         match ductape_server::issue_setup_token(&state, args.new_setup_token)
@@ -216,17 +224,22 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
             .map_err(|e| fail(e.message))?
         {
             SetupToken::Issued(token) => {
-                let _ = writeln!(out, "DUCTAPE_SETUP_TOKEN={token}");
-                eprintln!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url {scheme}://{local} --token <DUCTAPE_SETUP_TOKEN>");
+                lines.push_str(&format!("DUCTAPE_SETUP_TOKEN={token}\n"));
+                notice = Some(format!("This server has no workspace yet. Set it up (once) with:\n  ductape init --url {scheme}://{local} --token <DUCTAPE_SETUP_TOKEN>"));
             }
-            SetupToken::Pending => eprintln!(
-                "This server has no workspace yet, and a setup token issued earlier (by a previous run, or by another server on this database) is still pending. Use it, or restart with --new-setup-token to issue a new one (the old one stops working)."
+            SetupToken::Pending => notice = Some(
+                "This server has no workspace yet, and a setup token issued earlier (by a previous run, or by another server on this database) is still pending. Use it, or restart with --new-setup-token to issue a new one (the old one stops working).".to_owned()
             ),
             SetupToken::NotNeeded => {}
         }
     }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(lines.as_bytes());
     let _ = out.flush();
     drop(out);
+    if let Some(notice) = notice {
+        eprintln!("{notice}");
+    }
 
     tracing::info!(addr = %local, dev = args.dev, tls = args.tls_cert.is_some(), max_connections = limits.max_connections, "serving");
     let served = match (&args.tls_cert, &args.tls_key) {

@@ -18,6 +18,7 @@
 //! ```
 
 use serde_json::Value;
+use std::collections::HashSet;
 
 use crate::error::Error;
 use crate::validate::SecretKey;
@@ -31,12 +32,43 @@ enum Piece<'a> {
     Ref(SecretKey),
 }
 
-fn malformed(path: &str, what: &str) -> Error {
-    // The string itself is not repeated: the text around a reference may be sensitive.
-    Error::invalid_field(format!("malformed secret reference at {path}: {what}"))
+/// Where a string sits in the configuration, as a JSON pointer. Kept as its segments and
+/// written out only for an error: resolving a large configuration builds no paths.
+#[derive(Default)]
+struct Path<'a>(Vec<Segment<'a>>);
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
-fn parse<'a>(s: &'a str, path: &str) -> Result<Vec<Piece<'a>>, Error> {
+impl Path<'_> {
+    fn render(&self) -> String {
+        if self.0.is_empty() {
+            return "/".to_owned();
+        }
+        let mut out = String::new();
+        for segment in &self.0 {
+            out.push('/');
+            match segment {
+                Segment::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+                Segment::Index(i) => out.push_str(&i.to_string()),
+            }
+        }
+        out
+    }
+}
+
+fn malformed(path: &Path<'_>, what: &str) -> Error {
+    // The string itself is not repeated: the text around a reference may be sensitive.
+    Error::invalid_field(format!(
+        "malformed secret reference at {}: {what}",
+        path.render()
+    ))
+}
+
+/// Splits `s` into text and references; `path` names where it is, for errors.
+fn parse<'a>(s: &'a str, path: &Path<'_>) -> Result<Vec<Piece<'a>>, Error> {
     let mut pieces = Vec::new();
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -72,29 +104,27 @@ fn parse<'a>(s: &'a str, path: &str) -> Result<Vec<Piece<'a>>, Error> {
     Ok(pieces)
 }
 
-fn walk(
-    v: &Value,
-    path: &mut String,
-    f: &mut dyn FnMut(&str, &str) -> Result<(), Error>,
+/// Calls `f` on every string in `v` that may hold a reference (one with a `$`).
+fn walk<'a>(
+    v: &'a Value,
+    path: &mut Path<'a>,
+    f: &mut dyn FnMut(&'a str, &Path<'a>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     match v {
-        Value::String(s) => f(s, path),
+        Value::String(s) if s.contains('$') => f(s, path),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("/{i}"));
+                path.0.push(Segment::Index(i));
                 walk(item, path, f)?;
-                path.truncate(len);
+                path.0.pop();
             }
             Ok(())
         }
         Value::Object(map) => {
             for (k, item) in map {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                path.0.push(Segment::Key(k));
                 walk(item, path, f)?;
-                path.truncate(len);
+                path.0.pop();
             }
             Ok(())
         }
@@ -105,13 +135,13 @@ fn walk(
 /// Every distinct key referenced in `config`, in order of first appearance.
 pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
     let mut keys: Vec<SecretKey> = Vec::new();
-    walk(config, &mut String::from(""), &mut |s, path| {
-        if s.contains('$') {
-            for piece in parse(s, if path.is_empty() { "/" } else { path })? {
-                if let Piece::Ref(k) = piece {
-                    if !keys.contains(&k) {
-                        keys.push(k);
-                    }
+    let mut seen: HashSet<SecretKey> = HashSet::new();
+    walk(config, &mut Path::default(), &mut |s, path| {
+        for piece in parse(s, path)? {
+            if let Piece::Ref(k) = piece {
+                if !seen.contains(&k) {
+                    seen.insert(k.clone());
+                    keys.push(k);
                 }
             }
         }
@@ -126,15 +156,15 @@ pub fn substitute(
     config: &Value,
     value_of: &dyn Fn(&SecretKey) -> Option<String>,
 ) -> Result<Value, Error> {
-    fn go(
-        v: &Value,
-        path: &mut String,
+    fn go<'a>(
+        v: &'a Value,
+        path: &mut Path<'a>,
         value_of: &dyn Fn(&SecretKey) -> Option<String>,
     ) -> Result<Value, Error> {
         Ok(match v {
             Value::String(s) if s.contains('$') => {
                 let mut out = String::with_capacity(s.len());
-                for piece in parse(s, if path.is_empty() { "/" } else { path })? {
+                for piece in parse(s, path)? {
                     match piece {
                         Piece::Text(t) => out.push_str(t),
                         Piece::Ref(k) => out.push_str(&value_of(&k).ok_or_else(|| {
@@ -147,28 +177,25 @@ pub fn substitute(
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let len = path.len();
-                    path.push_str(&format!("/{i}"));
+                    path.0.push(Segment::Index(i));
                     out.push(go(item, path, value_of)?);
-                    path.truncate(len);
+                    path.0.pop();
                 }
                 Value::Array(out)
             }
             Value::Object(map) => {
                 let mut out = serde_json::Map::with_capacity(map.len());
                 for (k, item) in map {
-                    let len = path.len();
-                    path.push('/');
-                    path.push_str(k);
+                    path.0.push(Segment::Key(k));
                     out.insert(k.clone(), go(item, path, value_of)?);
-                    path.truncate(len);
+                    path.0.pop();
                 }
                 Value::Object(out)
             }
             other => other.clone(),
         })
     }
-    go(config, &mut String::new(), value_of)
+    go(config, &mut Path::default(), value_of)
 }
 
 #[cfg(test)]
@@ -222,5 +249,17 @@ mod tests {
             assert!(e.message().contains("/h"), "{}", e.message());
             assert!(!e.message().contains("Bearer"));
         }
+        // The place is a JSON pointer, written the same by both passes.
+        let nested = json!({"a/b": {"c~d": ["ok", "$Token{}"]}});
+        assert!(find(&nested)
+            .unwrap_err()
+            .message()
+            .contains("at /a~1b/c~0d/1:"));
+        let e = substitute(&nested, &|_| Some("v".into())).unwrap_err();
+        assert!(e.message().contains("at /a~1b/c~0d/1:"), "{}", e.message());
+        assert!(find(&json!("$Token{"))
+            .unwrap_err()
+            .message()
+            .contains("at /:"));
     }
 }

@@ -291,7 +291,7 @@ pub(crate) struct Ring {
     pub(crate) keyring: Keyring,
     /// (generation, binding id, its private key) granted to this access key.
     held: Vec<(u32, String, RecipientSecret)>,
-    cache: Mutex<HashMap<String, DataKey>>,
+    cache: Mutex<HashMap<Vec<u8>, DataKey>>,
     /// Binding private keys opened this session (or found not openable: `None`), by
     /// generation and binding: a writer wraps shared to the bindings it holds.
     opened: Mutex<HashMap<(u32, String), Held>>,
@@ -526,12 +526,11 @@ impl Ring {
             let Some((_, wrap)) = sealed.wraps.iter().find(|(id, _)| id == b) else {
                 continue;
             };
-            let cache_key = wrap.raw_b64();
             if let Some(dk) = self
                 .cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&cache_key)
+                .get(wrap.raw())
             {
                 return Ok(dk.clone());
             }
@@ -540,7 +539,7 @@ impl Ring {
             if cache.len() >= DATA_KEY_CACHE {
                 cache.clear();
             }
-            cache.insert(cache_key, dk.clone());
+            cache.insert(wrap.raw().to_vec(), dk.clone());
             return Ok(dk);
         }
         if !self.held.iter().any(|(g, _, _)| *g >= sealed.generation) {

@@ -158,7 +158,7 @@ impl Server {
                 }
             }
             if url.is_some() && (!wants_key || access_key.is_some()) {
-                // A persistent server prints its setup token (if any) right after the URL.
+                // A persistent server prints its setup token (if any) in the same write as the URL.
                 if !wants_key {
                     if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
                         if let Some(v) = line.strip_prefix("DUCTAPE_SETUP_TOKEN=") {

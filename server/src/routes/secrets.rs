@@ -801,7 +801,19 @@ pub(crate) fn judge_reads(
     };
     let now = now_secs();
     let bound = caller.binding();
-    let by_key: HashMap<&str, &StoredSecret> = found.iter().map(|s| (s.key.as_str(), s)).collect();
+    // Each row is moved into its answer; a key asked for more than once gets a copy for all
+    // but its last place.
+    let at: HashMap<&str, usize> = found
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.key.as_str(), i))
+        .collect();
+    let places: Vec<Option<usize>> = keys.iter().map(|k| at.get(k.as_str()).copied()).collect();
+    let mut uses = vec![0usize; found.len()];
+    for i in places.iter().flatten() {
+        uses[*i] += 1;
+    }
+    let mut rows: Vec<Option<StoredSecret>> = found.into_iter().map(Some).collect();
     // Refusals are events of their own; the allowed reads become one (see
     // `one_event_per_batch`), so only their keys and places are kept here.
     let event = |key: &SecretKey| {
@@ -816,42 +828,50 @@ pub(crate) fn judge_reads(
     let mut refused = Vec::new();
     let mut allowed: Vec<(usize, &SecretKey)> = Vec::new();
     let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let stored = by_key.get(key.as_str()).copied();
+    for (key, place) in keys.iter().zip(places) {
+        let stored = place.and_then(|i| {
+            uses[i] -= 1;
+            if uses[i] == 0 {
+                rows[i].take()
+            } else {
+                rows[i].clone()
+            }
+        });
         // Outside the binding a secret is treated as absent, so the rules below report it
-        // exactly as a missing one.
-        let row = stored.filter(|s| bound.can_see(&s.scope, &s.envs));
-        let record = row.map(|s| s.record(now));
+        // exactly as a missing one; the audit keeps the real reason.
+        let (read, hidden) = match stored {
+            Some(s) if bound.can_see(&s.scope, &s.envs) => (Some(s.into_read(now)), None),
+            Some(s) => (
+                None,
+                Some(format!(
+                    "outside the access key's binding: {}",
+                    access::check_scope(&s.key, &s.scope, &s.envs, bound)
+                        .err()
+                        .map(|e| e.message().to_owned())
+                        .unwrap_or_default()
+                )),
+            ),
+            None => (None, None),
+        };
+        let record = read.as_ref().map(|r| &r.record);
         // The claimed context first (so the message names what the caller asked for), then
         // what the access key is bound to, whatever the caller claimed.
-        let verdict = access::check(key.as_str(), record.as_ref(), claimed, now)
-            .and_then(|()| access::check(key.as_str(), record.as_ref(), bound, now))
-            .and_then(|()| match (record, row) {
-                (Some(record), Some(row)) => Ok(SecretWithCiphertext {
-                    record,
-                    ciphertext: row.ciphertext.clone(),
-                }),
-                // check() reports a missing secret first, so this is unreachable.
-                _ => Err(ductape::Error::new(
-                    ErrorCode::SecretNotFound,
-                    format!("Secret '{key}' not found"),
-                )),
+        let verdict = access::check(key.as_str(), record, claimed, now)
+            .and_then(|()| access::check(key.as_str(), record, bound, now))
+            .and_then(|()| {
+                // check() reports a missing secret first, so this is never the error.
+                read.ok_or_else(|| {
+                    ductape::Error::new(
+                        ErrorCode::SecretNotFound,
+                        format!("Secret '{key}' not found"),
+                    )
+                })
             });
         match &verdict {
             Ok(_) => allowed.push((refused.len(), key)),
             Err(e) => refused.push(AuditEvent {
                 allowed: false,
-                // The audit keeps the real reason for a secret hidden by the binding.
-                reason: Some(match (stored, row) {
-                    (Some(s), None) => format!(
-                        "outside the access key's binding: {}",
-                        access::check_scope(&s.key, &s.scope, &s.envs, bound)
-                            .err()
-                            .map(|e| e.message().to_owned())
-                            .unwrap_or_default()
-                    ),
-                    _ => e.message().to_owned(),
-                }),
+                reason: Some(hidden.unwrap_or_else(|| e.message().to_owned())),
                 ..event(key)
             }),
         }

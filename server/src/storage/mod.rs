@@ -226,6 +226,27 @@ pub enum Deletion {
 }
 
 impl StoredSecret {
+    /// The answer to a read: the documented shape with the ciphertext, the row moved into it.
+    pub fn into_read(self, now_secs: i64) -> SecretWithCiphertext {
+        SecretWithCiphertext {
+            record: SecretRecord {
+                status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
+                id: self.id,
+                workspace_id: self.workspace_id,
+                key: self.key,
+                description: self.description,
+                token_type: self.token_type,
+                scope: self.scope,
+                envs: self.envs,
+                expires_at: self.expires_at,
+                created_at: iso_millis(self.created_ms),
+                updated_at: iso_millis(self.updated_ms),
+                version: self.version,
+            },
+            ciphertext: self.ciphertext,
+        }
+    }
+
     /// The documented response shape (metadata only), with the status as of `now_secs`.
     pub fn record(&self, now_secs: i64) -> SecretRecord {
         SecretRecord {
