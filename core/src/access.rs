@@ -4,7 +4,7 @@
 //! them. Both call [`check`], so the rule and its wording exist once.
 
 use crate::error::{Error, ErrorCode};
-use crate::wire::{SecretRecord, SecretStatus};
+use crate::wire::{SealedValue, SecretRecord, SecretStatus};
 
 /// Who is asking: the app tag and environment a read is for (either may be unknown).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +25,48 @@ pub struct Context<'a> {
 pub fn check(
     key: &str,
     secret: Option<&SecretRecord>,
+    ctx: Context<'_>,
+    now_secs: i64,
+) -> Result<(), Error> {
+    check_rules(key, secret.map(Rules::from), ctx, now_secs)
+}
+
+/// The fields of a secret that [`check`] reads: from its whole record, or from the
+/// compact answer of a batch read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules<'a> {
+    pub status: SecretStatus,
+    pub expires_at: Option<i64>,
+    pub scope: &'a [String],
+    pub envs: &'a [String],
+}
+
+impl<'a> From<&'a SecretRecord> for Rules<'a> {
+    fn from(r: &'a SecretRecord) -> Self {
+        Rules {
+            status: r.status,
+            expires_at: r.expires_at,
+            scope: &r.scope,
+            envs: &r.envs,
+        }
+    }
+}
+
+impl<'a> From<&'a SealedValue> for Rules<'a> {
+    fn from(v: &'a SealedValue) -> Self {
+        Rules {
+            status: v.status,
+            expires_at: v.expires_at,
+            scope: &v.scope,
+            envs: &v.envs,
+        }
+    }
+}
+
+/// [`check`] of a secret's [`Rules`] (`None`: it does not exist).
+pub fn check_rules(
+    key: &str,
+    secret: Option<Rules<'_>>,
     ctx: Context<'_>,
     now_secs: i64,
 ) -> Result<(), Error> {
@@ -50,7 +92,7 @@ pub fn check(
         }
         SecretStatus::Active => {}
     }
-    check_scope(key, &s.scope, &s.envs, ctx)
+    check_scope(key, s.scope, s.envs, ctx)
 }
 
 /// The scope and environment rules alone: whether a reader in `ctx` may see the secret at

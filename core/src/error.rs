@@ -324,6 +324,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<crate::wire::ErrorDetail> for Error {
+    /// One refused item of a batch answer.
+    fn from(e: crate::wire::ErrorDetail) -> Self {
+        Error::from_server(e.status, Some(e.code), e.message, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -379,6 +379,15 @@ pub fn optional_tag(obj: &Map<String, Value>, field: &str) -> Result<Option<Stri
     }
 }
 
+/// An optional boolean: absent or null is `false`.
+pub fn optional_flag(obj: &Map<String, Value>, field: &str) -> Result<bool, Error> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(type_error(field, "a boolean")),
+    }
+}
+
 /// An optional list of tags: absent or null is the empty list.
 pub fn optional_tags(obj: &Map<String, Value>, field: &str) -> Result<Vec<String>, Error> {
     match obj.get(field) {

@@ -303,6 +303,11 @@ pub struct BatchGetBody {
     /// Return metadata only (no ciphertext): a preflight check. Audited as `check`.
     #[serde(default)]
     pub metadata_only: bool,
+    /// Answer each secret as a [`SealedValue`] (its ciphertext and the rules a client
+    /// checks again) rather than its whole record: what resolving needs, at a fraction of
+    /// the bytes to write and parse.
+    #[serde(default)]
+    pub compact: bool,
 }
 
 /// One answer of a batch get: the secret, or why it cannot be had.
@@ -315,8 +320,40 @@ pub struct BatchItem {
     /// In `metadata_only` mode: the metadata of a secret that would resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<SecretRecord>,
+    /// In `compact` mode: the secret's ciphertext and the rules it is read under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
+}
+
+/// A secret as a `compact` batch read answers it: the ciphertext, and the fields of its
+/// record that decide who may use it, which a client checks again so that a misbehaving
+/// server cannot hand out what they forbid. Empty lists and a missing expiry are left out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SealedValue {
+    /// The value's envelope; only a client can open it.
+    pub ciphertext: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub status: SecretStatus,
+}
+
+impl From<SecretWithCiphertext> for SealedValue {
+    fn from(s: SecretWithCiphertext) -> Self {
+        SealedValue {
+            ciphertext: s.ciphertext,
+            scope: s.record.scope,
+            envs: s.record.envs,
+            expires_at: s.record.expires_at,
+            status: s.record.status,
+        }
+    }
 }
 
 /// The answer of a batch get, in the order of the request's keys.

@@ -694,3 +694,76 @@ pub async fn paged_keys(d: &Ductape, limit: u32) -> (Vec<usize>, Vec<String>) {
         }
     }
 }
+
+/// A man in the middle on loopback: passes every request on to `upstream` and its answer
+/// back, with the JSON bodies of requests to `path` and of their answers rewritten by
+/// `request` and `response` (a tampering proxy, or a misbehaving server). Returns its URL.
+pub async fn rewriting_proxy(
+    upstream: &str,
+    path: &'static str,
+    request: fn(serde_json::Value) -> serde_json::Value,
+    response: fn(serde_json::Value) -> serde_json::Value,
+) -> String {
+    use axum::body::Bytes;
+    use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+
+    fn rewritten(body: Bytes, f: fn(serde_json::Value) -> serde_json::Value) -> Vec<u8> {
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        f(value).to_string().into_bytes()
+    }
+    let upstream = upstream.to_owned();
+    let forward = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let upstream = upstream.clone();
+        async move {
+            let ours = uri.path() == path;
+            let body = if ours {
+                rewritten(body, request)
+            } else {
+                body.to_vec()
+            };
+            let mut out = http()
+                .request(method, format!("{upstream}{uri}"))
+                .body(body);
+            for (name, value) in &headers {
+                if name != header::HOST && name != header::CONTENT_LENGTH {
+                    out = out.header(name, value);
+                }
+            }
+            let answer = out.send().await.expect("the upstream answers");
+            let status = StatusCode::from_u16(answer.status().as_u16()).expect("a status");
+            let passed: Vec<_> = answer
+                .headers()
+                .iter()
+                .filter(|(name, _)| {
+                    ![
+                        header::CONTENT_LENGTH,
+                        header::TRANSFER_ENCODING,
+                        header::CONNECTION,
+                    ]
+                    .contains(name)
+                })
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let body = answer.bytes().await.expect("the upstream's body");
+            let body = if ours && status.is_success() {
+                rewritten(body, response)
+            } else {
+                body.to_vec()
+            };
+            let mut reply = axum::response::Response::new(axum::body::Body::from(body));
+            *reply.status_mut() = status;
+            reply.headers_mut().extend(passed);
+            reply
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(forward))
+            .await
+            .expect("the proxy serves")
+    });
+    url
+}

@@ -2,8 +2,10 @@
 //! app/env-bound access keys enforced by the server, the audit trail, `ductape run`.
 
 use ductape::wire::Permission;
-use ductape::{AccessKeyOptions, AuditQuery, CreateSecret, Ductape, ErrorCode, ResolveOptions};
-use ductape_e2e::{ductape_bin, raw, Server};
+use ductape::{
+    AccessKeyOptions, AuditQuery, Config, CreateSecret, Ductape, ErrorCode, ResolveOptions,
+};
+use ductape_e2e::{assert_error_shape, ductape_bin, raw, rewriting_proxy, Server};
 use reqwest::Method;
 use serde_json::json;
 
@@ -142,6 +144,155 @@ async fn several_failures_are_all_reported_in_one_error() {
         ]
     );
     assert_eq!(e.message(), messages.join("; "));
+}
+
+/// A compact batch read (what resolving asks for) answers each secret as its ciphertext and
+/// the rules it is read under, nothing else of its record; refusals are as in a whole read.
+#[tokio::test]
+async fn a_compact_batch_read_answers_the_ciphertext_and_the_rules_alone() {
+    let server = Server::dev();
+    let _d = seeded(&server).await;
+    let url = format!("{}/v1/secrets/batch-get", server.url);
+    let bearer = server.bearer();
+    let post = |body: serde_json::Value| {
+        raw(
+            Method::POST,
+            &url,
+            Some(&bearer),
+            Some("application/json"),
+            Some(body.to_string().into_bytes()),
+        )
+    };
+    let (status, body) =
+        post(json!({"keys": ["STRIPE_KEY", "X", "MISSING"], "app": "stripe_app", "compact": true}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let first = &body["results"][0];
+    assert_eq!(first["key"], "STRIPE_KEY");
+    assert!(
+        first["secret"].is_null() && first["record"].is_null(),
+        "{first}"
+    );
+    let sealed = first["sealed"].as_object().expect("a sealed value");
+    let mut fields: Vec<&str> = sealed.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["ciphertext", "scope", "status"],
+        "empty envs and no expiry are left out"
+    );
+    assert!(sealed["ciphertext"].as_str().unwrap().starts_with("dv2."));
+    assert_eq!(sealed["scope"], json!(["stripe_app"]));
+    assert_eq!(sealed["status"], "active");
+    assert_eq!(body["results"][1]["error"]["code"], "secret_revoked");
+    assert_eq!(body["results"][2]["error"]["status"], 404);
+    assert!(body["results"][1]["sealed"].is_null() && body["results"][2]["sealed"].is_null());
+
+    let (status, body) =
+        post(json!({"keys": ["OPEN_KEY"], "metadata_only": true, "compact": true})).await;
+    assert_eq!(assert_error_shape(422, &body), "invalid_field");
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'metadata_only' and 'compact'"),
+        "{body}"
+    );
+    let (status, body) = post(json!({"keys": ["OPEN_KEY"], "compact": "yes"})).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["error"]["message"],
+        "field 'compact' must be a boolean"
+    );
+}
+
+/// The server applies the rules for the app and environment a resolve claims; the client
+/// checks them again on what comes back. A man in the middle that strips the claim gets the
+/// server to answer, but the secrets are refused all the same, with the rules' messages.
+#[tokio::test]
+async fn a_claim_stripped_on_the_way_does_not_get_a_secret_past_its_rules() {
+    let server = Server::dev();
+    let _d = seeded(&server).await;
+    let strip = |mut body: serde_json::Value| {
+        body["app"] = serde_json::Value::Null;
+        body["env"] = serde_json::Value::Null;
+        body
+    };
+    let proxy = rewriting_proxy(&server.url, "/v1/secrets/batch-get", strip, |b| b).await;
+    let key = server.access_key.as_deref().unwrap().parse().unwrap();
+    let via = Ductape::new(Config::new(&proxy, key).max_retries(0)).unwrap();
+    via.init().await.unwrap();
+    let ctx = opts(Some("other_app"), Some("dev"));
+    let e = via
+        .secrets()
+        .resolve(
+            &json!(["$Token{STRIPE_KEY}", "$Token{PROD_KEY}", "$Token{OPEN_KEY}"]),
+            &ctx,
+        )
+        .await
+        .unwrap_err();
+    let messages: Vec<&str> = e.failures().iter().map(|f| f.message()).collect();
+    assert_eq!(
+        messages,
+        [
+            "Secret 'STRIPE_KEY' is not accessible by app 'other_app'",
+            "Secret 'PROD_KEY' is not available in environment 'dev'"
+        ]
+    );
+    // What the proxy sent did reach the server without the claim: it answered both.
+    let (_, body) = raw(
+        Method::POST,
+        &format!("{}/v1/secrets/batch-get", server.url),
+        Some(&server.bearer()),
+        Some("application/json"),
+        Some(strip(json!({"keys": ["STRIPE_KEY", "PROD_KEY"], "app": "other_app", "env": "dev", "compact": true})).to_string().into_bytes()),
+    )
+    .await;
+    assert!(
+        body["results"][0]["sealed"].is_object() && body["results"][1]["sealed"].is_object(),
+        "{body}"
+    );
+    let open = via
+        .secrets()
+        .resolve(&json!({"k": "$Token{OPEN_KEY}"}), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(open, json!({"k": "open"}));
+}
+
+/// A ciphertext moved to another secret's place in the answer does not open there: each
+/// value is sealed to its own secret's key.
+#[tokio::test]
+async fn ciphertexts_swapped_in_a_batch_answer_fail_their_integrity_check() {
+    let server = Server::dev();
+    let _d = seeded(&server).await;
+    let swap = |mut body: serde_json::Value| {
+        let first = body["results"][0]["sealed"]["ciphertext"].take();
+        body["results"][0]["sealed"]["ciphertext"] =
+            body["results"][1]["sealed"]["ciphertext"].take();
+        body["results"][1]["sealed"]["ciphertext"] = first;
+        body
+    };
+    let proxy = rewriting_proxy(&server.url, "/v1/secrets/batch-get", |b| b, swap).await;
+    let key = server.access_key.as_deref().unwrap().parse().unwrap();
+    let via = Ductape::new(Config::new(&proxy, key).max_retries(0)).unwrap();
+    via.init().await.unwrap();
+    let e = via
+        .secrets()
+        .resolve(
+            &json!(["$Token{OPEN_KEY}", "$Token{STRIPE_KEY}"]),
+            &opts(Some("stripe_app"), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Integrity);
+    let messages: Vec<&str> = e.failures().iter().map(|f| f.message()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    // The value's key is wrapped to its own secret: under another key it does not open.
+    assert!(messages[0].contains("'secret:OPEN_KEY'"), "{messages:?}");
+    assert!(messages[1].contains("'secret:STRIPE_KEY'"), "{messages:?}");
+    assert!(!format!("{e:?} {e}").contains("sk_live_stripe"));
 }
 
 #[tokio::test]

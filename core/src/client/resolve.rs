@@ -92,18 +92,10 @@ impl Secrets<'_> {
             envs: &envs,
         };
         for chunk in keys.chunks(MAX_BATCH) {
-            for (key, result) in self
-                .batch_get(chunk, opts.app.as_deref(), opts.env.as_deref())
-                .await?
-            {
-                // The server applied the rules; they are checked again here so that a
-                // misbehaving server cannot hand out what the rules forbid.
-                match result.and_then(|s| {
-                    access::check(key.as_str(), Some(&s.record), ctx, crate::ids::now_secs())
-                        .map(|()| s)
-                }) {
-                    Ok(s) => {
-                        values.insert(key, s.value);
+            for (key, value) in self.resolve_batch(chunk, ctx).await? {
+                match value {
+                    Ok(v) => {
+                        values.insert(key, v);
                     }
                     Err(e) => failures.push(e),
                 }
@@ -113,6 +105,33 @@ impl Secrets<'_> {
             return Err(Error::from_failures(failures));
         }
         references::substitute(config, &|k| values.get(k).map(|v| v.expose().to_owned()))
+    }
+
+    /// The values of `keys` as `ctx` may use them. The server applied the rules; they are
+    /// checked again here so that a misbehaving server cannot hand out what they forbid.
+    async fn resolve_batch(
+        &self,
+        keys: &[SecretKey],
+        ctx: Context<'_>,
+    ) -> Result<Vec<(SecretKey, Result<crate::Plaintext, Error>)>, Error> {
+        if self.client.cache().is_none() {
+            return self.batch_values(keys, ctx).await;
+        }
+        // The cache keeps whole records (its entries answer `batch_get` as well), so a
+        // cached client reads them whole.
+        let now = crate::ids::now_secs();
+        let env = ctx.envs.first().map(String::as_str);
+        Ok(self
+            .batch_get(keys, ctx.app, env)
+            .await?
+            .into_iter()
+            .map(|(key, got)| {
+                let value = got.and_then(|s| {
+                    access::check(key.as_str(), Some(&s.record), ctx, now).map(|()| s.value)
+                });
+                (key, value)
+            })
+            .collect())
     }
 
     /// Reports every reference in `config` and whether it would resolve, without reading

@@ -84,7 +84,7 @@ pub type BatchResult = (SecretKey, Result<FetchedSecret, Error>);
 
 /// Secret operations of a [`Ductape`] client.
 pub struct Secrets<'a> {
-    client: &'a Ductape,
+    pub(super) client: &'a Ductape,
 }
 
 impl<'a> Secrets<'a> {
@@ -856,36 +856,16 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>, Option<String>)>, Error> {
-        let session = self.client.session()?;
-        let results = self.batch_request(keys, app, env, false).await?;
-        let open = |session: &super::Session, key: &SecretKey, item: &BatchItem| match (
-            &item.secret,
-            &item.error,
-        ) {
-            (Some(s), _) if item.key == key.as_str() => open_value(session, key, s),
-            (_, Some(e)) => Err(Error::from_server(
-                e.status,
-                Some(e.code.clone()),
-                e.message.clone(),
-                None,
-            )),
-            _ => Err(mismatch()),
-        };
-        let mut values: Vec<Result<Plaintext, Error>> = keys
-            .iter()
-            .zip(&results)
-            .map(|(key, item)| open(&session, key, item))
-            .collect();
-        if values.iter().any(resealed) {
-            // Some were resealed by a rotation since this session began.
-            self.client.open_session().await?;
-            let session = self.client.session()?;
-            for ((value, key), item) in values.iter_mut().zip(keys).zip(&results) {
-                if resealed(value) {
-                    *value = open(&session, key, item);
+        let results = self.batch_request(keys, app, env, Answer::Whole).await?;
+        let values = self
+            .open_each(keys, &results, |session, key, item| {
+                match (&item.secret, &item.error) {
+                    (Some(s), _) if item.key == key.as_str() => open_value(session, key, s),
+                    (_, Some(e)) => Err(e.clone().into()),
+                    _ => Err(mismatch()),
                 }
-            }
-        }
+            })
+            .await?;
         Ok(keys
             .iter()
             .zip(results)
@@ -905,6 +885,62 @@ impl<'a> Secrets<'a> {
             .collect())
     }
 
+    /// The values of `keys` for resolving in `ctx`, read past the cache in one compact
+    /// batch read: each secret's rules are checked again here (a misbehaving server cannot
+    /// hand out what they forbid) before its value is opened.
+    pub(crate) async fn batch_values(
+        &self,
+        keys: &[SecretKey],
+        ctx: access::Context<'_>,
+    ) -> Result<Vec<(SecretKey, Result<Plaintext, Error>)>, Error> {
+        let env = ctx.envs.first().map(String::as_str);
+        let results = self
+            .batch_request(keys, ctx.app, env, Answer::Compact)
+            .await?;
+        let now = now_secs();
+        let values = self
+            .open_each(keys, &results, |session, key, item| {
+                match (&item.sealed, &item.error) {
+                    (Some(s), _) if item.key == key.as_str() => {
+                        access::check_rules(key.as_str(), Some(s.into()), ctx, now)?;
+                        session
+                            .keys
+                            .open(&session.workspace.workspace_id, key, &s.ciphertext)
+                    }
+                    (_, Some(e)) => Err(e.clone().into()),
+                    _ => Err(mismatch()),
+                }
+            })
+            .await?;
+        Ok(keys.iter().cloned().zip(values).collect())
+    }
+
+    /// `open` of each answer with this session's keys; those sealed under keys rotated in
+    /// since the session began are opened once more with a new session.
+    async fn open_each<T>(
+        &self,
+        keys: &[SecretKey],
+        items: &[T],
+        open: impl Fn(&Session, &SecretKey, &T) -> Result<Plaintext, Error>,
+    ) -> Result<Vec<Result<Plaintext, Error>>, Error> {
+        let session = self.client.session()?;
+        let mut values: Vec<Result<Plaintext, Error>> = keys
+            .iter()
+            .zip(items)
+            .map(|(key, item)| open(&session, key, item))
+            .collect();
+        if values.iter().any(resealed) {
+            self.client.open_session().await?;
+            let session = self.client.session()?;
+            for ((value, key), item) in values.iter_mut().zip(keys).zip(items) {
+                if resealed(value) {
+                    *value = open(&session, key, item);
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// Like [`Secrets::batch_get`] but metadata only (no ciphertext leaves the server);
     /// what `check` uses.
     pub async fn batch_metadata(
@@ -913,16 +949,14 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<(SecretKey, Result<SecretRecord, Error>)>, Error> {
-        let results = self.batch_request(keys, app, env, true).await?;
+        let results = self.batch_request(keys, app, env, Answer::Metadata).await?;
         Ok(keys
             .iter()
             .zip(results)
             .map(|(key, item)| {
                 let result = match (item.record, item.error) {
                     (Some(r), _) if item.key == key.as_str() => Ok(r),
-                    (_, Some(e)) => {
-                        Err(Error::from_server(e.status, Some(e.code), e.message, None))
-                    }
+                    (_, Some(e)) => Err(e.into()),
                     _ => Err(mismatch()),
                 };
                 (key.clone(), result)
@@ -935,13 +969,14 @@ impl<'a> Secrets<'a> {
         keys: &[SecretKey],
         app: Option<&str>,
         env: Option<&str>,
-        metadata_only: bool,
+        answer: Answer,
     ) -> Result<Vec<BatchItem>, Error> {
         let body = serde_json::json!({
             "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
             "app": app,
             "env": env,
-            "metadata_only": metadata_only,
+            "metadata_only": answer == Answer::Metadata,
+            "compact": answer == Answer::Compact,
         });
         let resp: BatchGetResponse = self
             .client
@@ -993,6 +1028,17 @@ impl<'a> Secrets<'a> {
             .await
             .0
     }
+}
+
+/// What a batch read answers for each secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The record and its ciphertext.
+    Whole,
+    /// The record alone (a check: no ciphertext leaves the server).
+    Metadata,
+    /// The ciphertext and the rules it is read under.
+    Compact,
 }
 
 /// Drops a secret's cache entries when dropped: after a change, whatever its outcome.

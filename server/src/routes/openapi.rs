@@ -124,6 +124,7 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
         p.insert("app".into(), nullable(tag_schema()));
         p.insert("env".into(), nullable(tag_schema()));
         p.insert("metadata_only".into(), json!({"type": ["boolean", "null"]}));
+        p.insert("compact".into(), json!({"type": ["boolean", "null"]}));
     }
     if let Some(s) = schemas.get_mut("BatchGetBody") {
         s["required"] = json!(["keys"]);

@@ -689,16 +689,15 @@ pub async fn batch_get(
     JsonObject(body): JsonObject,
 ) -> Result<Json<BatchGetResponse>, ApiError> {
     caller.require(Permission::Read)?;
-    validate::reject_unknown_fields(&body, &["keys", "app", "env", "metadata_only"])?;
-    let metadata_only = match body.get("metadata_only") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(
-                ductape::Error::invalid_field("field 'metadata_only' must be a boolean").into(),
-            )
-        }
-    };
+    validate::reject_unknown_fields(&body, &["keys", "app", "env", "metadata_only", "compact"])?;
+    let metadata_only = validate::optional_flag(&body, "metadata_only")?;
+    let compact = validate::optional_flag(&body, "compact")?;
+    if metadata_only && compact {
+        return Err(ductape::Error::invalid_field(
+            "fields 'metadata_only' and 'compact' cannot both be true: a check answers no ciphertext",
+        )
+        .into());
+    }
     let keys = body.get("keys").and_then(Value::as_array).ok_or_else(|| {
         ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
     })?;
@@ -735,18 +734,28 @@ pub async fn batch_get(
                     key: k.to_string(),
                     secret: None,
                     record: Some(s.record),
+                    sealed: None,
+                    error: None,
+                },
+                Ok(s) if compact => BatchItem {
+                    key: k.to_string(),
+                    secret: None,
+                    record: None,
+                    sealed: Some(s.into()),
                     error: None,
                 },
                 Ok(s) => BatchItem {
                     key: k.to_string(),
                     secret: Some(s),
                     record: None,
+                    sealed: None,
                     error: None,
                 },
                 Err(e) => BatchItem {
                     key: k.to_string(),
                     secret: None,
                     record: None,
+                    sealed: None,
                     error: Some(ErrorDetail {
                         status: e.status().unwrap_or(500),
                         code: e.code_str().to_owned(),
