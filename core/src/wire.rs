@@ -311,7 +311,7 @@ pub struct BatchGetBody {
 }
 
 /// One answer of a batch get: the secret, or why it cannot be had.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct BatchItem {
     pub key: String,

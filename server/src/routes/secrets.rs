@@ -729,39 +729,34 @@ pub async fn batch_get(
         results: keys
             .iter()
             .zip(results)
-            .map(|(k, r)| match r {
-                Ok(s) if metadata_only => BatchItem {
-                    key: k.to_string(),
-                    secret: None,
-                    record: Some(s.record),
-                    sealed: None,
-                    error: None,
-                },
-                Ok(s) if compact => BatchItem {
-                    key: k.to_string(),
-                    secret: None,
-                    record: None,
-                    sealed: Some(s.into()),
-                    error: None,
-                },
-                Ok(s) => BatchItem {
-                    key: k.to_string(),
-                    secret: Some(s),
-                    record: None,
-                    sealed: None,
-                    error: None,
-                },
-                Err(e) => BatchItem {
-                    key: k.to_string(),
-                    secret: None,
-                    record: None,
-                    sealed: None,
-                    error: Some(ErrorDetail {
-                        status: e.status().unwrap_or(500),
-                        code: e.code_str().to_owned(),
-                        message: e.message().to_owned(),
-                    }),
-                },
+            .map(|(k, r)| {
+                let key = k.to_string();
+                match r {
+                    Ok(s) if metadata_only => BatchItem {
+                        key,
+                        record: Some(s.record),
+                        ..BatchItem::default()
+                    },
+                    Ok(s) if compact => BatchItem {
+                        key,
+                        sealed: Some(s.into()),
+                        ..BatchItem::default()
+                    },
+                    Ok(s) => BatchItem {
+                        key,
+                        secret: Some(s),
+                        ..BatchItem::default()
+                    },
+                    Err(e) => BatchItem {
+                        key,
+                        error: Some(ErrorDetail {
+                            status: e.status().unwrap_or(500),
+                            code: e.code_str().to_owned(),
+                            message: e.message().to_owned(),
+                        }),
+                        ..BatchItem::default()
+                    },
+                }
             })
             .collect(),
     }))

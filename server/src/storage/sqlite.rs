@@ -124,7 +124,7 @@ impl SqliteStorage {
             // reading again (SQLite's pager), so a map bought a `munmap` per read, and a TLB
             // shootdown across the cores: 16-connection reads ran ~27% slower with a 64 MiB map.
             c.execute_batch("PRAGMA busy_timeout=5000; PRAGMA query_only=1;")
-            .map_err(|e| format!("cannot configure SQLite: {e}"))?;
+                .map_err(|e| format!("cannot configure SQLite: {e}"))?;
             pool.push(Mutex::new(c));
         }
         storage.readers = Arc::new(pool);
