@@ -128,6 +128,9 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
     }
     if let Some(s) = schemas.get_mut("BatchGetBody") {
         s["required"] = json!(["keys"]);
+        // A check (metadata only) answers no ciphertext, so it cannot be compact too.
+        s["not"] = json!({"required": ["metadata_only", "compact"],
+                          "properties": {"metadata_only": {"const": true}, "compact": {"const": true}}});
     }
     if let Some(p) = props(schemas, "BatchCreateBody") {
         p.insert(
