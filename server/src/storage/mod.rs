@@ -5,6 +5,7 @@
 //! and not in each backend.
 
 pub mod postgres;
+mod read_cache;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -84,6 +85,29 @@ pub struct StoredSecret {
     pub updated_ms: i64,
     /// Who made this version and what it changed.
     pub change: Change,
+}
+
+#[cfg(test)]
+impl StoredSecret {
+    /// A row of `key` in `workspace_id` at `version`, its ciphertext `ct-{version}`.
+    pub(crate) fn sample(workspace_id: &str, key: &str, version: i64) -> Self {
+        StoredSecret {
+            id: format!("sec_{key}"),
+            workspace_id: workspace_id.into(),
+            key: key.into(),
+            ciphertext: format!("ct-{version}"),
+            description: None,
+            token_type: None,
+            scope: Vec::new(),
+            envs: Vec::new(),
+            expires_at: None,
+            revoked: false,
+            version,
+            created_ms: 0,
+            updated_ms: 0,
+            change: Change::default(),
+        }
+    }
 }
 
 /// Who made a version of a secret and what it changed: names of fields, never values.

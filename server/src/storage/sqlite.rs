@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
+use super::read_cache::ReadCache;
 use super::{
     check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
     not_in_trash, reseals, stored_keyring, AuditEvent, Change, ChangeRow, Check, Deletion,
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_history.sql"),
     include_str!("../../migrations/sqlite/0005_changes.sql"),
     include_str!("../../migrations/sqlite/0006_batch_reads.sql"),
+    include_str!("../../migrations/sqlite/0007_secrets_generation.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -74,6 +76,8 @@ pub struct SqliteStorage {
     audit_cap: Option<i64>,
     /// Reads on their way to the audit trail right now.
     auditing: Arc<AtomicUsize>,
+    /// Secrets read, served again while the database's generation is unchanged.
+    read_cache: Arc<ReadCache>,
 }
 
 /// Counts a read on its way to the audit trail while it lives.
@@ -201,6 +205,7 @@ impl SqliteStorage {
             commit_inline: audit_sync == AuditSync::Grouped || in_memory,
             audit_cap,
             auditing: Arc::default(),
+            read_cache: Arc::default(),
         })
     }
 
@@ -632,6 +637,28 @@ fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()>
 
 /// The rows of those `keys` that exist, from one snapshot (without who changed them: see
 /// [`READ_COLS`]).
+/// The rows of `keys` that exist: those the [`ReadCache`] holds for the database's
+/// generation now, the others read (and then held). The generation is read first, so a row
+/// read is at least as new as the generation it is held under.
+fn read_secrets(
+    c: &Connection,
+    cache: &ReadCache,
+    ws: &str,
+    keys: &[String],
+) -> Result<Vec<StoredSecret>, ApiError> {
+    let generation: i64 = c
+        .prepare_cached("SELECT n FROM secrets_generation WHERE id = 0")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(db)?;
+    let mut held = cache.lookup(generation, ws, keys);
+    if !held.missing.is_empty() {
+        let read = select_secrets(c, ws, &held.missing)?;
+        cache.add(generation, &read);
+        held.found.extend(read);
+    }
+    Ok(held.found)
+}
+
 fn select_secrets(
     c: &Connection,
     ws: &str,
@@ -1007,13 +1034,15 @@ impl Storage for SqliteStorage {
     ) -> Result<Vec<StoredSecret>, ApiError> {
         let here = self
             .free_connection()
-            .map(|conn| select_secrets(&conn, workspace_id, keys));
+            .map(|conn| read_secrets(&conn, &self.read_cache, workspace_id, keys));
         if let Some(found) = here {
             return found;
         }
         let ws = workspace_id.to_owned();
         let keys = keys.to_vec();
-        self.read(move |c| select_secrets(c, &ws, &keys)).await
+        let cache = self.read_cache.clone();
+        self.read(move |c| read_secrets(c, &cache, &ws, &keys))
+            .await
     }
 
     async fn modify_secret(
@@ -1581,6 +1610,107 @@ mod tests {
                 let n: usize = pair[0].secret_key[1..].parse().unwrap();
                 assert_eq!(pair[1].secret_key, format!("S{}", n + 1000), "{mode:?}");
             }
+        }
+    }
+
+    fn secret(key: &str, version: i64) -> StoredSecret {
+        StoredSecret::sample("ws", key, version)
+    }
+
+    /// A second connection on the file, with workspace "ws".
+    fn writer_beside(path: &Path) -> Connection {
+        let c = Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute(
+            "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ('ws', 'w', 'k', 0)",
+            [],
+        )
+        .unwrap();
+        c
+    }
+
+    async fn version_read(s: &SqliteStorage, key: &str) -> Option<(i64, String, bool)> {
+        let found = s.get_secrets("ws", &[key.to_owned()]).await.unwrap();
+        found
+            .into_iter()
+            .next()
+            .map(|r| (r.version, r.ciphertext, r.revoked))
+    }
+
+    #[tokio::test]
+    async fn held_rows_are_never_served_after_a_change_whoever_makes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let s = SqliteStorage::open(&path).unwrap();
+        // Another process on the same file (a second server, a hand-run statement): only the
+        // database's triggers can tell this server of its changes.
+        let other = writer_beside(&path);
+        insert_secret(&other, "secrets", &secret("A", 1), "").unwrap();
+        insert_secret(&other, "secrets", &secret("B", 1), "").unwrap();
+        let both = ["A".to_owned(), "B".to_owned()];
+        assert_eq!(s.get_secrets("ws", &both).await.unwrap().len(), 2);
+        assert_eq!(
+            s.get_secrets("ws", &both).await.unwrap().len(),
+            2,
+            "held now"
+        );
+        other
+            .execute(
+                "UPDATE secrets SET ciphertext = 'ct-2', version = 2 WHERE key = 'A'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(version_read(&s, "A").await, Some((2, "ct-2".into(), false)));
+        other
+            .execute("UPDATE secrets SET revoked = 1 WHERE key = 'B'", [])
+            .unwrap();
+        assert_eq!(version_read(&s, "B").await, Some((1, "ct-1".into(), true)));
+        other
+            .execute("DELETE FROM secrets WHERE key = 'A'", [])
+            .unwrap();
+        assert_eq!(version_read(&s, "A").await, None);
+        // A change made in a transaction that rolls back changes nothing that is served.
+        let tx = other.unchecked_transaction().unwrap();
+        tx.execute("UPDATE secrets SET version = 9 WHERE key = 'B'", [])
+            .unwrap();
+        drop(tx);
+        assert_eq!(version_read(&s, "B").await.unwrap().0, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_read_after_a_committed_change_never_sees_the_row_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let s = SqliteStorage::open(&path).unwrap();
+        let other = writer_beside(&path);
+        insert_secret(&other, "secrets", &secret("A", 1), "").unwrap();
+        // Readers keep filling the cache while the row changes under them; after each
+        // committed change, a read must see it (or a newer one).
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy: Vec<_> = (0..3)
+            .map(|_| {
+                let (s, stop) = (s.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        version_read(&s, "A").await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for v in 2..=200 {
+            other
+                .execute("UPDATE secrets SET version = ?1 WHERE key = 'A'", [v])
+                .unwrap();
+            let seen = version_read(&s, "A").await.unwrap().0;
+            assert!(
+                seen >= v,
+                "read version {seen} after version {v} was committed"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in busy {
+            t.await.unwrap();
         }
     }
 

@@ -1,0 +1,160 @@
+//! The secrets a SQLite server has read, kept in memory while they cannot have changed.
+//!
+//! Every change to the `secrets` table moves a counter, the *generation*, in the same
+//! transaction (triggers of schema v7, so a change made by anyone — another process on the
+//! file included — moves it). A read first reads the generation, then looks its keys up
+//! here: the rows held are served only if they were read at that same generation. Rows
+//! read from the database are added under the generation read *before* them, so a row is
+//! never older than the generation it is held under; a newer generation empties the cache.
+//! A change acknowledged to its client has moved the generation, so every read that starts
+//! after it misses and reads the database.
+//!
+//! Only what the database holds is kept (ciphertext and metadata, never a plaintext), and at
+//! most [`ReadCache::MAX_ROWS`] rows: when full it is emptied and fills again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::StoredSecret;
+
+#[derive(Default)]
+pub struct ReadCache {
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    generation: i64,
+    /// Rows by workspace, then key.
+    rows: HashMap<String, HashMap<String, StoredSecret>>,
+    len: usize,
+}
+
+impl Held {
+    /// Whether rows read at `generation` may be added: an older one may not, a newer one
+    /// first empties what is held.
+    fn move_to(&mut self, generation: i64) -> bool {
+        if generation > self.generation {
+            self.rows.clear();
+            self.len = 0;
+            self.generation = generation;
+        }
+        generation == self.generation
+    }
+}
+
+/// What a lookup found: rows held, and the keys to read from the database.
+pub struct Lookup {
+    pub found: Vec<StoredSecret>,
+    pub missing: Vec<String>,
+}
+
+impl ReadCache {
+    /// The most rows held (~1 KB each with their ciphertext).
+    pub const MAX_ROWS: usize = 16_384;
+
+    /// The rows of `keys` held for `generation` (the one the caller just read), and the keys
+    /// it must read itself.
+    pub fn lookup(&self, generation: i64, workspace_id: &str, keys: &[String]) -> Lookup {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = (held.generation == generation)
+            .then(|| held.rows.get(workspace_id))
+            .flatten();
+        let Some(rows) = rows else {
+            return Lookup {
+                found: Vec::new(),
+                missing: keys.to_vec(),
+            };
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in keys {
+            match rows.get(key) {
+                Some(s) => found.push(s.clone()),
+                None => missing.push(key.clone()),
+            }
+        }
+        Lookup { found, missing }
+    }
+
+    /// Holds `rows`, read from the database after `generation` was read.
+    pub fn add(&self, generation: i64, rows: &[StoredSecret]) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.move_to(generation) {
+            return;
+        }
+        if held.len + rows.len() > Self::MAX_ROWS {
+            held.rows.clear();
+            held.len = 0;
+        }
+        for s in rows.iter().take(Self::MAX_ROWS) {
+            let replaced = held
+                .rows
+                .entry(s.workspace_id.clone())
+                .or_default()
+                .insert(s.key.clone(), s.clone());
+            if replaced.is_none() {
+                held.len += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ws: &str, key: &str, version: i64) -> StoredSecret {
+        StoredSecret::sample(ws, key, version)
+    }
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rows_are_served_only_at_the_generation_they_were_read_at() {
+        let c = ReadCache::default();
+        c.add(3, &[row("w", "A", 1), row("w", "B", 1)]);
+        let hit = c.lookup(3, "w", &keys(&["A", "C", "B"]));
+        assert_eq!(hit.found.len(), 2);
+        assert_eq!(hit.missing, keys(&["C"]));
+        // Another workspace's keys are not these.
+        assert_eq!(c.lookup(3, "v", &keys(&["A"])).missing, keys(&["A"]));
+        // A newer generation (a change since): nothing is served.
+        let after = c.lookup(4, "w", &keys(&["A", "B"]));
+        assert!(after.found.is_empty());
+        assert_eq!(after.missing, keys(&["A", "B"]));
+    }
+
+    #[test]
+    fn a_newer_generation_empties_it_and_an_older_one_adds_nothing() {
+        let c = ReadCache::default();
+        c.add(5, &[row("w", "A", 1)]);
+        // A reader that read the generation before a change finishes late: its rows are
+        // not held under the newer generation.
+        c.add(4, &[row("w", "B", 1)]);
+        assert_eq!(c.lookup(5, "w", &keys(&["B"])).missing, keys(&["B"]));
+        c.add(6, &[row("w", "A", 2)]);
+        let hit = c.lookup(6, "w", &keys(&["A"]));
+        assert_eq!(hit.found[0].version, 2);
+        assert!(c.lookup(5, "w", &keys(&["A"])).found.is_empty());
+    }
+
+    #[test]
+    fn it_holds_at_most_max_rows() {
+        let c = ReadCache::default();
+        let many: Vec<StoredSecret> = (0..ReadCache::MAX_ROWS + 10)
+            .map(|i| row("w", &format!("K{i}"), 1))
+            .collect();
+        c.add(1, &many[..ReadCache::MAX_ROWS]);
+        assert_eq!(c.held.lock().unwrap().len, ReadCache::MAX_ROWS);
+        c.add(1, &many[ReadCache::MAX_ROWS..]);
+        let held = c.held.lock().unwrap();
+        assert_eq!(held.len, 10);
+        assert_eq!(held.rows["w"].len(), 10);
+    }
+}
