@@ -13,11 +13,12 @@
 //! let config = json!({"headers": {"Authorization": "Bearer $Token{STRIPE_KEY}"}, "retries": 3});
 //! let keys = find(&config).unwrap();
 //! assert_eq!(keys[0].as_str(), "STRIPE_KEY");
-//! let out = substitute(&config, &|k| (k.as_str() == "STRIPE_KEY").then(|| "sk_live_1".to_string())).unwrap();
+//! let out = substitute(&config, &|k| (k == "STRIPE_KEY").then(|| "sk_live_1".to_string())).unwrap();
 //! assert_eq!(out["headers"]["Authorization"], "Bearer sk_live_1");
 //! ```
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::error::Error;
@@ -26,10 +27,10 @@ use crate::validate::SecretKey;
 const OPEN: &str = "$Token{";
 const ESCAPED: &str = "$$Token{";
 
-/// One piece of a string: literal text or a reference.
+/// One piece of a string: literal text or a reference (a well-formed key name).
 enum Piece<'a> {
     Text(&'a str),
-    Ref(SecretKey),
+    Ref(&'a str),
 }
 
 /// Where a string sits in the configuration, as a JSON pointer. Kept as its segments and
@@ -67,18 +68,25 @@ fn malformed(path: &Path<'_>, what: &str) -> Error {
     ))
 }
 
-/// Splits `s` into text and references; `path` names where it is, for errors.
-fn parse<'a>(s: &'a str, path: &Path<'_>) -> Result<Vec<Piece<'a>>, Error> {
-    let mut pieces = Vec::new();
+/// Calls `f` on each piece of `s` in order (empty text left out); `path` names where `s`
+/// is, for errors.
+fn each_piece<'a>(
+    s: &'a str,
+    path: &Path<'_>,
+    mut f: impl FnMut(Piece<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut emit = |piece: Piece<'a>| match piece {
+        Piece::Text("") => Ok(()),
+        piece => f(piece),
+    };
     let mut rest = s;
     while let Some(i) = rest.find('$') {
         let (before, from) = rest.split_at(i);
+        emit(Piece::Text(before))?;
         if let Some(after) = from.strip_prefix(ESCAPED) {
-            pieces.push(Piece::Text(before));
-            pieces.push(Piece::Text(OPEN));
+            emit(Piece::Text(OPEN))?;
             rest = after;
         } else if let Some(after) = from.strip_prefix(OPEN) {
-            pieces.push(Piece::Text(before));
             let end = after
                 .find('}')
                 .ok_or_else(|| malformed(path, "'$Token{' has no closing '}'"))?;
@@ -86,22 +94,20 @@ fn parse<'a>(s: &'a str, path: &Path<'_>) -> Result<Vec<Piece<'a>>, Error> {
             if name.is_empty() {
                 return Err(malformed(path, "'$Token{}' names no secret"));
             }
-            let key = SecretKey::parse(name).map_err(|_| {
+            SecretKey::check(name).map_err(|_| {
                 malformed(
                     path,
                     "a secret key may contain only letters, digits, '_', '.' and '-'",
                 )
             })?;
-            pieces.push(Piece::Ref(key));
+            emit(Piece::Ref(name))?;
             rest = &after[end + 1..];
         } else {
-            pieces.push(Piece::Text(before));
-            pieces.push(Piece::Text("$"));
+            emit(Piece::Text("$"))?;
             rest = &from[1..];
         }
     }
-    pieces.push(Piece::Text(rest));
-    Ok(pieces)
+    emit(Piece::Text(rest))
 }
 
 /// Calls `f` on every string in `v` that may hold a reference (one with a `$`).
@@ -135,44 +141,49 @@ fn walk<'a>(
 /// Every distinct key referenced in `config`, in order of first appearance.
 pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
     let mut keys: Vec<SecretKey> = Vec::new();
-    let mut seen: HashSet<SecretKey> = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     walk(config, &mut Path::default(), &mut |s, path| {
-        for piece in parse(s, path)? {
-            if let Piece::Ref(k) = piece {
-                if !seen.contains(&k) {
-                    seen.insert(k.clone());
-                    keys.push(k);
+        each_piece(s, path, |piece| {
+            if let Piece::Ref(name) = piece {
+                if seen.insert(name) {
+                    keys.push(SecretKey::parse(name)?);
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     })?;
     Ok(keys)
 }
 
 /// A copy of `config` with every reference replaced by `value_of(key)` and every escape
-/// unescaped. A key with no value is an error (callers resolve every key first).
+/// unescaped. A key with no value is an error (callers resolve every key first). A string
+/// that is one reference and nothing else becomes the value itself, not a copy of it.
 pub fn substitute(
     config: &Value,
-    value_of: &dyn Fn(&SecretKey) -> Option<String>,
+    value_of: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Value, Error> {
     fn go<'a>(
         v: &'a Value,
         path: &mut Path<'a>,
-        value_of: &dyn Fn(&SecretKey) -> Option<String>,
+        value_of: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Value, Error> {
         Ok(match v {
             Value::String(s) if s.contains('$') => {
-                let mut out = String::with_capacity(s.len());
-                for piece in parse(s, path)? {
-                    match piece {
-                        Piece::Text(t) => out.push_str(t),
-                        Piece::Ref(k) => out.push_str(&value_of(&k).ok_or_else(|| {
+                let mut out: Option<String> = None;
+                each_piece(s, path, |piece| {
+                    let part = match piece {
+                        Piece::Text(t) => Cow::Borrowed(t),
+                        Piece::Ref(k) => Cow::Owned(value_of(k).ok_or_else(|| {
                             Error::invalid_field(format!("no value for secret '{k}'"))
                         })?),
+                    };
+                    match &mut out {
+                        Some(o) => o.push_str(&part),
+                        None => out = Some(part.into_owned()),
                     }
-                }
-                Value::String(out)
+                    Ok(())
+                })?;
+                Value::String(out.unwrap_or_default())
             }
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -226,6 +237,19 @@ mod tests {
         let config = json!({"a": "x $Token{K} y $Token{K}", "n": 3, "b": [true, "$Token{J}"]});
         let out = substitute(&config, &|k| Some(format!("<{k}>"))).unwrap();
         assert_eq!(out, json!({"a": "x <K> y <K>", "n": 3, "b": [true, "<J>"]}));
+    }
+
+    #[test]
+    fn values_are_put_in_as_they_are_never_read_for_references() {
+        let config = json!({"whole": "$Token{K}", "around": "[$Token{K}]", "n": ["$Token{K}"]});
+        let out = substitute(&config, &|_| Some("$Token{OTHER} $$Token{".into())).unwrap();
+        assert_eq!(
+            out,
+            json!({"whole": "$Token{OTHER} $$Token{", "around": "[$Token{OTHER} $$Token{]",
+                   "n": ["$Token{OTHER} $$Token{"]})
+        );
+        let missing = substitute(&config, &|_| None).unwrap_err();
+        assert_eq!(missing.message(), "no value for secret 'K'");
     }
 
     #[test]

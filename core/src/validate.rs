@@ -35,6 +35,12 @@ pub struct SecretKey(String);
 
 impl SecretKey {
     pub fn parse(s: &str) -> Result<SecretKey, Error> {
+        Self::check(s)?;
+        Ok(SecretKey(s.to_owned()))
+    }
+
+    /// Whether `s` is a well-formed key ([`SecretKey::parse`] without the copy).
+    pub fn check(s: &str) -> Result<(), Error> {
         if s.is_empty() {
             return Err(Error::invalid_field("field 'key' must not be empty"));
         }
@@ -51,10 +57,17 @@ impl SecretKey {
                 "field 'key' may contain only letters, digits, '_', '.' and '-', and must start with a letter, digit or '_'",
             ));
         }
-        Ok(SecretKey(s.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Looked up by its text in maps keyed by it (hashes and compares as its `str`).
+impl std::borrow::Borrow<str> for SecretKey {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

@@ -117,7 +117,7 @@ proptest! {
         match references::find(&config) {
             Ok(keys) => {
                 // Substituting every key found succeeds and leaves no reference behind.
-                let out = references::substitute(&config, &|k: &SecretKey| Some(format!("<{k}>")))
+                let out = references::substitute(&config, &|k: &str| Some(format!("<{k}>")))
                     .expect("found keys substitute");
                 prop_assert!(out.is_string());
                 for k in keys {
