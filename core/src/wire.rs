@@ -344,18 +344,6 @@ pub struct SealedValue {
     pub status: SecretStatus,
 }
 
-impl From<SecretWithCiphertext> for SealedValue {
-    fn from(s: SecretWithCiphertext) -> Self {
-        SealedValue {
-            ciphertext: s.ciphertext,
-            scope: s.record.scope,
-            envs: s.record.envs,
-            expires_at: s.record.expires_at,
-            status: s.record.status,
-        }
-    }
-}
-
 /// The answer of a batch get, in the order of the request's keys.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -421,7 +421,7 @@ pub async fn get(
     let key = SecretKey::parse(&key)?;
     let mut results = read_checked(&st, &caller, "read", vec![key], Claim::default()).await?;
     let s = match results.pop() {
-        Some(Ok(s)) => s,
+        Some(Ok(s)) => s.into_read(now_secs()),
         Some(Err(e)) => return Err(e.into()),
         None => return Err(ApiError::internal("read returned nothing")),
     };
@@ -725,6 +725,7 @@ pub async fn batch_get(
         envs: env.into_iter().collect(),
     };
     let results = read_checked(&st, &caller, action, keys.clone(), claimed).await?;
+    let now = now_secs();
     Ok(Json(BatchGetResponse {
         results: keys
             .iter()
@@ -734,17 +735,17 @@ pub async fn batch_get(
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,
-                        record: Some(s.record),
+                        record: Some(s.into_read(now).record),
                         ..BatchItem::default()
                     },
                     Ok(s) if compact => BatchItem {
                         key,
-                        sealed: Some(s.into()),
+                        sealed: Some(s.into_sealed(now)),
                         ..BatchItem::default()
                     },
                     Ok(s) => BatchItem {
                         key,
-                        secret: Some(s),
+                        secret: Some(s.into_read(now)),
                         ..BatchItem::default()
                     },
                     Err(e) => BatchItem {
@@ -844,7 +845,7 @@ pub(crate) fn judge_reads(
         // Outside the binding a secret is treated as absent, so the rules below report it
         // exactly as a missing one; the audit keeps the real reason.
         let (read, hidden) = match stored {
-            Some(s) if bound.can_see(&s.scope, &s.envs) => (Some(s.into_read(now)), None),
+            Some(s) if bound.can_see(&s.scope, &s.envs) => (Some(s), None),
             Some(s) => (
                 None,
                 Some(format!(
@@ -857,11 +858,11 @@ pub(crate) fn judge_reads(
             ),
             None => (None, None),
         };
-        let record = read.as_ref().map(|r| &r.record);
+        let rules = read.as_ref().map(|r| r.rules(now));
         // The claimed context first (so the message names what the caller asked for), then
         // what the access key is bound to, whatever the caller claimed.
-        let verdict = access::check(key.as_str(), record, claimed, now)
-            .and_then(|()| access::check(key.as_str(), record, bound, now))
+        let verdict = access::check_rules(key.as_str(), rules, claimed, now)
+            .and_then(|()| access::check_rules(key.as_str(), rules, bound, now))
             .and_then(|()| {
                 // check() reports a missing secret first, so this is never the error.
                 read.ok_or_else(|| {

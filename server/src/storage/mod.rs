@@ -9,10 +9,11 @@ mod read_cache;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use ductape::access::Rules;
 use ductape::ids::iso_millis;
 use ductape::wire::{
-    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SecretRecord, SecretStatus, SecretVersion,
-    SecretWithCiphertext, WorkspaceInfo,
+    AccessKeyInfo, AuditEntry, AuditQuery, Permission, SealedValue, SecretRecord, SecretStatus,
+    SecretVersion, SecretWithCiphertext, WorkspaceInfo,
 };
 use ductape::{ErrorCode, TokenType};
 
@@ -271,6 +272,27 @@ impl StoredSecret {
         }
     }
 
+    /// The compact answer to a batch read: the ciphertext and the rules it is read under.
+    pub fn into_sealed(self, now_secs: i64) -> SealedValue {
+        SealedValue {
+            status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
+            ciphertext: self.ciphertext,
+            scope: self.scope,
+            envs: self.envs,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// What the access rules read of it, with the status as of `now_secs`.
+    pub fn rules(&self, now_secs: i64) -> Rules<'_> {
+        Rules {
+            status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
+            expires_at: self.expires_at,
+            scope: &self.scope,
+            envs: &self.envs,
+        }
+    }
+
     /// The documented response shape (metadata only), with the status as of `now_secs`.
     pub fn record(&self, now_secs: i64) -> SecretRecord {
         SecretRecord {
@@ -432,7 +454,7 @@ pub type Check<T> = Box<dyn FnOnce(&T) -> Result<(), ApiError> + Send>;
 /// Every change is written in one transaction together with its audit event, so the trail
 /// holds every change that happened and nothing that did not.
 /// The answers of a read, one per key asked: the secret or why it cannot be had.
-pub type ReadAnswers = Vec<Result<SecretWithCiphertext, ductape::Error>>;
+pub type ReadAnswers = Vec<Result<StoredSecret, ductape::Error>>;
 
 /// A route's access rules for a read: from the rows found, each answer and the audit
 /// events that must be committed before any answer leaves.
