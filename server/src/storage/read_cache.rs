@@ -9,8 +9,9 @@
 //! A change acknowledged to its client has moved the generation, so every read that starts
 //! after it misses and reads the database.
 //!
-//! Only what the database holds is kept (ciphertext and metadata, never a plaintext), and at
-//! most [`ReadCache::MAX_ROWS`] rows: when full it is emptied and fills again.
+//! Only what the database holds is kept (ciphertext and metadata, never a plaintext), at most
+//! [`ReadCache::MAX_ROWS`] rows and [`ReadCache::MAX_BYTES`] of them (values go up to 64 KiB):
+//! when full it is emptied and fills again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +29,8 @@ struct Held {
     /// Rows by workspace, then key.
     rows: HashMap<String, HashMap<String, StoredSecret>>,
     len: usize,
+    /// What the rows held weigh ([`weight`]).
+    bytes: usize,
 }
 
 impl Held {
@@ -35,12 +38,32 @@ impl Held {
     /// first empties what is held.
     fn move_to(&mut self, generation: i64) -> bool {
         if generation > self.generation {
-            self.rows.clear();
-            self.len = 0;
+            self.empty();
             self.generation = generation;
         }
         generation == self.generation
     }
+
+    fn empty(&mut self) {
+        self.rows.clear();
+        self.len = 0;
+        self.bytes = 0;
+    }
+}
+
+/// About what a row takes in memory: its text and a fixed overhead.
+fn weight(s: &StoredSecret) -> usize {
+    let text = [&s.id, &s.workspace_id, &s.key, &s.ciphertext]
+        .iter()
+        .map(|t| t.len())
+        .sum::<usize>()
+        + s.description.as_ref().map_or(0, String::len)
+        + s.scope
+            .iter()
+            .chain(&s.envs)
+            .map(String::len)
+            .sum::<usize>();
+    text + 256
 }
 
 /// What a lookup found: rows held, and the keys to read from the database.
@@ -50,8 +73,10 @@ pub struct Lookup {
 }
 
 impl ReadCache {
-    /// The most rows held (~1 KB each with their ciphertext).
+    /// The most rows held.
     pub const MAX_ROWS: usize = 16_384;
+    /// The most they weigh together.
+    pub const MAX_BYTES: usize = 16 << 20;
 
     /// The rows of `keys` held for `generation` (the one the caller just read), and the keys
     /// it must read itself.
@@ -86,18 +111,23 @@ impl ReadCache {
         if !held.move_to(generation) {
             return;
         }
-        if held.len + rows.len() > Self::MAX_ROWS {
-            held.rows.clear();
-            held.len = 0;
-        }
-        for s in rows.iter().take(Self::MAX_ROWS) {
+        for s in rows {
+            let w = weight(s);
+            if w > Self::MAX_BYTES {
+                continue;
+            }
+            if held.len == Self::MAX_ROWS || held.bytes + w > Self::MAX_BYTES {
+                held.empty();
+            }
             let replaced = held
                 .rows
                 .entry(s.workspace_id.clone())
                 .or_default()
                 .insert(s.key.clone(), s.clone());
-            if replaced.is_none() {
-                held.len += 1;
+            held.bytes += w;
+            match replaced {
+                Some(old) => held.bytes -= weight(&old),
+                None => held.len += 1,
             }
         }
     }
@@ -142,6 +172,27 @@ mod tests {
         let hit = c.lookup(6, "w", &keys(&["A"]));
         assert_eq!(hit.found[0].version, 2);
         assert!(c.lookup(5, "w", &keys(&["A"])).found.is_empty());
+    }
+
+    #[test]
+    fn it_holds_at_most_max_bytes() {
+        let c = ReadCache::default();
+        let big = |i: usize| StoredSecret {
+            ciphertext: "x".repeat(90_000),
+            ..row("w", &format!("K{i}"), 1)
+        };
+        let rows: Vec<StoredSecret> = (0..400).map(big).collect();
+        c.add(1, &rows);
+        let held = c.held.lock().unwrap();
+        assert!(held.bytes <= ReadCache::MAX_BYTES, "{}", held.bytes);
+        assert!(held.len <= ReadCache::MAX_BYTES / 90_000, "{}", held.len);
+        // The newest rows are the ones held.
+        assert!(held.rows["w"].contains_key("K399"));
+        drop(held);
+        // The same row read again replaces itself: its weight is counted once.
+        let before = c.held.lock().unwrap().bytes;
+        c.add(1, &rows[399..]);
+        assert_eq!(c.held.lock().unwrap().bytes, before);
     }
 
     #[test]
