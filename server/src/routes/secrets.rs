@@ -864,7 +864,7 @@ pub(crate) fn judge_reads(
         let verdict = access::check_rules(key.as_str(), rules, claimed, now)
             .and_then(|()| access::check_rules(key.as_str(), rules, bound, now))
             .and_then(|()| {
-                // check() reports a missing secret first, so this is never the error.
+                // check_rules() reports a missing secret first, so this is never the error.
                 read.ok_or_else(|| {
                     ductape::Error::new(
                         ErrorCode::SecretNotFound,

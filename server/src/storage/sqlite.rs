@@ -635,8 +635,6 @@ fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// The rows of those `keys` that exist, from one snapshot (without who changed them: see
-/// [`READ_COLS`]).
 /// The rows of `keys` that exist: those the [`ReadCache`] holds for the database's
 /// generation now, the others read (and then held). The generation is read first, so a row
 /// read is at least as new as the generation it is held under.
@@ -659,6 +657,8 @@ fn read_secrets(
     Ok(held.found)
 }
 
+/// The rows of those `keys` that exist, from one snapshot (without who changed them: see
+/// [`READ_COLS`]).
 fn select_secrets(
     c: &Connection,
     ws: &str,
@@ -1617,16 +1617,23 @@ mod tests {
         StoredSecret::sample("ws", key, version)
     }
 
-    /// A second connection on the file, with workspace "ws".
-    fn writer_beside(path: &Path) -> Connection {
-        let c = Connection::open(path).unwrap();
-        c.busy_timeout(Duration::from_secs(5)).unwrap();
-        c.execute(
-            "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ('ws', 'w', 'k', 0)",
-            [],
-        )
-        .unwrap();
-        c
+    /// A storage on a file, a second connection on the same file (another process, as far
+    /// as the storage can tell) and, written through it, workspace "ws" with secret "A" at
+    /// version 1.
+    fn storage_and_writer_beside() -> (tempfile::TempDir, SqliteStorage, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let s = SqliteStorage::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::from_secs(5)).unwrap();
+        other
+            .execute(
+                "INSERT INTO workspaces (id, name, key_id, created_ms) VALUES ('ws', 'w', 'k', 0)",
+                [],
+            )
+            .unwrap();
+        insert_secret(&other, "secrets", &secret("A", 1), "").unwrap();
+        (dir, s, other)
     }
 
     async fn version_read(s: &SqliteStorage, key: &str) -> Option<(i64, String, bool)> {
@@ -1639,13 +1646,9 @@ mod tests {
 
     #[tokio::test]
     async fn held_rows_are_never_served_after_a_change_whoever_makes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sqlite");
-        let s = SqliteStorage::open(&path).unwrap();
         // Another process on the same file (a second server, a hand-run statement): only the
         // database's triggers can tell this server of its changes.
-        let other = writer_beside(&path);
-        insert_secret(&other, "secrets", &secret("A", 1), "").unwrap();
+        let (_dir, s, other) = storage_and_writer_beside();
         insert_secret(&other, "secrets", &secret("B", 1), "").unwrap();
         let both = ["A".to_owned(), "B".to_owned()];
         assert_eq!(s.get_secrets("ws", &both).await.unwrap().len(), 2);
@@ -1679,11 +1682,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_read_after_a_committed_change_never_sees_the_row_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sqlite");
-        let s = SqliteStorage::open(&path).unwrap();
-        let other = writer_beside(&path);
-        insert_secret(&other, "secrets", &secret("A", 1), "").unwrap();
+        let (_dir, s, other) = storage_and_writer_beside();
         // Readers keep filling the cache while the row changes under them; after each
         // committed change, a read must see it (or a newer one).
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
