@@ -168,9 +168,30 @@ impl NativeClient {
         Ok(guard.client.clone())
     }
 
-    /// Runs an operation to completion without holding the GIL, waking every 50 ms so that
-    /// Ctrl-C (or any signal handler raising) interrupts it promptly.
+    /// Runs an operation to completion on this thread (see `runtime::on_this_thread`)
+    /// without holding the GIL, coming back every 50 ms so that Ctrl-C (or any signal
+    /// handler raising) interrupts it promptly: the operation is then dropped.
     fn run(py: Python<'_>, op: Op) -> PyResult<Py<PyAny>> {
+        let mut op = op;
+        loop {
+            // The operation moves into the GIL-free closure and back (it is Send, not Sync).
+            let (got, back) = py.detach(move || {
+                let got = runtime::on_this_thread(async {
+                    tokio::time::timeout(SIGNAL_CHECK, &mut op).await.ok()
+                });
+                (got, op)
+            });
+            op = back;
+            match got {
+                Some(result) => return result.py()?.into_pyobject(py).map(Bound::unbind),
+                None => py.check_signals()?,
+            }
+        }
+    }
+
+    /// [`NativeClient::run`] on the shared runtime, for an operation that may start a
+    /// background task (the change feed of `init`), which must outlive the call.
+    fn run_shared(py: Python<'_>, op: Op) -> PyResult<Py<PyAny>> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let task = runtime::runtime().spawn(async move {
             let _ = tx.send(op.await);
@@ -426,7 +447,7 @@ impl NativeClient {
     // One method per operation, each with its asyncio twin (`*_async`). The sync ones run
     // without the GIL, waking every 50 ms for signals (Ctrl-C).
     fn init(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.init_op()?)
+        Self::run_shared(py, self.init_op()?)
     }
 
     fn init_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -10,7 +10,7 @@
 use pyo3::prelude::*;
 use pyo3_async_runtimes::generic::{ContextExt, Runtime as GenericRuntime};
 use pyo3_async_runtimes::TaskLocals;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::ptr;
@@ -53,6 +53,38 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             }
         }
     }
+}
+
+thread_local! {
+    /// This thread's runtime for synchronous calls, with the pid that built it.
+    static CALLER: RefCell<Option<Tagged>> = const { RefCell::new(None) };
+}
+
+/// Runs `fut` to completion on this thread's current-thread runtime (built on first use, and
+/// again in a forked child, the parent's leaked as above). A synchronous call so runs on
+/// the thread that makes it, connection included: no hand-off to a worker and back, which
+/// costs more than the rest of a loopback read (the core keeps such connections to their
+/// thread). Nothing that must outlive the call may be spawned here: its tasks run only
+/// while a call does ([`runtime`] is for those).
+pub fn on_this_thread<F: Future>(fut: F) -> F::Output {
+    let pid = std::process::id();
+    CALLER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_some_and(|t| t.pid != pid) {
+            std::mem::forget(slot.take());
+        }
+        let tagged = match slot.as_mut() {
+            Some(t) => t,
+            None => slot.insert(Tagged {
+                pid,
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot start the Ductape runtime"),
+            }),
+        };
+        tagged.rt.block_on(fut)
+    })
 }
 
 /// pyo3-async-runtimes' generic interface over our runtime, so coroutines run on it too.

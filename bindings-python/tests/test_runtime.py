@@ -61,6 +61,56 @@ def test_ctrl_c_interrupts_a_slow_call_promptly(server: Server) -> None:
     proxy.close()
 
 
+def test_ctrl_c_interrupts_a_call_running_on_the_calling_thread(server: Server) -> None:
+    proxy = SlowProxy(server.url, 0)
+    d = Ductape(access_key=server.access_key, url=proxy.url, timeout=60)
+    d.init()
+    # A synchronous read runs on this thread with a connection of its own, opened now,
+    # through a proxy that holds it.
+    proxy.delay = 30
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        d.secrets.fetch("ANY_KEY")
+    assert time.monotonic() - start < 2
+    proxy.close()
+
+
+def test_a_thread_between_calls_holds_up_no_other_thread(server: Server) -> None:
+    """Each thread's calls run on that thread, on connections it alone uses (driven only
+    while it is in a call): a thread that made a call and now waits on something else must
+    not hold up another thread's call."""
+    d = Ductape(access_key=server.access_key, url=server.url, timeout=10)
+    d.init()
+    d.secrets.create(key="IDLE_KEY", value="idle")
+    release = threading.Event()
+    first_done = threading.Event()
+
+    def first() -> None:
+        assert d.secrets.fetch("IDLE_KEY").value == "idle"
+        first_done.set()
+        release.wait(30)  # between calls, its connection idle in its pool
+        assert d.secrets.fetch("IDLE_KEY").value == "idle"
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert first_done.wait(10)
+    start = time.monotonic()
+    results: list[str] = []
+    others = [threading.Thread(target=lambda: results.append(d.secrets.fetch("IDLE_KEY").value)) for _ in range(4)]
+    for o in others:
+        o.start()
+    for o in others:
+        o.join(10)
+    assert d.secrets.fetch("IDLE_KEY").value == "idle"
+    assert results == ["idle"] * 4
+    assert time.monotonic() - start < 5, "a call waited on another thread's connection"
+    release.set()
+    t.join(10)
+    assert not t.is_alive()
+
+
 def _child_fetch(d: Ductape, key: str, q: multiprocessing.Queue[str]) -> None:
     q.put(d.secrets.fetch(key).value)
 

@@ -188,6 +188,19 @@ async fn a_compact_batch_read_answers_the_ciphertext_and_the_rules_alone() {
     assert_eq!(body["results"][2]["error"]["status"], 404);
     assert!(body["results"][1]["sealed"].is_null() && body["results"][2]["sealed"].is_null());
 
+    // A key asked for twice is answered in both places, alike.
+    let (status, body) =
+        post(json!({"keys": ["STRIPE_KEY", "MISSING", "STRIPE_KEY"], "app": "stripe_app", "compact": true}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][2]["key"], "STRIPE_KEY");
+    assert_eq!(body["results"][0]["sealed"], body["results"][2]["sealed"]);
+    assert!(
+        body["results"][0]["sealed"]["ciphertext"].is_string(),
+        "{body}"
+    );
+    assert_eq!(body["results"][1]["error"]["status"], 404);
+
     let (status, body) =
         post(json!({"keys": ["OPEN_KEY"], "metadata_only": true, "compact": true})).await;
     assert_eq!(assert_error_shape(422, &body), "invalid_field");
@@ -695,4 +708,47 @@ fn ductape_check_exits_non_zero_when_a_reference_would_fail() {
     assert!(
         String::from_utf8_lossy(&bad.stdout).contains("FAIL\tMISSING\tSecret 'MISSING' not found")
     );
+}
+
+/// The SDKs' synchronous calls run the whole request on the caller's thread (a
+/// current-thread runtime): a connection opened there is driven only while that thread is
+/// in a call, so it must never serve another thread. Here the first thread's runtime sits
+/// idle holding its connection while other threads, on a current-thread and on a
+/// multi-thread runtime, read through the same client: each finishes on its own connection.
+#[test]
+fn a_connection_opened_on_one_threads_runtime_never_serves_another_thread() {
+    use std::time::Duration;
+    use tokio::runtime::{Builder, Runtime};
+    let server = Server::dev();
+    let current = || Builder::new_current_thread().enable_all().build().unwrap();
+    let first = current();
+    let d = first.block_on(async {
+        let d = server.client().await;
+        d.secrets()
+            .create(CreateSecret::new("K", "v"))
+            .await
+            .unwrap();
+        d
+    });
+    let read_on = |rt: Runtime, d: Ductape| {
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), d.secrets().fetch("K")).await
+            })
+        })
+        .join()
+        .unwrap()
+        .expect("finished, not stuck behind the idle runtime's connection")
+        .unwrap()
+    };
+    assert_eq!(read_on(current(), d.clone()).value.expose(), "v");
+    let multi = Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(read_on(multi, d.clone()).value.expose(), "v");
+    // The first thread's connection still serves it.
+    let again = first.block_on(d.secrets().fetch("K")).unwrap();
+    assert_eq!(again.value.expose(), "v");
 }

@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
+use thread_local::ThreadLocal;
 use zeroize::Zeroizing;
 
 use super::config::Config;
@@ -21,27 +22,52 @@ pub(crate) enum Idempotency {
 }
 
 pub(crate) struct Transport {
+    /// Connections for tasks on multi-thread runtimes (their workers drive them).
     http: reqwest::Client,
+    /// Connections for a current-thread runtime, one pool per thread (see [`Transport::http`]).
+    per_thread: ThreadLocal<reqwest::Client>,
     config: Config,
     bearer: Zeroizing<String>,
 }
 
 impl Transport {
     pub(crate) fn new(config: Config) -> Result<Self, Error> {
-        let http = http_client(
+        let http = Self::build_http(&config)?;
+        let bearer = config.access_key.bearer();
+        Ok(Transport {
+            http,
+            per_thread: ThreadLocal::new(),
+            config,
+            bearer,
+        })
+    }
+
+    fn build_http(config: &Config) -> Result<reqwest::Client, Error> {
+        http_client(
             config.ca_pem.as_deref(),
             config.timeout,
             config.connect_timeout,
         )?
         .user_agent(format!("{}/{}", config.sdk, env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(build_error)?;
-        let bearer = config.access_key.bearer();
-        Ok(Transport {
-            http,
-            config,
-            bearer,
-        })
+        .map_err(build_error)
+    }
+
+    /// The HTTP client for the runtime this runs on. A connection is driven by a task on the
+    /// runtime that opened it; a current-thread runtime runs its tasks only while its thread
+    /// is blocked in it (the SDKs' synchronous calls: the whole request on the caller's
+    /// thread, no hand-off to another), so a connection opened there must never serve
+    /// another thread, which would wait on it until that thread came back. Such runtimes get
+    /// a pool per thread; multi-thread runtimes share one.
+    fn http(&self) -> Result<&reqwest::Client, Error> {
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if current_thread {
+            self.per_thread
+                .get_or_try(|| Self::build_http(&self.config))
+        } else {
+            Ok(&self.http)
+        }
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -146,7 +172,7 @@ impl Transport {
     /// for silence). Errors as any call's.
     pub(crate) async fn open_events(&self, last: Option<i64>) -> Result<reqwest::Response, Error> {
         let mut req = self
-            .http
+            .http()?
             .get(format!("{}/v1/events", self.config.url))
             .bearer_auth(self.bearer.as_str())
             .header(
@@ -190,8 +216,11 @@ impl Transport {
         cond: Conditions<'_>,
     ) -> Result<Reply<T>, Failed> {
         let url = format!("{}{}", self.config.url, path);
-        let mut req = self
-            .http
+        let http = self.http().map_err(|error| Failed {
+            error,
+            reached_server: false,
+        })?;
+        let mut req = http
             .request(method, url)
             .bearer_auth(self.bearer.as_str())
             .header(

@@ -118,7 +118,7 @@ pub async fn get_version(
         .secret_version(&caller.workspace.id, key.as_str(), version)
         .await?;
     let (current, at) = match found {
-        Some((current, at)) => (vec![current], at),
+        Some((current, at)) => (vec![std::sync::Arc::new(current)], at),
         None => (Vec::new(), None),
     };
     // The secret as it is now, under the rules of any read.

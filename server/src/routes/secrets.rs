@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::audit_trail;
 use crate::auth::{Caller, OwnedBinding, Shared};
@@ -421,7 +422,7 @@ pub async fn get(
     let key = SecretKey::parse(&key)?;
     let mut results = read_checked(&st, &caller, "read", vec![key], Claim::default()).await?;
     let s = match results.pop() {
-        Some(Ok(s)) => s.into_read(now_secs()),
+        Some(Ok(s)) => s.read(now_secs()),
         Some(Err(e)) => return Err(e.into()),
         None => return Err(ApiError::internal("read returned nothing")),
     };
@@ -735,17 +736,17 @@ pub async fn batch_get(
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,
-                        record: Some(s.into_read(now).record),
+                        record: Some(s.record(now)),
                         ..BatchItem::default()
                     },
                     Ok(s) if compact => BatchItem {
                         key,
-                        sealed: Some(s.into_sealed(now)),
+                        sealed: Some(s.sealed(now)),
                         ..BatchItem::default()
                     },
                     Ok(s) => BatchItem {
                         key,
-                        secret: Some(s.into_read(now)),
+                        secret: Some(s.read(now)),
                         ..BatchItem::default()
                     },
                     Err(e) => BatchItem {
@@ -797,7 +798,7 @@ pub(crate) fn judge_reads(
     caller: &Caller,
     action: &str,
     keys: &[SecretKey],
-    found: Vec<StoredSecret>,
+    found: Vec<Arc<StoredSecret>>,
     claim: &Claim,
 ) -> (ReadAnswers, Vec<AuditEvent>) {
     let claimed = Context {
@@ -806,19 +807,8 @@ pub(crate) fn judge_reads(
     };
     let now = now_secs();
     let bound = caller.binding();
-    // Each row is moved into its answer; a key asked for more than once gets a copy for all
-    // but its last place.
-    let at: HashMap<&str, usize> = found
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.key.as_str(), i))
-        .collect();
-    let places: Vec<Option<usize>> = keys.iter().map(|k| at.get(k.as_str()).copied()).collect();
-    let mut uses = vec![0usize; found.len()];
-    for i in places.iter().flatten() {
-        uses[*i] += 1;
-    }
-    let mut rows: Vec<Option<StoredSecret>> = found.into_iter().map(Some).collect();
+    let by_key: HashMap<&str, &Arc<StoredSecret>> =
+        found.iter().map(|s| (s.key.as_str(), s)).collect();
     // Refusals are events of their own; the allowed reads become one (see
     // `one_event_per_batch`), so only their keys and places are kept here.
     let event = |key: &SecretKey| {
@@ -833,15 +823,8 @@ pub(crate) fn judge_reads(
     let mut refused = Vec::new();
     let mut allowed: Vec<(usize, &SecretKey)> = Vec::new();
     let mut out = Vec::with_capacity(keys.len());
-    for (key, place) in keys.iter().zip(places) {
-        let stored = place.and_then(|i| {
-            uses[i] -= 1;
-            if uses[i] == 0 {
-                rows[i].take()
-            } else {
-                rows[i].clone()
-            }
-        });
+    for key in keys {
+        let stored = by_key.get(key.as_str()).map(|s| Arc::clone(s));
         // Outside the binding a secret is treated as absent, so the rules below report it
         // exactly as a missing one; the audit keeps the real reason.
         let (read, hidden) = match stored {

@@ -8,6 +8,8 @@ pub mod postgres;
 mod read_cache;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use ductape::access::Rules;
 use ductape::ids::iso_millis;
@@ -251,34 +253,21 @@ pub enum Deletion {
 }
 
 impl StoredSecret {
-    /// The answer to a read: the documented shape with the ciphertext, the row moved into it.
-    pub fn into_read(self, now_secs: i64) -> SecretWithCiphertext {
+    /// The answer to a read: the documented shape with the ciphertext.
+    pub fn read(&self, now_secs: i64) -> SecretWithCiphertext {
         SecretWithCiphertext {
-            record: SecretRecord {
-                status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
-                id: self.id,
-                workspace_id: self.workspace_id,
-                key: self.key,
-                description: self.description,
-                token_type: self.token_type,
-                scope: self.scope,
-                envs: self.envs,
-                expires_at: self.expires_at,
-                created_at: iso_millis(self.created_ms),
-                updated_at: iso_millis(self.updated_ms),
-                version: self.version,
-            },
-            ciphertext: self.ciphertext,
+            record: self.record(now_secs),
+            ciphertext: self.ciphertext.clone(),
         }
     }
 
     /// The compact answer to a batch read: the ciphertext and the rules it is read under.
-    pub fn into_sealed(self, now_secs: i64) -> SealedValue {
+    pub fn sealed(&self, now_secs: i64) -> SealedValue {
         SealedValue {
             status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
-            ciphertext: self.ciphertext,
-            scope: self.scope,
-            envs: self.envs,
+            ciphertext: self.ciphertext.clone(),
+            scope: self.scope.clone(),
+            envs: self.envs.clone(),
             expires_at: self.expires_at,
         }
     }
@@ -454,11 +443,12 @@ pub type Check<T> = Box<dyn FnOnce(&T) -> Result<(), ApiError> + Send>;
 /// Every change is written in one transaction together with its audit event, so the trail
 /// holds every change that happened and nothing that did not.
 /// The answers of a read, one per key asked: the secret or why it cannot be had.
-pub type ReadAnswers = Vec<Result<StoredSecret, ductape::Error>>;
+pub type ReadAnswers = Vec<Result<Arc<StoredSecret>, ductape::Error>>;
 
 /// A route's access rules for a read: from the rows found, each answer and the audit
 /// events that must be committed before any answer leaves.
-pub type ReadRule = Box<dyn FnOnce(Vec<StoredSecret>) -> (ReadAnswers, Vec<AuditEvent>) + Send>;
+pub type ReadRule =
+    Box<dyn FnOnce(Vec<Arc<StoredSecret>>) -> (ReadAnswers, Vec<AuditEvent>) + Send>;
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -519,11 +509,12 @@ pub trait Storage: Send + Sync + 'static {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<StoredSecret>, ApiError>;
+    /// Shared rows: a server that keeps rows in memory hands out the ones it holds.
     async fn get_secrets(
         &self,
         workspace_id: &str,
         keys: &[String],
-    ) -> Result<Vec<StoredSecret>, ApiError>;
+    ) -> Result<Vec<Arc<StoredSecret>>, ApiError>;
     /// Reads, changes and writes back one secret in one transaction. 404 if missing. When
     /// the change makes a new version, the version it replaces joins the secret's history
     /// (the oldest beyond `retention.max_versions` pruned in the same transaction).

@@ -5,6 +5,8 @@
 //! TLS follows the URL's `sslmode` (`disable`, `prefer` (the default), `require`) with rustls:
 //! the server's certificate is verified against the public roots plus an optional private CA.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
@@ -180,7 +182,7 @@ fn tls_connector(ca_pem: Option<&[u8]>) -> Result<MakeRustlsConnect, String> {
                 .map_err(|e| format!("invalid database CA certificate: {e}"))?;
         }
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
@@ -745,7 +747,7 @@ impl Storage for PostgresStorage {
         &self,
         workspace_id: &str,
         keys: &[String],
-    ) -> Result<Vec<StoredSecret>, ApiError> {
+    ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
         self.timed(async {
             let c = self.conn().await?;
             let rows = c
@@ -757,7 +759,7 @@ impl Storage for PostgresStorage {
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows.iter().map(secret_row).collect())
+            Ok(rows.iter().map(|r| Arc::new(secret_row(r))).collect())
         })
         .await
     }

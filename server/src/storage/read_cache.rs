@@ -14,7 +14,7 @@
 //! when full it is emptied and fills again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::StoredSecret;
 
@@ -27,7 +27,7 @@ pub struct ReadCache {
 struct Held {
     generation: i64,
     /// Rows by workspace, then key.
-    rows: HashMap<String, HashMap<String, StoredSecret>>,
+    rows: HashMap<String, HashMap<String, Arc<StoredSecret>>>,
     len: usize,
     /// What the rows held weigh ([`weight`]).
     bytes: usize,
@@ -68,7 +68,7 @@ fn weight(s: &StoredSecret) -> usize {
 
 /// What a lookup found: rows held, and the keys to read from the database.
 pub struct Lookup {
-    pub found: Vec<StoredSecret>,
+    pub found: Vec<Arc<StoredSecret>>,
     pub missing: Vec<String>,
 }
 
@@ -95,7 +95,7 @@ impl ReadCache {
         let mut missing = Vec::new();
         for key in keys {
             match rows.get(key) {
-                Some(s) => found.push(s.clone()),
+                Some(s) => found.push(Arc::clone(s)),
                 None => missing.push(key.clone()),
             }
         }
@@ -103,7 +103,7 @@ impl ReadCache {
     }
 
     /// Holds `rows`, read from the database after `generation` was read.
-    pub fn add(&self, generation: i64, rows: &[StoredSecret]) {
+    pub fn add(&self, generation: i64, rows: &[Arc<StoredSecret>]) {
         if rows.is_empty() {
             return;
         }
@@ -123,7 +123,7 @@ impl ReadCache {
                 .rows
                 .entry(s.workspace_id.clone())
                 .or_default()
-                .insert(s.key.clone(), s.clone());
+                .insert(s.key.clone(), Arc::clone(s));
             held.bytes += w;
             match replaced {
                 Some(old) => held.bytes -= weight(&old),
@@ -137,8 +137,8 @@ impl ReadCache {
 mod tests {
     use super::*;
 
-    fn row(ws: &str, key: &str, version: i64) -> StoredSecret {
-        StoredSecret::sample(ws, key, version)
+    fn row(ws: &str, key: &str, version: i64) -> Arc<StoredSecret> {
+        Arc::new(StoredSecret::sample(ws, key, version))
     }
 
     fn keys(k: &[&str]) -> Vec<String> {
@@ -177,11 +177,13 @@ mod tests {
     #[test]
     fn it_holds_at_most_max_bytes() {
         let c = ReadCache::default();
-        let big = |i: usize| StoredSecret {
-            ciphertext: "x".repeat(90_000),
-            ..row("w", &format!("K{i}"), 1)
+        let big = |i: usize| {
+            Arc::new(StoredSecret {
+                ciphertext: "x".repeat(90_000),
+                ..StoredSecret::sample("w", &format!("K{i}"), 1)
+            })
         };
-        let rows: Vec<StoredSecret> = (0..400).map(big).collect();
+        let rows: Vec<Arc<StoredSecret>> = (0..400).map(big).collect();
         c.add(1, &rows);
         let held = c.held.lock().unwrap();
         assert!(held.bytes <= ReadCache::MAX_BYTES, "{}", held.bytes);
@@ -198,7 +200,7 @@ mod tests {
     #[test]
     fn it_holds_at_most_max_rows() {
         let c = ReadCache::default();
-        let many: Vec<StoredSecret> = (0..ReadCache::MAX_ROWS + 10)
+        let many: Vec<Arc<StoredSecret>> = (0..ReadCache::MAX_ROWS + 10)
             .map(|i| row("w", &format!("K{i}"), 1))
             .collect();
         c.add(1, &many[..ReadCache::MAX_ROWS]);

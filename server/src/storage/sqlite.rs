@@ -659,14 +659,17 @@ fn read_secrets(
     cache: &ReadCache,
     ws: &str,
     keys: &[String],
-) -> Result<Vec<StoredSecret>, ApiError> {
+) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
     let generation: i64 = c
         .prepare_cached("SELECT n FROM secrets_generation WHERE id = 0")
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(db)?;
     let mut held = cache.lookup(generation, ws, keys);
     if !held.missing.is_empty() {
-        let read = select_secrets(c, ws, &held.missing)?;
+        let read: Vec<Arc<StoredSecret>> = select_secrets(c, ws, &held.missing)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         cache.add(generation, &read);
         held.found.extend(read);
     }
@@ -1047,7 +1050,7 @@ impl Storage for SqliteStorage {
         &self,
         workspace_id: &str,
         keys: &[String],
-    ) -> Result<Vec<StoredSecret>, ApiError> {
+    ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
         let here = self
             .free_connection()
             .map(|conn| read_secrets(&conn, &self.read_cache, workspace_id, keys));
@@ -1688,7 +1691,7 @@ mod tests {
         found
             .into_iter()
             .next()
-            .map(|r| (r.version, r.ciphertext, r.revoked))
+            .map(|r| (r.version, r.ciphertext.clone(), r.revoked))
     }
 
     #[tokio::test]
