@@ -16,6 +16,20 @@ use ductape::{
     AuditQuery, CacheOptions, Config, CreateSecret, Ductape, ResolveOptions, UpdateSecret,
 };
 
+/// napi's runtime, with one worker: a call's future and its connection's task then run on
+/// the same thread, so a call pays the two hand-offs it must (JavaScript to the runtime and
+/// back) and no third between workers.
+#[napi_derive::module_init]
+fn one_worker() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ductape-io")
+        .enable_all()
+        .build()
+        .expect("cannot start the Ductape runtime");
+    create_custom_tokio_runtime(rt);
+}
+
 fn tagged(e: &ductape::Error) -> String {
     let status = e
         .status()
