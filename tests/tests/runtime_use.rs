@@ -752,3 +752,77 @@ fn a_connection_opened_on_one_threads_runtime_never_serves_another_thread() {
     let again = first.block_on(d.secrets().fetch("K")).unwrap();
     assert_eq!(again.value.expose(), "v");
 }
+
+/// A TCP proxy to `upstream` that closes each client connection `idle_close` after it last
+/// forwarded an answer, as a server or load balancer closes an idle keep-alive connection
+/// (a FIN, no `Connection: close`). Returns its URL; it lives as long as the test process.
+fn closing_proxy(upstream: &str, idle_close: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = c_read.read(&mut buf) {
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                // Each read is given `idle_close` for more bytes; past it the connection
+                // is idle and closed.
+                s_read.set_read_timeout(Some(idle_close)).unwrap();
+                while let Ok(n @ 1..) = s_read.read(&mut buf) {
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(Shutdown::Both);
+                let _ = s_read.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    url
+}
+
+/// A synchronous SDK call's connection is driven only while its thread is in a call, so it
+/// does not see the other end close it while the thread is away. The next call on it must
+/// still succeed — a create included, which is never re-sent when it may have been acted on —
+/// and not answer a network error for a connection closed while idle.
+#[test]
+fn a_connection_closed_while_its_thread_was_away_costs_the_next_call_nothing() {
+    use std::time::Duration;
+    let server = Server::dev();
+    // Long enough for any answer of a loaded test machine to pass first.
+    let url = closing_proxy(&server.url, Duration::from_millis(300));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key: ductape::AccessKey = server.access_key.clone().unwrap().parse().unwrap();
+    let d = Ductape::new(Config::new(&url, key).max_retries(0)).unwrap();
+    rt.block_on(d.init()).unwrap();
+    for i in 0..3 {
+        let k = format!("AWAY_{i}");
+        rt.block_on(d.secrets().create(CreateSecret::new(&k, "v")))
+            .unwrap_or_else(|e| panic!("create {k} after an idle close: {e}"));
+        // Away from the runtime while the proxy closes the idle connection.
+        std::thread::sleep(Duration::from_millis(800));
+        let got = rt
+            .block_on(d.secrets().fetch(&k))
+            .unwrap_or_else(|e| panic!("fetch {k} after an idle close: {e}"));
+        assert_eq!(got.value.expose(), "v");
+        std::thread::sleep(Duration::from_millis(800));
+    }
+}

@@ -59,15 +59,20 @@ impl Transport {
     /// thread, no hand-off to another), so a connection opened there must never serve
     /// another thread, which would wait on it until that thread came back. Such runtimes get
     /// a pool per thread; multi-thread runtimes share one.
-    fn http(&self) -> Result<&reqwest::Client, Error> {
+    ///
+    /// Such a thread's connections also learn what happened while it was away (the other end
+    /// closing an idle one) only when its runtime next polls them, so this yields once
+    /// first: the runtime polls its I/O before resuming this task, and a connection closed
+    /// meanwhile leaves the pool instead of failing this request.
+    async fn http(&self) -> Result<&reqwest::Client, Error> {
         let current_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if current_thread {
-            self.per_thread
-                .get_or_try(|| Self::build_http(&self.config))
-        } else {
-            Ok(&self.http)
+        if !current_thread {
+            return Ok(&self.http);
         }
+        tokio::task::yield_now().await;
+        self.per_thread
+            .get_or_try(|| Self::build_http(&self.config))
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -172,7 +177,8 @@ impl Transport {
     /// for silence). Errors as any call's.
     pub(crate) async fn open_events(&self, last: Option<i64>) -> Result<reqwest::Response, Error> {
         let mut req = self
-            .http()?
+            .http()
+            .await?
             .get(format!("{}/v1/events", self.config.url))
             .bearer_auth(self.bearer.as_str())
             .header(
@@ -216,7 +222,7 @@ impl Transport {
         cond: Conditions<'_>,
     ) -> Result<Reply<T>, Failed> {
         let url = format!("{}{}", self.config.url, path);
-        let http = self.http().map_err(|error| Failed {
+        let http = self.http().await.map_err(|error| Failed {
             error,
             reached_server: false,
         })?;
