@@ -121,3 +121,46 @@ class SlowProxy:
     def close(self) -> None:
         self.closed = True
         self.sock.close()
+
+
+class ClosingProxy:
+    """A TCP proxy that closes a client connection once no answer byte has passed for
+    `idle` seconds, as a server or load balancer closes an idle keep-alive connection (a
+    FIN, no `Connection: close`)."""
+
+    def __init__(self, upstream: str, idle: float) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.idle = idle
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, up, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client, self.idle), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket, idle: float | None) -> None:
+        a.settimeout(idle)
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()

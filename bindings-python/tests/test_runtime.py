@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import Server, SlowProxy
+from conftest import ClosingProxy, Server, SlowProxy
 from ductape import Ductape
 
 DELAY = 0.4
@@ -109,6 +109,21 @@ def test_a_thread_between_calls_holds_up_no_other_thread(server: Server) -> None
     release.set()
     t.join(10)
     assert not t.is_alive()
+
+
+def test_a_connection_closed_between_calls_costs_the_next_call_nothing(server: Server) -> None:
+    """A thread's connection is driven only during its calls, so it learns of the other end
+    closing it while idle only at the next call: that call (a create, never re-sent) must
+    still succeed."""
+    proxy = ClosingProxy(server.url, 0.3)
+    d = Ductape(access_key=server.access_key, url=proxy.url, max_retries=0)
+    d.init()
+    for i in range(3):
+        d.secrets.create(key=f"CLOSED_{i}", value="v")
+        time.sleep(0.8)  # the proxy closes the idle connection meanwhile
+        assert d.secrets.fetch(f"CLOSED_{i}").value == "v"
+        time.sleep(0.8)
+    proxy.close()
 
 
 def _child_fetch(d: Ductape, key: str, q: multiprocessing.Queue[str]) -> None:
