@@ -328,17 +328,34 @@ impl NativeClient {
         }))
     }
 
-    fn resolve_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+    fn resolve_op(
+        &self,
+        config: &Bound<'_, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
+    ) -> PyResult<Op> {
         let c = self.client()?;
-        let (config, opts) = resolve_args(py_to_json(args)?).py()?;
+        let config = py_to_json(config)?;
+        let opts = ResolveOptions::new(app.as_deref(), env.as_deref());
         Ok(op(async move {
             c.secrets().resolve(&config, &opts).await.map(Answer::Json)
         }))
     }
 
-    fn check_op(&self, args: &Bound<'_, PyAny>) -> PyResult<Op> {
+    fn check_op(
+        &self,
+        config: &Bound<'_, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
+        expiring_within: Option<f64>,
+    ) -> PyResult<Op> {
         let c = self.client()?;
-        let (config, opts) = resolve_args(py_to_json(args)?).py()?;
+        let config = py_to_json(config)?;
+        let mut opts = ResolveOptions::new(app.as_deref(), env.as_deref());
+        opts.expiring_within = expiring_within
+            .map(|secs| seconds_to_duration("expiring_within", secs))
+            .transpose()
+            .py()?;
         Ok(op(async move {
             json_answer(c.secrets().check(&config, &opts).await)
         }))
@@ -361,30 +378,6 @@ impl NativeClient {
         let q = audit_query(py_to_json(filters)?).py()?;
         Ok(op(async move { json_answer(c.audit(&q).await) }))
     }
-}
-
-/// `{config, app, env, expiring_within}` from the Python layer.
-fn resolve_args(v: Value) -> Result<(Value, ResolveOptions), Error> {
-    let Value::Object(mut obj) = v else {
-        return Err(Error::invalid_field("resolve arguments must be an object"));
-    };
-    let config = obj.remove("config").unwrap_or(Value::Null);
-    let text = |obj: &serde_json::Map<String, Value>, f: &str| -> Result<Option<String>, Error> {
-        match obj.get(f) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(Error::invalid_field(format!("'{f}' must be a string"))),
-        }
-    };
-    let mut opts =
-        ResolveOptions::new(text(&obj, "app")?.as_deref(), text(&obj, "env")?.as_deref());
-    if let Some(v) = obj.get("expiring_within").filter(|v| !v.is_null()) {
-        let secs = v
-            .as_f64()
-            .ok_or_else(|| Error::invalid_field("'expiring_within' must be a number of seconds"))?;
-        opts.expiring_within = Some(seconds_to_duration("expiring_within", secs)?);
-    }
-    Ok((config, opts))
 }
 
 /// Audit filters from the Python layer (`None` for a filter not given).
@@ -661,32 +654,50 @@ impl NativeClient {
         Self::run_async(py, self.restore_op(key, if_version)?)
     }
 
-    #[pyo3(signature = (args))]
-    fn resolve(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.resolve_op(args)?)
+    #[pyo3(signature = (config, app=None, env=None))]
+    fn resolve(
+        &self,
+        py: Python<'_>,
+        config: &Bound<'_, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.resolve_op(config, app, env)?)
     }
 
-    #[pyo3(signature = (args))]
+    #[pyo3(signature = (config, app=None, env=None))]
     fn resolve_async<'py>(
         &self,
         py: Python<'py>,
-        args: &Bound<'py, PyAny>,
+        config: &Bound<'py, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.resolve_op(args)?)
+        Self::run_async(py, self.resolve_op(config, app, env)?)
     }
 
-    #[pyo3(signature = (args))]
-    fn check(&self, py: Python<'_>, args: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::run(py, self.check_op(args)?)
+    #[pyo3(signature = (config, app=None, env=None, expiring_within=None))]
+    fn check(
+        &self,
+        py: Python<'_>,
+        config: &Bound<'_, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
+        expiring_within: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::run(py, self.check_op(config, app, env, expiring_within)?)
     }
 
-    #[pyo3(signature = (args))]
+    #[pyo3(signature = (config, app=None, env=None, expiring_within=None))]
     fn check_async<'py>(
         &self,
         py: Python<'py>,
-        args: &Bound<'py, PyAny>,
+        config: &Bound<'py, PyAny>,
+        app: Option<String>,
+        env: Option<String>,
+        expiring_within: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::run_async(py, self.check_op(args)?)
+        Self::run_async(py, self.check_op(config, app, env, expiring_within)?)
     }
 
     #[pyo3(signature = (key))]

@@ -71,6 +71,13 @@ def test_malformed_references_are_validation_errors(admin: Ductape) -> None:
             admin.secrets.resolve(bad)
 
 
+def test_arguments_of_the_wrong_kind_are_named(admin: Ductape) -> None:
+    with pytest.raises(TypeError, match="'app'"):
+        admin.secrets.resolve("$Token{X}", app=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'expiring_within' must be a positive number of seconds"):
+        admin.secrets.check("$Token{X}", expiring_within=-1)
+
+
 def test_check_reports_without_values(admin: Ductape) -> None:
     report = admin.secrets.check({"a": "$Token{SOON}", "b": "$Token{PROD_KEY}"}, app="web", env="dev")
     assert not report.ok

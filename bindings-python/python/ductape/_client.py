@@ -260,7 +260,7 @@ class Secrets:
         the secret's value, all fetched in one request. Raises the reason of each reference
         that cannot be resolved (``.failures`` lists them when there are several).
         ``$$Token{`` stands for a literal ``$Token{``."""
-        return self._native.resolve({"config": config, "app": app, "env": env})
+        return self._native.resolve(config, app, env)
 
     def check(
         self,
@@ -272,8 +272,7 @@ class Secrets:
     ) -> CheckReport:
         """Reports every reference and whether it would resolve, without reading values.
         Secrets expiring within ``expiring_within`` seconds (default 7 days) get a warning."""
-        args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
-        return CheckReport._from_wire(self._native.check(args))
+        return CheckReport._from_wire(self._native.check(config, app, env, expiring_within))
 
     def usage(self, key: str) -> list[UsageEntry]:
         """Which apps and environments read the secret, and when last."""
@@ -371,7 +370,7 @@ class AsyncSecrets:
         return SecretMetadata._from_wire(await self._native.restore_async(key, if_version))
 
     async def resolve(self, config: Any, *, app: str | None = None, env: str | None = None) -> Any:
-        return await self._native.resolve_async({"config": config, "app": app, "env": env})
+        return await self._native.resolve_async(config, app, env)
 
     async def check(
         self,
@@ -381,8 +380,7 @@ class AsyncSecrets:
         env: str | None = None,
         expiring_within: float | None = None,
     ) -> CheckReport:
-        args = {"config": config, "app": app, "env": env, "expiring_within": expiring_within}
-        return CheckReport._from_wire(await self._native.check_async(args))
+        return CheckReport._from_wire(await self._native.check_async(config, app, env, expiring_within))
 
     async def usage(self, key: str) -> list[UsageEntry]:
         return [UsageEntry(**u) for u in await self._native.usage_async(key)]
