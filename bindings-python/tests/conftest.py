@@ -68,14 +68,13 @@ def unique_key(request: pytest.FixtureRequest) -> str:
     return f"{request.node.name[:40]}_{time.monotonic_ns()}".replace("[", "_").replace("]", "_").replace("-", "_")
 
 
-class SlowProxy:
-    """A TCP proxy that holds every request for `delay` seconds before forwarding it, so a
-    call is observably in flight (pooled connections included)."""
+class _TcpProxy:
+    """A TCP proxy to `upstream` on a free local port: each accepted connection is handed,
+    with its own connection upstream, to `_relay` on a thread of its own."""
 
-    def __init__(self, upstream: str, delay: float) -> None:
+    def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
-        self.delay = delay
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -97,7 +96,33 @@ class SlowProxy:
         except OSError:
             client.close()
             return
+        self._relay(client, up)
 
+    def _relay(self, client: socket.socket, up: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def _shut(*socks: socket.socket) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class SlowProxy(_TcpProxy):
+    """A TCP proxy that holds every request for `delay` seconds before forwarding it, so a
+    call is observably in flight (pooled connections included)."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        self.delay = delay
+        super().__init__(upstream)
+
+    def _relay(self, client: socket.socket, up: socket.socket) -> None:
         def pipe(a: socket.socket, b: socket.socket, delay: float) -> None:
             try:
                 while True:
@@ -109,44 +134,24 @@ class SlowProxy:
             except OSError:
                 pass
             finally:
-                for s in (a, b):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                _shut(a, b)
 
         threading.Thread(target=pipe, args=(client, up, self.delay), daemon=True).start()
         pipe(up, client, 0.0)
 
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
 
-
-class ClosingProxy:
+class ClosingProxy(_TcpProxy):
     """A TCP proxy that closes a client connection once no answer byte has passed for
     `idle` seconds, as a server or load balancer closes an idle keep-alive connection (a
     FIN, no `Connection: close`)."""
 
     def __init__(self, upstream: str, idle: float) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
-        self.upstream = (host, int(port))
         self.idle = idle
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(upstream)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, up, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, client, self.idle), daemon=True).start()
+    def _relay(self, client: socket.socket, up: socket.socket) -> None:
+        threading.Thread(target=self._pump, args=(client, up, None), daemon=True).start()
+        self._pump(up, client, self.idle)
 
     @staticmethod
     def _pump(a: socket.socket, b: socket.socket, idle: float | None) -> None:
@@ -156,11 +161,4 @@ class ClosingProxy:
                 b.sendall(data)
         except OSError:
             pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
+        _shut(a, b)

@@ -757,40 +757,30 @@ fn a_connection_opened_on_one_threads_runtime_never_serves_another_thread() {
 /// forwarded an answer, as a server or load balancer closes an idle keep-alive connection
 /// (a FIN, no `Connection: close`). Returns its URL; it lives as long as the test process.
 fn closing_proxy(upstream: &str, idle_close: std::time::Duration) -> String {
-    use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     let upstream = upstream.trim_start_matches("http://").to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    // Copies one way until the stream ends or `idle` passes without a byte, then closes both.
+    let pump = |from: TcpStream, to: TcpStream, idle: Option<std::time::Duration>| {
+        std::thread::spawn(move || {
+            from.set_read_timeout(idle).unwrap();
+            let _ = std::io::copy(&mut &from, &mut &to);
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    };
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let Ok(server) = TcpStream::connect(&upstream) else {
                 continue;
             };
-            let (mut c_read, mut s_write) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                while let Ok(n @ 1..) = c_read.read(&mut buf) {
-                    if s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                // Each read is given `idle_close` for more bytes; past it the connection
-                // is idle and closed.
-                s_read.set_read_timeout(Some(idle_close)).unwrap();
-                while let Ok(n @ 1..) = s_read.read(&mut buf) {
-                    if c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                let _ = c_write.shutdown(Shutdown::Both);
-                let _ = s_read.shutdown(Shutdown::Both);
-            });
+            pump(
+                client.try_clone().unwrap(),
+                server.try_clone().unwrap(),
+                None,
+            );
+            pump(server, client, Some(idle_close));
         }
     });
     url
