@@ -52,8 +52,8 @@ impl<'a> From<&'a SecretRecord> for Rules<'a> {
     }
 }
 
-impl<'a> From<&'a SealedValue> for Rules<'a> {
-    fn from(v: &'a SealedValue) -> Self {
+impl<'a, S> From<&'a SealedValue<S>> for Rules<'a> {
+    fn from(v: &'a SealedValue<S>) -> Self {
         Rules {
             status: v.status,
             expires_at: v.expires_at,

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "client")]
 use crate::crypto::keyring::open_legacy;
-use crate::crypto::keyring::{binding_id, open_binding_from, open_upgrade_key, Binding, DataKey};
+use crate::crypto::keyring::{
+    binding_id, malformed_secret, open_binding_from, open_upgrade_key, Binding, DataKey,
+};
 use crate::crypto::wrap::RecipientSecret;
 use crate::crypto::WrappedKey;
 use crate::crypto::{
     sha256_hex, AccessGrants, AccessKey, Envelope, KeyId, Keyring, Plaintext, SealedSecret,
-    WorkspaceKey,
+    SealedView, WorkspaceKey,
 };
 use crate::error::{Error, ErrorCode};
 use crate::validate::SecretKey;
@@ -233,8 +235,11 @@ impl Session {
             .iter()
             .map(|s| {
                 let key = SecretKey::parse(&s.key)?;
-                let sealed = SealedSecret::parse(&s.ciphertext).ok_or_else(|| malformed(&key))?;
-                let dk = ring.data_key(ws, &key, &sealed)?;
+                let sealed =
+                    SealedSecret::parse(&s.ciphertext).ok_or_else(|| malformed_secret(&key))?;
+                let view =
+                    SealedView::parse(&s.ciphertext).ok_or_else(|| malformed_secret(&key))?;
+                let dk = ring.data_key(ws, &key, &view)?;
                 let held = ring.holding(ws, sealed.generation, id);
                 Ok(AddWrap {
                     key: s.key.clone(),
@@ -291,7 +296,7 @@ pub(crate) struct Ring {
     pub(crate) keyring: Keyring,
     /// (generation, binding id, its private key) granted to this access key.
     held: Vec<(u32, String, RecipientSecret)>,
-    cache: Mutex<HashMap<Vec<u8>, DataKey>>,
+    cache: Mutex<HashMap<String, DataKey>>,
     /// Binding private keys opened this session (or found not openable: `None`), by
     /// generation and binding: a writer wraps shared to the bindings it holds.
     opened: Mutex<HashMap<(u32, String), Held>>,
@@ -336,7 +341,7 @@ impl SessionKeys {
     ) -> Result<Plaintext, Error> {
         match self {
             SessionKeys::Workspace(wk) => Envelope::parse(text)
-                .ok_or_else(|| malformed(key))?
+                .ok_or_else(|| malformed_secret(key))?
                 .open(wk, workspace, key),
             SessionKeys::Ring(ring) if text.starts_with(Envelope::PREFIX) => {
                 let wk = ring.workspace_key.as_ref().ok_or_else(|| {
@@ -346,23 +351,16 @@ impl SessionKeys {
                     )
                 })?;
                 Envelope::parse(text)
-                    .ok_or_else(|| malformed(key))?
+                    .ok_or_else(|| malformed_secret(key))?
                     .open(wk, workspace, key)
             }
             SessionKeys::Ring(ring) => {
-                let sealed = SealedSecret::parse(text).ok_or_else(|| malformed(key))?;
+                let sealed = SealedView::parse(text).ok_or_else(|| malformed_secret(key))?;
                 let dk = ring.data_key(workspace, key, &sealed)?;
                 sealed.open_value(workspace, key, &dk)
             }
         }
     }
-}
-
-fn malformed(key: &SecretKey) -> Error {
-    Error::new(
-        ErrorCode::Integrity,
-        format!("Secret '{key}' has a malformed ciphertext"),
-    )
 }
 
 impl Ring {
@@ -517,20 +515,20 @@ impl Ring {
         &self,
         workspace: &str,
         key: &SecretKey,
-        sealed: &SealedSecret,
+        sealed: &SealedView<'_>,
     ) -> Result<DataKey, Error> {
         for (g, b, secret) in &self.held {
             if *g != sealed.generation {
                 continue;
             }
-            let Some((_, wrap)) = sealed.wraps.iter().find(|(id, _)| id == b) else {
+            let Some(wrap) = sealed.wrap_to(b) else {
                 continue;
             };
             if let Some(dk) = self
                 .cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(wrap.raw())
+                .get(wrap)
             {
                 return Ok(dk.clone());
             }
@@ -539,7 +537,7 @@ impl Ring {
             if cache.len() >= DATA_KEY_CACHE {
                 cache.clear();
             }
-            cache.insert(wrap.raw().to_vec(), dk.clone());
+            cache.insert(wrap.to_owned(), dk.clone());
             return Ok(dk);
         }
         if !self.held.iter().any(|(g, _, _)| *g >= sealed.generation) {

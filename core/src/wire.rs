@@ -311,10 +311,15 @@ pub struct BatchGetBody {
 }
 
 /// One answer of a batch get: the secret, or why it cannot be had.
+///
+/// `S` is the type of its key and ciphertext: `String`, or `&str` where the answer is
+/// written from rows the server holds, or read in place from the bytes a client received
+/// (neither copies a string per secret).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct BatchItem {
-    pub key: String,
+pub struct BatchItem<S = String> {
+    pub key: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretWithCiphertext>,
     /// In `metadata_only` mode: the metadata of a secret that would resolve.
@@ -322,7 +327,7 @@ pub struct BatchItem {
     pub record: Option<SecretRecord>,
     /// In `compact` mode: the secret's ciphertext and the rules it is read under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<SealedValue>,
+    pub sealed: Option<SealedValue<S>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
 }
@@ -332,9 +337,9 @@ pub struct BatchItem {
 /// server cannot hand out what they forbid. Empty lists and a missing expiry are left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct SealedValue {
+pub struct SealedValue<S = String> {
     /// The value's envelope; only a client can open it.
-    pub ciphertext: String,
+    pub ciphertext: S,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -347,8 +352,8 @@ pub struct SealedValue {
 /// The answer of a batch get, in the order of the request's keys.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct BatchGetResponse {
-    pub results: Vec<BatchItem>,
+pub struct BatchGetResponse<S = String> {
+    pub results: Vec<BatchItem<S>>,
 }
 
 /// `POST /v1/secrets/batch-create`: up to [`BatchCreateBody::MAX_SECRETS`] creates in one

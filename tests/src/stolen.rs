@@ -4,7 +4,7 @@
 
 use ductape::crypto::keyring::open_binding_from;
 use ductape::crypto::wrap::RecipientSecret;
-use ductape::crypto::{AccessGrants, Keyring, SealedSecret};
+use ductape::crypto::{AccessGrants, Keyring, SealedSecret, SealedView};
 use ductape::{AccessKey, SecretKey};
 use std::collections::BTreeSet;
 
@@ -166,7 +166,8 @@ pub fn offline_attack_remembering(
     let exhaustive = dump.secrets.len() <= 1000;
     let mut opened = BTreeSet::new();
     for (key, text) in &dump.secrets {
-        let Some(sealed) = SealedSecret::parse(text) else {
+        let (Some(sealed), Some(view)) = (SealedSecret::parse(text), SealedView::parse(text))
+        else {
             continue; // not format 2: nothing here opens it
         };
         let k = SecretKey::parse(key).unwrap();
@@ -175,8 +176,8 @@ pub fn offline_attack_remembering(
                 .iter()
                 .filter(|(g, b, _)| exhaustive || (*g == sealed.generation && b == id));
             for (_, _, secret) in tried {
-                if let Ok(dk) = sealed.open_key(ws, &k, id, secret) {
-                    if sealed.open_value(ws, &k, &dk).is_ok() {
+                if let Ok(dk) = view.open_key(ws, &k, id, secret) {
+                    if view.open_value(ws, &k, &dk).is_ok() {
                         opened.insert(key.clone());
                         break 'wraps;
                     }

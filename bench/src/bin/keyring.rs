@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ductape::crypto::keyring::{binding_id, Binding, Generation, SealedSecret};
+use ductape::crypto::keyring::{binding_id, Binding, Generation, SealedSecret, SealedView};
 use ductape::crypto::wrap::RecipientSecret;
 use ductape::crypto::{Envelope, Plaintext, WorkspaceKey};
 use ductape::{AccessKey, AccessKeyOptions, Config, CreateSecret, Ductape, SecretKey};
@@ -97,7 +97,7 @@ fn client_cpu(quick: bool) -> serde_json::Value {
     let (sealed, dk) = SealedSecret::seal(ws, &key, 1, &value, g.audience(&[], &[])).unwrap();
     let text = sealed.to_string();
     let v2_open = time_us(n, || {
-        let s = SealedSecret::parse(&text).unwrap();
+        let s = SealedView::parse(&text).unwrap();
         let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
         std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
     });
@@ -107,12 +107,12 @@ fn client_cpu(quick: bool) -> serde_json::Value {
     .unwrap();
     let shared_text = shared.to_string();
     let v2_open_shared = time_us(n, || {
-        let s = SealedSecret::parse(&shared_text).unwrap();
+        let s = SealedView::parse(&shared_text).unwrap();
         let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
         std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
     });
     let v2_open_cached = time_us(n, || {
-        let s = SealedSecret::parse(&text).unwrap();
+        let s = SealedView::parse(&text).unwrap();
         std::hint::black_box(s.open_value(ws, &key, &dk).unwrap());
     });
     // The grant scan, per secret: open the data key, wrap it to the new binding.
@@ -120,7 +120,10 @@ fn client_cpu(quick: bool) -> serde_json::Value {
     let newcomer = Binding::new(ws, 1, Some("newapp"), &[], &pair, &g.bindings).unwrap();
     let grant = time_us(n, || {
         let s = SealedSecret::parse(&shared_text).unwrap();
-        let dk = s.open_key(ws, &key, &unbound, mine).unwrap();
+        let dk = SealedView::parse(&shared_text)
+            .unwrap()
+            .open_key(ws, &key, &unbound, mine)
+            .unwrap();
         std::hint::black_box(s.wrap_for(ws, &key, &newcomer, &dk, Some(&pair)).unwrap());
     });
     let per_wrap =

@@ -1,4 +1,6 @@
+use bytes::Bytes;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::sync::Arc;
@@ -6,7 +8,7 @@ use std::time::Instant;
 
 use super::cache::{self, CacheKey, Entry, Freshness};
 use super::keys::SessionKeys;
-use super::transport::Idempotency;
+use super::transport::{parse_answer, Idempotency};
 use super::Ductape;
 use super::Session;
 use crate::access;
@@ -856,7 +858,8 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<(SecretKey, Result<FetchedSecret, Error>, Option<String>)>, Error> {
-        let results = self.batch_request(keys, app, env, Answer::Whole).await?;
+        let answer = self.batch_request(keys, app, env, Answer::Whole).await?;
+        let results = batch_results::<String>(keys, &answer)?;
         let values = self
             .open_each(keys, &results, |session, key, item| {
                 match (&item.secret, &item.error) {
@@ -894,18 +897,20 @@ impl<'a> Secrets<'a> {
         ctx: access::Context<'_>,
     ) -> Result<Vec<(SecretKey, Result<Plaintext, Error>)>, Error> {
         let env = ctx.envs.first().map(String::as_str);
-        let results = self
+        let answer = self
             .batch_request(keys, ctx.app, env, Answer::Compact)
             .await?;
+        // Read in place: keys and ciphertexts are borrowed from the answer, not copied out.
+        let results = batch_results::<Text>(keys, &answer)?;
         let now = now_secs();
         let values = self
             .open_each(keys, &results, |session, key, item| {
                 match (&item.sealed, &item.error) {
-                    (Some(s), _) if item.key == key.as_str() => {
+                    (Some(s), _) if *item.key.0 == *key.as_str() => {
                         access::check_rules(key.as_str(), Some(s.into()), ctx, now)?;
                         session
                             .keys
-                            .open(&session.workspace.workspace_id, key, &s.ciphertext)
+                            .open(&session.workspace.workspace_id, key, &s.ciphertext.0)
                     }
                     (_, Some(e)) => Err(e.clone().into()),
                     _ => Err(mismatch()),
@@ -949,7 +954,8 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
     ) -> Result<Vec<(SecretKey, Result<SecretRecord, Error>)>, Error> {
-        let results = self.batch_request(keys, app, env, Answer::Metadata).await?;
+        let answer = self.batch_request(keys, app, env, Answer::Metadata).await?;
+        let results = batch_results::<String>(keys, &answer)?;
         Ok(keys
             .iter()
             .zip(results)
@@ -970,7 +976,7 @@ impl<'a> Secrets<'a> {
         app: Option<&str>,
         env: Option<&str>,
         answer: Answer,
-    ) -> Result<Vec<BatchItem>, Error> {
+    ) -> Result<Bytes, Error> {
         let body = serde_json::json!({
             "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
             "app": app,
@@ -978,20 +984,15 @@ impl<'a> Secrets<'a> {
             "metadata_only": answer == Answer::Metadata,
             "compact": answer == Answer::Compact,
         });
-        let resp: BatchGetResponse = self
-            .client
+        self.client
             .transport()
-            .call(
+            .call_bytes(
                 Method::POST,
                 "/v1/secrets/batch-get",
                 Some(&body),
                 Idempotency::Idempotent,
             )
-            .await?;
-        if resp.results.len() != keys.len() {
-            return Err(mismatch());
-        }
-        Ok(resp.results)
+            .await
     }
 
     /// Which apps and environments used a secret, and when last (from the audit trail).
@@ -1039,6 +1040,24 @@ enum Answer {
     Metadata,
     /// The ciphertext and the rules it is read under.
     Compact,
+}
+
+/// A string of an answer read in place: borrowed from its bytes, unless it was written with
+/// escapes (valid JSON all the same, then unescaped into a copy).
+#[derive(Debug, Deserialize)]
+struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+/// The results of a batch read's `answer`, one for each of `keys`; their keys and
+/// ciphertexts as `S` ([`Text`] borrows them from `answer`).
+fn batch_results<'a, S: Deserialize<'a>>(
+    keys: &[SecretKey],
+    answer: &'a [u8],
+) -> Result<Vec<BatchItem<S>>, Error> {
+    let resp: BatchGetResponse<S> = parse_answer(answer)?;
+    if resp.results.len() != keys.len() {
+        return Err(mismatch());
+    }
+    Ok(resp.results)
 }
 
 /// Drops a secret's cache entries when dropped: after a change, whatever its outcome.
@@ -1127,4 +1146,34 @@ fn open_value(
     session
         .keys
         .open(&session.workspace.workspace_id, key, &got.ciphertext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answer_is_read_in_place_and_escapes_are_still_understood() {
+        let keys = [SecretKey::parse("A_KEY").unwrap(), SecretKey::parse("B").unwrap()];
+        let answer = br#"{"results":[
+            {"key":"A_KEY","sealed":{"ciphertext":"dv2.1.abc.0123456789abcdef:xyz","status":"active"}},
+            {"key":"\u0042","sealed":{"ciphertext":"dv2.1.a\/c.x:y","status":"revoked","scope":["web"]}}]}"#;
+        let results = batch_results::<Text>(&keys, answer).unwrap();
+        let first = results[0].sealed.as_ref().unwrap();
+        assert!(matches!(results[0].key.0, std::borrow::Cow::Borrowed("A_KEY")));
+        assert!(matches!(first.ciphertext.0, std::borrow::Cow::Borrowed(_)));
+        let second = results[1].sealed.as_ref().unwrap();
+        assert_eq!(results[1].key.0, "B");
+        assert_eq!(second.ciphertext.0, "dv2.1.a/c.x:y");
+        assert_eq!(second.status, crate::wire::SecretStatus::Revoked);
+        assert_eq!(second.scope, ["web"]);
+        // One result short, or not JSON: a protocol error, not a panic.
+        assert_eq!(
+            batch_results::<Text>(&keys[..1], answer).unwrap_err().code(),
+            ErrorCode::Protocol
+        );
+        let e = batch_results::<Text>(&keys, b"{\"results\":[{\"key\":1}]}").unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol);
+        assert!(e.message().starts_with("unexpected answer from the server"), "{e}");
+    }
 }

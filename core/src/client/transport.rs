@@ -1,7 +1,8 @@
 //! HTTP with retries: the only place that talks to the network.
 
+use bytes::Bytes;
 use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned};
 use serde_json::Value;
 use std::time::Duration;
 use thread_local::ThreadLocal;
@@ -121,7 +122,23 @@ impl Transport {
             r.body
                 .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
         });
-        (answer, maybe_done)
+        (answer.and_then(|b| parse_answer(&b)), maybe_done)
+    }
+
+    /// Like [`Transport::call`], the answer's bytes kept whole: for a caller that reads it
+    /// in place with [`parse_answer`] (borrowing from it, not copying every string out).
+    pub(crate) async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+    ) -> Result<Bytes, Error> {
+        self.retrying(method, path, body, idem, Conditions::default())
+            .await
+            .0?
+            .body
+            .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
     }
 
     /// A read that revalidates a copy held as `etag`: `body` is `None` when the server
@@ -135,19 +152,24 @@ impl Transport {
             if_match: None,
             if_none_match: etag,
         };
-        self.retrying(Method::GET, path, None, Idempotency::Idempotent, cond)
+        let reply = self
+            .retrying(Method::GET, path, None, Idempotency::Idempotent, cond)
             .await
-            .0
+            .0?;
+        Ok(Reply {
+            body: reply.body.as_deref().map(parse_answer).transpose()?,
+            etag: reply.etag,
+        })
     }
 
-    async fn retrying<T: DeserializeOwned>(
+    async fn retrying(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         idem: Idempotency,
         cond: Conditions<'_>,
-    ) -> (Result<Reply<T>, Error>, bool) {
+    ) -> (Result<Reply<Bytes>, Error>, bool) {
         let mut attempt = 0u32;
         let mut maybe_done = false;
         loop {
@@ -211,16 +233,17 @@ impl Transport {
         if let Some(b) = body {
             req = req.json(b);
         }
-        decode(req.send().await.map_err(|e| network_error(e).error)?).await
+        let bytes = answer(req.send().await.map_err(|e| network_error(e).error)?).await?;
+        parse_answer(&bytes)
     }
 
-    async fn send_once<T: DeserializeOwned>(
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         cond: Conditions<'_>,
-    ) -> Result<Reply<T>, Failed> {
+    ) -> Result<Reply<Bytes>, Failed> {
         let url = format!("{}{}", self.config.url, path);
         let http = self.http().await.map_err(|error| Failed {
             error,
@@ -251,7 +274,7 @@ impl Transport {
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(Reply { body: None, etag });
         }
-        decode(resp)
+        answer(resp)
             .await
             .map(|body| Reply {
                 body: Some(body),
@@ -376,7 +399,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error> {
+/// The body of a successful answer, or the error an unsuccessful one carries.
+async fn answer(resp: reqwest::Response) -> Result<Bytes, Error> {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -387,18 +411,20 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Error
     // Only a failure names the server (no allocation on the success path).
     let origin = (!status.is_success()).then(|| resp.url().origin().ascii_serialization());
     let bytes = resp.bytes().await.map_err(|e| network_error(e).error)?;
-    let Some(origin) = origin else {
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorCode::Protocol,
-                format!(
-                    "unexpected answer from the server (HTTP {}): {e}",
-                    status.as_u16()
-                ),
-            )
-        });
-    };
-    Err(server_error(status, &origin, &bytes, retry_after))
+    match origin {
+        None => Ok(bytes),
+        Some(origin) => Err(server_error(status, &origin, &bytes, retry_after)),
+    }
+}
+
+/// A successful answer's JSON as `T`, which may borrow from `bytes`.
+pub(crate) fn parse_answer<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(
+            ErrorCode::Protocol,
+            format!("unexpected answer from the server: {e}"),
+        )
+    })
 }
 
 fn server_error(

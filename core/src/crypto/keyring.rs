@@ -433,7 +433,87 @@ impl SealedSecret {
         Ok(())
     }
 
-    /// The data key, opened with the private key of `binding` (which must be in `wraps`).
+    /// The binding ids this value is wrapped to.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.wraps.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// One wrap's text, `<binding>:<wrap>` (what a grant to a new binding appends).
+    pub fn wrap_text(binding: &str, wrap: &WrappedTo) -> String {
+        format!("{binding}:{}", wrap.raw_b64())
+    }
+
+    /// Reads the text form: `None` when it is not a well-formed format-2 sealed value.
+    pub fn parse(s: &str) -> Option<SealedSecret> {
+        let view = SealedView::parse(s)?;
+        let body = unb64(view.body)?;
+        envelope::split_joined(&body)?;
+        let mut out = Vec::new();
+        for w in view.wraps.split(',') {
+            let (id, raw) = w.split_once(':')?;
+            if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            if out.iter().any(|(seen, _)| seen == id) {
+                return None;
+            }
+            out.push((id.to_owned(), WrappedTo::from_raw_b64(raw)?));
+        }
+        if out.len() > MAX_BINDINGS {
+            return None;
+        }
+        Some(SealedSecret {
+            generation: view.generation,
+            body,
+            wraps: out,
+        })
+    }
+}
+
+/// A sealed value's text read in place, for opening: nothing is decoded before it is needed,
+/// and of the wraps only the reader's (a client opening a batch of secrets wrapped to many
+/// bindings decodes one wrap of each, or none when its data key is cached). What it does
+/// not decode it does not check: [`SealedSecret::parse`] checks the whole form, and what a
+/// reader opens is authenticated by the wrap's and the value's AEAD tags.
+#[derive(Clone, Copy)]
+pub struct SealedView<'a> {
+    pub generation: u32,
+    /// The nonce and ciphertext of the value, base64url.
+    body: &'a str,
+    /// `<binding>:<wrap>` pairs, comma-separated.
+    wraps: &'a str,
+}
+
+impl<'a> SealedView<'a> {
+    /// The parts of the text form: `None` when it is not one.
+    pub fn parse(s: &'a str) -> Option<SealedView<'a>> {
+        if s.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let mut parts = s.strip_prefix(SealedSecret::PREFIX)?.split('.');
+        let (Some(generation), Some(body), Some(wraps), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let generation: u32 = generation.parse().ok().filter(|g| *g > 0)?;
+        Some(SealedView {
+            generation,
+            body,
+            wraps,
+        })
+    }
+
+    /// The wrap to `binding` as written (base64url; what a cache of opened data keys is
+    /// keyed by), if the value is wrapped to it.
+    pub fn wrap_to(&self, binding: &str) -> Option<&'a str> {
+        self.wraps
+            .split(',')
+            .filter_map(|w| w.split_once(':'))
+            .find_map(|(id, raw)| (id == binding).then_some(raw))
+    }
+
+    /// The data key, opened with the private key of `binding`.
     pub fn open_key(
         &self,
         workspace: &str,
@@ -441,11 +521,8 @@ impl SealedSecret {
         binding: &str,
         with: &RecipientSecret,
     ) -> Result<DataKey, Error> {
-        let (_, wrap) = self
-            .wraps
-            .iter()
-            .find(|(id, _)| id == binding)
-            .ok_or_else(|| not_for_you(key))?;
+        let raw = self.wrap_to(binding).ok_or_else(|| not_for_you(key))?;
+        let wrap = WrappedTo::from_raw_b64(raw).ok_or_else(|| malformed_secret(key))?;
         let subject = format!("secret:{key}");
         let ctx = WrapContext {
             workspace,
@@ -463,55 +540,10 @@ impl SealedSecret {
         key: &SecretKey,
         dk: &DataKey,
     ) -> Result<Plaintext, Error> {
+        let body = unb64(self.body).ok_or_else(|| malformed_secret(key))?;
+        let (nonce, sealed) = envelope::split_joined(&body).ok_or_else(|| malformed_secret(key))?;
         let aad = value_aad(workspace, key.as_str(), self.generation);
-        let (nonce, sealed) =
-            envelope::split_joined(&self.body).expect("parse and seal make a long enough body");
         envelope::open_value(&dk.0, &aad, nonce, sealed, key)
-    }
-
-    /// The binding ids this value is wrapped to.
-    pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.wraps.iter().map(|(id, _)| id.as_str())
-    }
-
-    /// One wrap's text, `<binding>:<wrap>` (what a grant to a new binding appends).
-    pub fn wrap_text(binding: &str, wrap: &WrappedTo) -> String {
-        format!("{binding}:{}", wrap.raw_b64())
-    }
-
-    /// Reads the text form: `None` when it is not a well-formed format-2 sealed value.
-    pub fn parse(s: &str) -> Option<SealedSecret> {
-        if s.len() > MAX_SEALED_LEN {
-            return None;
-        }
-        let mut parts = s.strip_prefix(Self::PREFIX)?.split('.');
-        let (Some(generation), Some(body), Some(wraps), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let generation: u32 = generation.parse().ok().filter(|g| *g > 0)?;
-        let body = unb64(body)?;
-        envelope::split_joined(&body)?;
-        let mut out = Vec::new();
-        for w in wraps.split(',') {
-            let (id, raw) = w.split_once(':')?;
-            if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            if out.iter().any(|(seen, _)| seen == id) {
-                return None;
-            }
-            out.push((id.to_owned(), WrappedTo::from_raw_b64(raw)?));
-        }
-        if out.len() > MAX_BINDINGS {
-            return None;
-        }
-        Some(SealedSecret {
-            generation,
-            body,
-            wraps: out,
-        })
     }
 }
 
@@ -544,6 +576,15 @@ impl fmt::Debug for SealedSecret {
             .field("bytes", &self.body.len())
             .field("recipients", &self.recipients().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl fmt::Debug for SealedView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedView")
+            .field("generation", &self.generation)
+            .field("body_chars", &self.body.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -819,6 +860,14 @@ fn malformed(what: &str) -> Error {
     Error::new(ErrorCode::Protocol, format!("{what} is malformed"))
 }
 
+/// The error for a sealed value that does not read as one.
+pub(crate) fn malformed_secret(key: &SecretKey) -> Error {
+    Error::new(
+        ErrorCode::Integrity,
+        format!("Secret '{key}' has a malformed ciphertext"),
+    )
+}
+
 fn not_for_you(key: &SecretKey) -> Error {
     Error::new(
         ErrorCode::Integrity,
@@ -867,6 +916,43 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_decodes_only_its_own_wrap_and_a_broken_body_is_an_integrity_error() {
+        let (web, web_key) = binding(Some("web"), &[]);
+        let (api, _) = binding(Some("api"), &[]);
+        let key = k("K");
+        let (sealed, _) =
+            SealedSecret::seal("ws", &key, 1, &Plaintext::from("v"), [&web, &api]).unwrap();
+        let text = sealed.to_string();
+        // api's wrap made unreadable: the whole form no longer parses, but web's reader,
+        // which never decodes api's wrap, still opens the value.
+        let (head, api_wrap) = text.rsplit_once(':').unwrap();
+        assert!(text.contains(&format!("{}:", api.id)) && api_wrap.len() > 8);
+        let garbled = format!("{head}:!!!!");
+        assert!(SealedSecret::parse(&garbled).is_none());
+        let view = SealedView::parse(&garbled).unwrap();
+        let dk = view.open_key("ws", &key, &web.id, &web_key).unwrap();
+        assert_eq!(view.open_value("ws", &key, &dk).unwrap().expose(), "v");
+        assert_eq!(view.wrap_to(&api.id), Some("!!!!"));
+        // A body that is not base64, or too short to hold a nonce and a tag: a typed
+        // error naming the secret, never a panic.
+        let (prefix, rest) = text.split_at("dv2.1.".len());
+        let wraps = &rest[rest.find('.').unwrap()..];
+        for body in ["@@@@", "AAAA"] {
+            let bad = format!("{prefix}{body}{wraps}");
+            let err = SealedView::parse(&bad)
+                .unwrap()
+                .open_value("ws", &key, &dk)
+                .unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Integrity);
+            assert!(err.message().contains("'K'"), "{err}");
+        }
+        // Not a sealed value at all.
+        for bad in ["", "dv2.", "dv2.0.AAAA.x:y", "dv2.1.AAAA", "dv1.1.AAAA.x:y"] {
+            assert!(SealedView::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_sealed_secret_opens_only_for_its_audience_and_its_own_name() {
         let (ring, unbound) = Keyring::first();
         let (web, web_key) = binding(Some("web"), &["prd"]);
@@ -880,7 +966,8 @@ mod tests {
         let (sealed, _) =
             SealedSecret::seal("ws", &key, 1, &Plaintext::from("v"), audience).unwrap();
         let text = sealed.to_string();
-        let back = SealedSecret::parse(&text).unwrap();
+        let back = SealedView::parse(&text).unwrap();
+        assert!(SealedSecret::parse(&text).is_some());
         for (id, pair) in [
             (&ring.current().bindings[0].id, &unbound),
             (&web.id, &web_key),
@@ -922,8 +1009,14 @@ mod tests {
         let (sealed, _) =
             SealedSecret::seal_holding("ws", &key, 1, &Plaintext::from("v"), everyone, holding)
                 .unwrap();
-        let back = SealedSecret::parse(&sealed.to_string()).unwrap();
-        let lens: Vec<usize> = back.wraps.iter().map(|(_, w)| w.raw_b64().len()).collect();
+        let text = sealed.to_string();
+        let lens: Vec<usize> = SealedSecret::parse(&text)
+            .unwrap()
+            .wraps
+            .iter()
+            .map(|(_, w)| w.raw_b64().len())
+            .collect();
+        let back = SealedView::parse(&text).unwrap();
         assert!(
             lens[0] < lens[2] && lens[1] < lens[2],
             "shared, shared, public: {lens:?}"
@@ -945,6 +1038,8 @@ mod tests {
                 Some(&stale)
             })
             .unwrap();
+        let other_text = other.to_string();
+        let other = SealedView::parse(&other_text).unwrap();
         assert!(other.open_key("ws", &key, &web.id, &web_key).is_ok());
         assert!(other.open_key("ws", &key, &web.id, &stale).is_err());
     }

@@ -12,7 +12,7 @@ pub mod wrap;
 
 pub use access_key::{split_bearer, AccessKey, ACCESS_KEY_PREFIX};
 pub use envelope::{Envelope, WrappedKey, MAX_ENVELOPE_LEN};
-pub use keyring::{AccessGrants, Keyring, SealedSecret};
+pub use keyring::{AccessGrants, Keyring, SealedSecret, SealedView};
 pub use keys::{KeyId, WorkspaceKey};
 pub use plaintext::Plaintext;
 

@@ -248,11 +248,6 @@ impl WrappedTo {
         (raw.len() == PUBLIC_LEN || raw.len() == SHARED_LEN).then_some(WrappedTo { raw })
     }
 
-    /// The wrap's bytes (what a cache of opened keys is keyed by).
-    pub(crate) fn raw(&self) -> &[u8] {
-        &self.raw
-    }
-
     /// The bare base64url form, without the prefix.
     pub fn raw_b64(&self) -> String {
         b64(&self.raw)

@@ -688,7 +688,7 @@ pub async fn batch_get(
     State(st): State<Shared>,
     caller: Caller,
     JsonObject(body): JsonObject,
-) -> Result<Json<BatchGetResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     caller.require(Permission::Read)?;
     validate::reject_unknown_fields(&body, &["keys", "app", "env", "metadata_only", "compact"])?;
     let metadata_only = validate::optional_flag(&body, "metadata_only")?;
@@ -727,12 +727,13 @@ pub async fn batch_get(
     };
     let results = read_checked(&st, &caller, action, keys.clone(), claimed).await?;
     let now = now_secs();
-    Ok(Json(BatchGetResponse {
+    // Written out here, while the rows it borrows keys and ciphertexts from are held.
+    let answer = BatchGetResponse::<&str> {
         results: keys
             .iter()
-            .zip(results)
+            .zip(&results)
             .map(|(k, r)| {
-                let key = k.to_string();
+                let key = k.as_str();
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,
@@ -761,7 +762,8 @@ pub async fn batch_get(
                 }
             })
             .collect(),
-    }))
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// The app and environment a caller claims to read for (batch reads); none for a get.

@@ -261,11 +261,12 @@ impl StoredSecret {
         }
     }
 
-    /// The compact answer to a batch read: the ciphertext and the rules it is read under.
-    pub fn sealed(&self, now_secs: i64) -> SealedValue {
+    /// The compact answer to a batch read: the ciphertext and the rules it is read under
+    /// (the ciphertext borrowed: it is written out, not copied).
+    pub fn sealed(&self, now_secs: i64) -> SealedValue<&str> {
         SealedValue {
             status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
-            ciphertext: self.ciphertext.clone(),
+            ciphertext: &self.ciphertext,
             scope: self.scope.clone(),
             envs: self.envs.clone(),
             expires_at: self.expires_at,
