@@ -311,14 +311,14 @@ pub struct BatchGetBody {
 }
 
 /// One answer of a batch get: the secret, or why it cannot be had.
-///
-/// `S` is the type of its key and ciphertext: `String`, or `&str` where the answer is
-/// written from rows the server holds, or read in place from the bytes a client received
-/// (neither copies a string per secret).
+// `S` is the type of its key and ciphertext: `String`, or a borrowed string where the answer
+// is written from rows the server holds, or read in place from the bytes a client received
+// (neither copies a string per secret). The API documents the `String` form.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(bound(deserialize = "S: Deserialize<'de>"))]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct BatchItem<S = String> {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretWithCiphertext>,
@@ -327,6 +327,7 @@ pub struct BatchItem<S = String> {
     pub record: Option<SecretRecord>,
     /// In `compact` mode: the secret's ciphertext and the rules it is read under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<SealedValue>))]
     pub sealed: Option<SealedValue<S>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -339,6 +340,7 @@ pub struct BatchItem<S = String> {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SealedValue<S = String> {
     /// The value's envelope; only a client can open it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ciphertext: S,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
@@ -353,6 +355,7 @@ pub struct SealedValue<S = String> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct BatchGetResponse<S = String> {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<BatchItem>))]
     pub results: Vec<BatchItem<S>>,
 }
 

@@ -1154,13 +1154,19 @@ mod tests {
 
     #[test]
     fn a_batch_answer_is_read_in_place_and_escapes_are_still_understood() {
-        let keys = [SecretKey::parse("A_KEY").unwrap(), SecretKey::parse("B").unwrap()];
+        let keys = [
+            SecretKey::parse("A_KEY").unwrap(),
+            SecretKey::parse("B").unwrap(),
+        ];
         let answer = br#"{"results":[
             {"key":"A_KEY","sealed":{"ciphertext":"dv2.1.abc.0123456789abcdef:xyz","status":"active"}},
             {"key":"\u0042","sealed":{"ciphertext":"dv2.1.a\/c.x:y","status":"revoked","scope":["web"]}}]}"#;
         let results = batch_results::<Text>(&keys, answer).unwrap();
         let first = results[0].sealed.as_ref().unwrap();
-        assert!(matches!(results[0].key.0, std::borrow::Cow::Borrowed("A_KEY")));
+        assert!(matches!(
+            results[0].key.0,
+            std::borrow::Cow::Borrowed("A_KEY")
+        ));
         assert!(matches!(first.ciphertext.0, std::borrow::Cow::Borrowed(_)));
         let second = results[1].sealed.as_ref().unwrap();
         assert_eq!(results[1].key.0, "B");
@@ -1169,11 +1175,16 @@ mod tests {
         assert_eq!(second.scope, ["web"]);
         // One result short, or not JSON: a protocol error, not a panic.
         assert_eq!(
-            batch_results::<Text>(&keys[..1], answer).unwrap_err().code(),
+            batch_results::<Text>(&keys[..1], answer)
+                .unwrap_err()
+                .code(),
             ErrorCode::Protocol
         );
         let e = batch_results::<Text>(&keys, b"{\"results\":[{\"key\":1}]}").unwrap_err();
         assert_eq!(e.code(), ErrorCode::Protocol);
-        assert!(e.message().starts_with("unexpected answer from the server"), "{e}");
+        assert!(
+            e.message().starts_with("unexpected answer from the server"),
+            "{e}"
+        );
     }
 }
