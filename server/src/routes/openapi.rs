@@ -31,6 +31,34 @@ fn nullable(mut schema: Value) -> Value {
     schema
 }
 
+/// Rewrites each nullable schema with a `format` (`"type": ["integer", "null"], "format":
+/// "int64"`) as `anyOf` the non-null schema and null. The same values are valid, but a
+/// format constrains only values of its type, and fuzzers (schemathesis) took null for a
+/// value breaking it and expected it refused.
+fn format_only_the_non_null(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let nullable_type = o.get("type").and_then(Value::as_array).and_then(|t| {
+                let rest: Vec<&Value> = t.iter().filter(|x| *x != "null").collect();
+                (rest.len() == 1 && t.len() == 2).then(|| rest[0].clone())
+            });
+            if let (Some(t), true) = (nullable_type, o.contains_key("format")) {
+                let mut inner = std::mem::take(o);
+                inner.insert("type".into(), t);
+                let description = inner.remove("description");
+                o.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+                if let Some(d) = description {
+                    o.insert("description".into(), d);
+                }
+                return;
+            }
+            o.values_mut().for_each(format_only_the_non_null);
+        }
+        Value::Array(a) => a.iter_mut().for_each(format_only_the_non_null),
+        _ => {}
+    }
+}
+
 fn tags_schema() -> Value {
     json!({"type": "array", "items": tag_schema(), "maxItems": MAX_TAGS})
 }
@@ -86,7 +114,7 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
         });
         p.insert(
             "expected_version".into(),
-            json!({"type": ["integer", "null"], "format": "int64", "minimum": 1}),
+            nullable(json!({"type": "integer", "format": "int64", "minimum": 1})),
         );
     }
     if let Some(s) = schemas.get_mut("UpdateSecretBody") {
@@ -110,7 +138,7 @@ fn refine_schemas(schemas: &mut Map<String, Value>) {
         );
         p.insert(
             "expected_version".into(),
-            json!({"type": ["integer", "null"], "format": "int64", "minimum": 1}),
+            nullable(json!({"type": "integer", "format": "int64", "minimum": 1})),
         );
     }
     if let Some(s) = schemas.get_mut("RollbackBody") {
@@ -300,6 +328,7 @@ pub fn document() -> Value {
             }
         }
     }
+    format_only_the_non_null(&mut doc);
     doc
 }
 
@@ -332,5 +361,36 @@ mod tests {
             assert_eq!(p["in"], "query", "{p}");
             assert_ne!(p["required"], true, "{p}");
         }
+    }
+
+    /// A format constrains only values of its type: null stays valid beside it, written so
+    /// that a fuzzer does not take null for a value breaking the format.
+    #[test]
+    fn nullable_values_with_a_format_are_any_of_the_format_and_null() {
+        fn walk(v: &Value, at: &str) {
+            match v {
+                Value::Object(o) => {
+                    let nullable = o
+                        .get("type")
+                        .and_then(Value::as_array)
+                        .is_some_and(|t| t.iter().any(|x| x == "null"));
+                    assert!(!(nullable && o.contains_key("format")), "{at}: {v}");
+                    o.iter().for_each(|(k, v)| walk(v, &format!("{at}/{k}")));
+                }
+                Value::Array(a) => a.iter().for_each(|v| walk(v, at)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        walk(&doc, "");
+        let expires = &doc["components"]["schemas"]["CreateSecretBody"]["properties"]["expires_at"];
+        assert_eq!(
+            expires["anyOf"],
+            json!([{"type": "integer", "format": "int64", "minimum": 1}, {"type": "null"}])
+        );
+        assert!(expires["description"]
+            .as_str()
+            .unwrap()
+            .contains("Unix seconds"));
     }
 }
