@@ -274,6 +274,86 @@ async fn a_claim_stripped_on_the_way_does_not_get_a_secret_past_its_rules() {
     assert_eq!(open, json!({"k": "open"}));
 }
 
+/// A compact batch read answers each value with the reader's own wrap alone: a secret every
+/// binding reads carries a wrap for each of them, which no other reader opens. A whole read
+/// keeps them all (the SDKs' cache and the value's history use it as stored).
+#[tokio::test]
+async fn a_compact_read_carries_only_the_readers_own_wrap() {
+    let server = Server::dev();
+    let admin = server.client().await;
+    admin
+        .secrets()
+        .create(CreateSecret::new("SHARED", "for-everyone"))
+        .await
+        .unwrap();
+    let mut bearers = Vec::new();
+    for app in ["web", "api"] {
+        let mut o = AccessKeyOptions::new(app, [Permission::Read]);
+        o.app = Some(app.into());
+        let made = admin.access_keys().create(o).await.unwrap();
+        bearers.push((Some(app), made.key));
+    }
+    let wraps = |text: &str| -> Vec<String> {
+        let wraps = text.rsplit('.').next().unwrap();
+        wraps
+            .split(',')
+            .map(|w| w.split(':').next().unwrap().to_owned())
+            .collect()
+    };
+    let url = format!("{}/v1/secrets/batch-get", server.url);
+    let read = |bearer: String, compact: bool| {
+        let url = url.clone();
+        async move {
+            let (status, body) = raw(
+                Method::POST,
+                &url,
+                Some(&bearer),
+                Some("application/json"),
+                Some(
+                    json!({"keys": ["SHARED"], "compact": compact})
+                        .to_string()
+                        .into_bytes(),
+                ),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let whole = read(server.bearer(), false).await;
+    let all = wraps(
+        whole["results"][0]["secret"]["ciphertext"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        all.len(),
+        3,
+        "the unbound binding, web's and api's: {all:?}"
+    );
+    let unbound = ductape::crypto::keyring::binding_id(None, &[]);
+    let compact = read(server.bearer(), true).await;
+    let text = compact["results"][0]["sealed"]["ciphertext"]
+        .as_str()
+        .unwrap();
+    assert_eq!(wraps(text), [unbound]);
+    for (app, key) in &bearers {
+        let mine = ductape::crypto::keyring::binding_id(*app, &[]);
+        let body = read(key.bearer().to_string(), true).await;
+        let text = body["results"][0]["sealed"]["ciphertext"].as_str().unwrap();
+        assert_eq!(wraps(text), std::slice::from_ref(&mine), "{app:?}");
+        assert!(all.contains(&mine));
+        // And it opens: the key's SDK resolves through the same compact read.
+        let d = server.client_with(key.expose().as_str()).await;
+        let out = d
+            .secrets()
+            .resolve(&json!({"v": "$Token{SHARED}"}), &opts(*app, None))
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"v": "for-everyone"}));
+    }
+}
+
 /// A ciphertext moved to another secret's place in the answer does not open there: each
 /// value is sealed to its own secret's key.
 #[tokio::test]

@@ -513,6 +513,22 @@ impl<'a> SealedView<'a> {
             .find_map(|(id, raw)| (id == binding).then_some(raw))
     }
 
+    /// The text of this value with `binding`'s wrap alone: what a reader of that binding
+    /// needs (a value readable by many bindings carries a wrap for each, most of its size).
+    /// `None` when there is nothing to leave out: no wrap for `binding`, or no other.
+    pub fn only_for(&self, binding: &str) -> Option<String> {
+        if !self.wraps.contains(',') {
+            return None;
+        }
+        let wrap = self.wrap_to(binding)?;
+        Some(format!(
+            "{}{}.{}.{binding}:{wrap}",
+            SealedSecret::PREFIX,
+            self.generation,
+            self.body
+        ))
+    }
+
     /// The data key, opened with the private key of `binding`.
     pub fn open_key(
         &self,
@@ -933,6 +949,22 @@ mod tests {
         let dk = view.open_key("ws", &key, &web.id, &web_key).unwrap();
         assert_eq!(view.open_value("ws", &key, &dk).unwrap().expose(), "v");
         assert_eq!(view.wrap_to(&api.id), Some("!!!!"));
+        // Trimmed to web's wrap: a whole sealed value still, which opens for web alone.
+        let web_only = SealedView::parse(&text).unwrap().only_for(&web.id).unwrap();
+        let trimmed = SealedSecret::parse(&web_only).unwrap();
+        assert_eq!(trimmed.recipients().collect::<Vec<_>>(), [web.id.as_str()]);
+        assert!(web_only.len() < text.len() / 2 + 40, "{web_only}");
+        let back = SealedView::parse(&web_only).unwrap();
+        let dk = back.open_key("ws", &key, &web.id, &web_key).unwrap();
+        assert_eq!(back.open_value("ws", &key, &dk).unwrap().expose(), "v");
+        assert!(SealedView::parse(&text)
+            .unwrap()
+            .only_for("0000000000000000")
+            .is_none());
+        assert!(
+            back.only_for(&web.id).is_none(),
+            "nothing left to leave out"
+        );
         // A body that is not base64, or too short to hold a nonce and a tag: a typed
         // error naming the secret, never a panic.
         let (prefix, rest) = text.split_at("dv2.1.".len());

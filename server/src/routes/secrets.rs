@@ -10,6 +10,7 @@
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::storage::{AuditEvent, Change, Deletion, ReadAnswers, ReadRule, Stored
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use ductape::access::{self, Context};
-use ductape::crypto::keyring::MAX_SEALED_LEN;
+use ductape::crypto::keyring::{binding_id, MAX_SEALED_LEN};
 use ductape::crypto::SealedSecret;
 use ductape::crypto::MAX_ENVELOPE_LEN;
 use ductape::ids::{new_object_id, now_millis, now_secs};
@@ -727,13 +728,15 @@ pub async fn batch_get(
     };
     let results = read_checked(&st, &caller, action, keys.clone(), claimed).await?;
     let now = now_secs();
+    // A compact answer carries only the wraps the caller opens: its own binding's.
+    let mine = compact.then(|| binding_id(caller.key.app.as_deref(), &caller.key.envs));
     // Written out here, while the rows it borrows keys and ciphertexts from are held.
-    let answer = BatchGetResponse::<&str> {
+    let answer = BatchGetResponse::<Cow<str>> {
         results: keys
             .iter()
             .zip(&results)
             .map(|(k, r)| {
-                let key = k.as_str();
+                let key = Cow::Borrowed(k.as_str());
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,
@@ -742,7 +745,7 @@ pub async fn batch_get(
                     },
                     Ok(s) if compact => BatchItem {
                         key,
-                        sealed: Some(s.sealed(now)),
+                        sealed: Some(s.sealed(now, mine.as_deref().unwrap_or_default())),
                         ..BatchItem::default()
                     },
                     Ok(s) => BatchItem {

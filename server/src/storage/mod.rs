@@ -8,6 +8,7 @@ pub mod postgres;
 mod read_cache;
 pub mod sqlite;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -261,12 +262,16 @@ impl StoredSecret {
         }
     }
 
-    /// The compact answer to a batch read: the ciphertext and the rules it is read under
-    /// (the ciphertext borrowed: it is written out, not copied).
-    pub fn sealed(&self, now_secs: i64) -> SealedValue<&str> {
+    /// The compact answer to a batch read by a reader of `binding`: the ciphertext with
+    /// that binding's wrap alone (borrowed as stored when it has no other), and the rules
+    /// it is read under.
+    pub fn sealed(&self, now_secs: i64, binding: &str) -> SealedValue<Cow<'_, str>> {
+        let ciphertext = ductape::crypto::SealedView::parse(&self.ciphertext)
+            .and_then(|v| v.only_for(binding))
+            .map_or(Cow::Borrowed(self.ciphertext.as_str()), Cow::Owned);
         SealedValue {
             status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
-            ciphertext: &self.ciphertext,
+            ciphertext,
             scope: self.scope.clone(),
             envs: self.envs.clone(),
             expires_at: self.expires_at,
