@@ -949,6 +949,11 @@ mod tests {
         let dk = view.open_key("ws", &key, &web.id, &web_key).unwrap();
         assert_eq!(view.open_value("ws", &key, &dk).unwrap().expose(), "v");
         assert_eq!(view.wrap_to(&api.id), Some("!!!!"));
+        // api's reader, whose own wrap is the garbled one: a typed error, no panic.
+        let (_, api_key) = binding(Some("api"), &[]);
+        let err = view.open_key("ws", &key, &api.id, &api_key).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Integrity);
+        assert!(err.message().contains("malformed"), "{err}");
         // Trimmed to web's wrap: a whole sealed value still, which opens for web alone.
         let web_only = SealedView::parse(&text).unwrap().only_for(&web.id).unwrap();
         let trimmed = SealedSecret::parse(&web_only).unwrap();
