@@ -113,15 +113,7 @@ impl Transport {
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<T, Error>, bool) {
-        let cond = Conditions {
-            if_match,
-            if_none_match: None,
-        };
-        let (answer, maybe_done) = self.retrying(method, path, body, idem, cond).await;
-        let answer = answer.and_then(|r| {
-            r.body
-                .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
-        });
+        let (answer, maybe_done) = self.bytes_full(method, path, body, idem, if_match).await;
         (answer.and_then(|b| parse_answer(&b)), maybe_done)
     }
 
@@ -134,11 +126,29 @@ impl Transport {
         body: Option<&Value>,
         idem: Idempotency,
     ) -> Result<Bytes, Error> {
-        self.retrying(method, path, body, idem, Conditions::default())
-            .await
-            .0?
-            .body
-            .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
+        self.bytes_full(method, path, body, idem, None).await.0
+    }
+
+    /// The answer's bytes, retrying what is safe to retry; a body is required (304 is
+    /// answered only to a conditional read, [`Transport::get_if_changed`]).
+    async fn bytes_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idem: Idempotency,
+        if_match: Option<i64>,
+    ) -> (Result<Bytes, Error>, bool) {
+        let cond = Conditions {
+            if_match,
+            if_none_match: None,
+        };
+        let (answer, maybe_done) = self.retrying(method, path, body, idem, cond).await;
+        let answer = answer.and_then(|r| {
+            r.body
+                .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
+        });
+        (answer, maybe_done)
     }
 
     /// A read that revalidates a copy held as `etag`: `body` is `None` when the server
