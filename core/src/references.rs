@@ -18,7 +18,6 @@
 //! ```
 
 use serde_json::Value;
-use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::error::Error;
@@ -146,7 +145,7 @@ pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
         each_piece(s, path, |piece| {
             if let Piece::Ref(name) = piece {
                 if seen.insert(name) {
-                    keys.push(SecretKey::parse(name)?);
+                    keys.push(SecretKey::checked(name));
                 }
             }
             Ok(())
@@ -158,32 +157,32 @@ pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
 /// A copy of `config` with every reference replaced by `value_of(key)` and every escape
 /// unescaped. A key with no value is an error (callers resolve every key first). A string
 /// that is one reference and nothing else becomes the value itself, not a copy of it.
-pub fn substitute(
+pub fn substitute<V: AsRef<str>>(
     config: &Value,
-    value_of: &dyn Fn(&str) -> Option<String>,
+    value_of: &dyn Fn(&str) -> Option<V>,
 ) -> Result<Value, Error> {
-    fn go<'a>(
+    fn go<'a, V: AsRef<str>>(
         v: &'a Value,
         path: &mut Path<'a>,
-        value_of: &dyn Fn(&str) -> Option<String>,
+        value_of: &dyn Fn(&str) -> Option<V>,
     ) -> Result<Value, Error> {
         Ok(match v {
             Value::String(s) if s.contains('$') => {
-                let mut out: Option<String> = None;
+                let mut out = String::new();
                 each_piece(s, path, |piece| {
-                    let part = match piece {
-                        Piece::Text(t) => Cow::Borrowed(t),
-                        Piece::Ref(k) => Cow::Owned(value_of(k).ok_or_else(|| {
-                            Error::invalid_field(format!("no value for secret '{k}'"))
-                        })?),
-                    };
-                    match &mut out {
-                        Some(o) => o.push_str(&part),
-                        None => out = Some(part.into_owned()),
+                    match piece {
+                        Piece::Text(t) => out.push_str(t),
+                        Piece::Ref(k) => out.push_str(
+                            value_of(k)
+                                .ok_or_else(|| {
+                                    Error::invalid_field(format!("no value for secret '{k}'"))
+                                })?
+                                .as_ref(),
+                        ),
                     }
                     Ok(())
                 })?;
-                Value::String(out.unwrap_or_default())
+                Value::String(out)
             }
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -195,13 +194,15 @@ pub fn substitute(
                 Value::Array(out)
             }
             Value::Object(map) => {
-                let mut out = serde_json::Map::with_capacity(map.len());
+                // Collected, then built at once: the entries come in the map's own order,
+                // which builds a map without a search per entry.
+                let mut out = Vec::with_capacity(map.len());
                 for (k, item) in map {
                     path.0.push(Segment::Key(k));
-                    out.insert(k.clone(), go(item, path, value_of)?);
+                    out.push((k.clone(), go(item, path, value_of)?));
                     path.0.pop();
                 }
-                Value::Object(out)
+                Value::Object(out.into_iter().collect())
             }
             other => other.clone(),
         })
@@ -242,13 +243,13 @@ mod tests {
     #[test]
     fn values_are_put_in_as_they_are_never_read_for_references() {
         let config = json!({"whole": "$Token{K}", "around": "[$Token{K}]", "n": ["$Token{K}"]});
-        let out = substitute(&config, &|_| Some("$Token{OTHER} $$Token{".into())).unwrap();
+        let out = substitute(&config, &|_| Some("$Token{OTHER} $$Token{")).unwrap();
         assert_eq!(
             out,
             json!({"whole": "$Token{OTHER} $$Token{", "around": "[$Token{OTHER} $$Token{]",
                    "n": ["$Token{OTHER} $$Token{"]})
         );
-        let missing = substitute(&config, &|_| None).unwrap_err();
+        let missing = substitute(&config, &|_| None::<String>).unwrap_err();
         assert_eq!(missing.message(), "no value for secret 'K'");
     }
 
@@ -256,7 +257,7 @@ mod tests {
     fn the_escape_gives_a_literal_reference() {
         let config = json!("literal $$Token{NOT_A_REF} and $Token{REAL} and $5 and $");
         assert_eq!(keys(config.clone()), ["REAL"]);
-        let out = substitute(&config, &|_| Some("v".into())).unwrap();
+        let out = substitute(&config, &|_| Some("v")).unwrap();
         assert_eq!(out, json!("literal $Token{NOT_A_REF} and v and $5 and $"));
     }
 
@@ -279,7 +280,7 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("at /a~1b/c~0d/1:"));
-        let e = substitute(&nested, &|_| Some("v".into())).unwrap_err();
+        let e = substitute(&nested, &|_| Some("v")).unwrap_err();
         assert!(e.message().contains("at /a~1b/c~0d/1:"), "{}", e.message());
         assert!(find(&json!("$Token{"))
             .unwrap_err()

@@ -104,7 +104,7 @@ impl Secrets<'_> {
         if !failures.is_empty() {
             return Err(Error::from_failures(failures));
         }
-        references::substitute(config, &|k| values.get(k).map(|v| v.expose().to_owned()))
+        references::substitute(config, &|k| values.get(k).map(|v| v.expose()))
     }
 
     /// The values of `keys` as `ctx` may use them. The server applied the rules; they are

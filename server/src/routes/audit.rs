@@ -76,7 +76,7 @@ pub async fn usage(
     if binding.is_bound() {
         let found = st
             .storage
-            .get_secrets(&caller.workspace.id, &[key.to_string()])
+            .get_secrets(&caller.workspace.id, std::slice::from_ref(&key))
             .await?;
         if !found.iter().any(|s| binding.can_see(&s.scope, &s.envs)) {
             return Err(ApiError::not_found(key.as_str()));

@@ -18,7 +18,7 @@ use ductape::wire::{
     AccessKeyInfo, AuditEntry, AuditQuery, Permission, SealedValue, SecretRecord, SecretStatus,
     SecretVersion, SecretWithCiphertext, WorkspaceInfo,
 };
-use ductape::{ErrorCode, TokenType};
+use ductape::{ErrorCode, SecretKey, TokenType};
 
 use crate::error::ApiError;
 
@@ -453,8 +453,8 @@ pub type ReadAnswers = Vec<Result<Arc<StoredSecret>, ductape::Error>>;
 
 /// A route's access rules for a read: from the rows found, each answer and the audit
 /// events that must be committed before any answer leaves.
-pub type ReadRule =
-    Box<dyn FnOnce(Vec<Arc<StoredSecret>>) -> (ReadAnswers, Vec<AuditEvent>) + Send>;
+pub type ReadRule<'a> =
+    Box<dyn FnOnce(Vec<Arc<StoredSecret>>) -> (ReadAnswers, Vec<AuditEvent>) + Send + 'a>;
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -519,7 +519,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn get_secrets(
         &self,
         workspace_id: &str,
-        keys: &[String],
+        keys: &[SecretKey],
     ) -> Result<Vec<Arc<StoredSecret>>, ApiError>;
     /// Reads, changes and writes back one secret in one transaction. 404 if missing. When
     /// the change makes a new version, the version it replaces joins the secret's history
@@ -646,10 +646,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn read_secrets(
         &self,
         workspace_id: &str,
-        keys: Vec<String>,
-        rule: ReadRule,
+        keys: &[SecretKey],
+        rule: ReadRule<'_>,
     ) -> Result<ReadAnswers, ApiError> {
-        let found = self.get_secrets(workspace_id, &keys).await?;
+        let found = self.get_secrets(workspace_id, keys).await?;
         let (answers, events) = rule(found);
         self.append_audit(events).await?;
         Ok(answers)

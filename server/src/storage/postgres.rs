@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use ductape::audit::GENESIS;
 use ductape::crypto::Keyring;
 use ductape::wire::{AuditEntry, AuditQuery, Permission};
-use ductape::{ErrorCode, TokenType};
+use ductape::{ErrorCode, SecretKey, TokenType};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
@@ -746,8 +746,9 @@ impl Storage for PostgresStorage {
     async fn get_secrets(
         &self,
         workspace_id: &str,
-        keys: &[String],
+        keys: &[SecretKey],
     ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
+        let keys: Vec<&str> = keys.iter().map(SecretKey::as_str).collect();
         self.timed(async {
             let c = self.conn().await?;
             let rows = c

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::StoredSecret;
+use ductape::SecretKey;
 
 #[derive(Default)]
 pub struct ReadCache {
@@ -69,7 +70,7 @@ fn weight(s: &StoredSecret) -> usize {
 /// What a lookup found: rows held, and the keys to read from the database.
 pub struct Lookup {
     pub found: Vec<Arc<StoredSecret>>,
-    pub missing: Vec<String>,
+    pub missing: Vec<SecretKey>,
 }
 
 impl ReadCache {
@@ -80,7 +81,7 @@ impl ReadCache {
 
     /// The rows of `keys` held for `generation` (the one the caller just read), and the keys
     /// it must read itself.
-    pub fn lookup(&self, generation: i64, workspace_id: &str, keys: &[String]) -> Lookup {
+    pub fn lookup(&self, generation: i64, workspace_id: &str, keys: &[SecretKey]) -> Lookup {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let rows = (held.generation == generation)
             .then(|| held.rows.get(workspace_id))
@@ -94,7 +95,7 @@ impl ReadCache {
         let mut found = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for key in keys {
-            match rows.get(key) {
+            match rows.get(key.as_str()) {
                 Some(s) => found.push(Arc::clone(s)),
                 None => missing.push(key.clone()),
             }
@@ -141,8 +142,8 @@ mod tests {
         Arc::new(StoredSecret::sample(ws, key, version))
     }
 
-    fn keys(k: &[&str]) -> Vec<String> {
-        k.iter().map(|s| s.to_string()).collect()
+    fn keys(k: &[&str]) -> Vec<SecretKey> {
+        k.iter().map(|s| SecretKey::parse(s).unwrap()).collect()
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::error::ApiError;
 use ductape::audit::GENESIS;
 use ductape::crypto::Keyring;
 use ductape::wire::{AuditEntry, AuditQuery, Permission};
-use ductape::{ErrorCode, TokenType};
+use ductape::{ErrorCode, SecretKey, TokenType};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -658,7 +658,7 @@ fn read_secrets(
     c: &Connection,
     cache: &ReadCache,
     ws: &str,
-    keys: &[String],
+    keys: &[SecretKey],
 ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
     let generation: i64 = c
         .prepare_cached("SELECT n FROM secrets_generation WHERE id = 0")
@@ -681,14 +681,14 @@ fn read_secrets(
 fn select_secrets(
     c: &Connection,
     ws: &str,
-    keys: &[String],
+    keys: &[SecretKey],
 ) -> Result<Vec<StoredSecret>, ApiError> {
     if let [key] = keys {
         return c
             .prepare_cached(&format!(
                 "SELECT {READ_COLS} FROM secrets WHERE workspace_id = ?1 AND key = ?2"
             ))
-            .and_then(|mut st| st.query_row(params![ws, key], read_row).optional())
+            .and_then(|mut st| st.query_row(params![ws, key.as_str()], read_row).optional())
             .map(|found| found.into_iter().collect())
             .map_err(db);
     }
@@ -1049,7 +1049,7 @@ impl Storage for SqliteStorage {
     async fn get_secrets(
         &self,
         workspace_id: &str,
-        keys: &[String],
+        keys: &[SecretKey],
     ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
         let here = self
             .free_connection()
@@ -1687,7 +1687,10 @@ mod tests {
     }
 
     async fn version_read(s: &SqliteStorage, key: &str) -> Option<(i64, String, bool)> {
-        let found = s.get_secrets("ws", &[key.to_owned()]).await.unwrap();
+        let found = s
+            .get_secrets("ws", &[SecretKey::parse(key).unwrap()])
+            .await
+            .unwrap();
         found
             .into_iter()
             .next()
@@ -1700,7 +1703,7 @@ mod tests {
         // database's triggers can tell this server of its changes.
         let (_dir, s, other) = storage_and_writer_beside();
         insert_secret(&other, "secrets", &secret("B", 1), "").unwrap();
-        let both = ["A".to_owned(), "B".to_owned()];
+        let both = ["A", "B"].map(|k| SecretKey::parse(k).unwrap());
         assert_eq!(s.get_secrets("ws", &both).await.unwrap().len(), 2);
         assert_eq!(
             s.get_secrets("ws", &both).await.unwrap().len(),
