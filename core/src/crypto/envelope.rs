@@ -1,5 +1,5 @@
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -67,7 +67,8 @@ impl Envelope {
             ));
         }
         let aad = value_aad(workspace_id, key.as_str(), wk.id());
-        open_value(wk.bytes(), &aad, &self.nonce, &self.sealed, key)
+        let joined = [self.nonce.as_slice(), &self.sealed].concat();
+        open_value(wk.bytes(), &aad, joined, key)
     }
 
     /// Parses the string form. `None` when it is not an envelope of a version we know.
@@ -253,17 +254,31 @@ pub(crate) fn open_joined_key(
 pub(crate) fn open_value(
     key_bytes: &[u8; 32],
     aad: &[u8],
-    nonce: &[u8; NONCE_LEN],
-    sealed: &[u8],
+    joined: Vec<u8>,
     key: &SecretKey,
 ) -> Result<Plaintext, Error> {
-    let bytes = open_raw(key_bytes, aad, nonce, sealed).ok_or_else(|| {
-        Error::new(
-            ErrorCode::Integrity,
-            format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
-        )
-    })?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+    // Opened in place: the buffer that held the nonce, ciphertext and tag ends up holding
+    // the value, so no second copy of it is made (and it is zeroized if it is not one).
+    let mut buf = Zeroizing::new(joined);
+    if buf.len() < NONCE_LEN + TAG_LEN {
+        return Err(crate::crypto::keyring::malformed_secret(key));
+    }
+    let (nonce, rest) = buf.split_at_mut(NONCE_LEN);
+    let (text, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+    XChaCha20Poly1305::new(key_bytes.into())
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, text, Tag::from_slice(tag))
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::Integrity,
+                format!("Secret '{key}' failed its integrity check: the ciphertext was altered or does not belong to this secret"),
+            )
+        })?;
+    let len = text.len();
+    buf.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+    buf.truncate(len);
+    // The whole capacity is zeroized when the value is dropped (see `Plaintext`).
+    let text = String::from_utf8(std::mem::take(&mut *buf)).map_err(|e| {
+        drop(Zeroizing::new(e.into_bytes()));
         Error::new(
             ErrorCode::Integrity,
             format!("Secret '{key}' is not valid UTF-8"),
@@ -291,6 +306,37 @@ mod tests {
 
     fn key(s: &str) -> SecretKey {
         SecretKey::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_value_opens_in_place_or_is_a_typed_integrity_error() {
+        let (dk, aad, k) = ([7u8; 32], b"aad".as_slice(), key("K"));
+        let open = |joined: Vec<u8>, aad: &[u8]| open_value(&dk, aad, joined, &k);
+        let sealed = seal_joined(&dk, aad, "caf\u{e9} value".as_bytes());
+        assert_eq!(
+            open(sealed.clone(), aad).unwrap().expose(),
+            "caf\u{e9} value"
+        );
+        // The empty value: a nonce and a tag and nothing between.
+        let empty = seal_joined(&dk, aad, b"");
+        assert_eq!(empty.len(), NONCE_LEN + TAG_LEN);
+        assert_eq!(open(empty.clone(), aad).unwrap().expose(), "");
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        let not_utf8 = seal_joined(&dk, aad, &[0xff, 0xfe]);
+        for (joined, aad, why) in [
+            (tampered, aad, "integrity check"),
+            (sealed, b"other".as_slice(), "integrity check"),
+            (empty[..NONCE_LEN + TAG_LEN - 1].to_vec(), aad, "malformed"),
+            (not_utf8, aad, "not valid UTF-8"),
+        ] {
+            let err = open(joined, aad).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::Integrity);
+            assert!(
+                err.message().contains(why) && err.message().contains("'K'"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
