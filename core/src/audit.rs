@@ -15,24 +15,39 @@ use crate::wire::AuditEntry;
 /// The `prev_hash` of a workspace's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The fields that are hashed, in a fixed order (serde writes struct fields in order).
+/// An event's contents as the chain hashes them, borrowed from wherever the event is held
+/// (a server hashes the event it is appending without building its wire form). Serialised
+/// in this fixed order (serde writes struct fields in order).
 #[derive(Serialize)]
-struct Hashed<'a> {
-    workspace_id: &'a str,
-    at: &'a str,
-    access_key_id: &'a str,
-    secret_key: &'a str,
-    action: &'a str,
-    app: &'a Option<String>,
-    env: &'a Option<String>,
-    claimed_app: &'a Option<String>,
-    claimed_env: &'a Option<String>,
-    allowed: bool,
-    reason: &'a Option<String>,
-    detail: &'a Option<String>,
+pub struct Chained<'a> {
+    pub workspace_id: &'a str,
+    pub at: &'a str,
+    pub access_key_id: &'a str,
+    pub secret_key: &'a str,
+    pub action: &'a str,
+    pub app: &'a Option<String>,
+    pub env: &'a Option<String>,
+    pub claimed_app: &'a Option<String>,
+    pub claimed_env: &'a Option<String>,
+    pub allowed: bool,
+    pub reason: &'a Option<String>,
+    pub detail: &'a Option<String>,
     /// Absent when empty, so events from before batch reads were one event hash as they did.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    keys: &'a [String],
+    pub keys: &'a [String],
+}
+
+impl Chained<'_> {
+    /// The hash of these contents following `prev_hash` (hex SHA-256).
+    pub fn hash(&self, prev_hash: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"ductape/audit/v1\0");
+        h.update(prev_hash.as_bytes());
+        h.update(b"\0");
+        // Serialising plain strings, options and a bool cannot fail.
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
 }
 
 /// The hash of `entry` following `prev_hash` (hex SHA-256). The entry's `id`, `prev_hash`
@@ -47,7 +62,7 @@ struct Hashed<'a> {
 /// assert_ne!(h, chain_hash(&h, "ws_1", &entry)); // the same event elsewhere hashes apart
 /// ```
 pub fn chain_hash(prev_hash: &str, workspace_id: &str, entry: &AuditEntry) -> String {
-    let fields = Hashed {
+    Chained {
         workspace_id,
         at: &entry.at,
         access_key_id: &entry.access_key_id,
@@ -61,14 +76,8 @@ pub fn chain_hash(prev_hash: &str, workspace_id: &str, entry: &AuditEntry) -> St
         reason: &entry.reason,
         detail: &entry.detail,
         keys: &entry.keys,
-    };
-    let mut h = Sha256::new();
-    h.update(b"ductape/audit/v1\0");
-    h.update(prev_hash.as_bytes());
-    h.update(b"\0");
-    // Serialising plain strings, options and a bool cannot fail.
-    h.update(serde_json::to_vec(&fields).unwrap_or_default());
-    hex::encode(h.finalize())
+    }
+    .hash(prev_hash)
 }
 
 /// What [`verify`] found in an intact chain.

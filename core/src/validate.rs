@@ -84,10 +84,20 @@ impl fmt::Display for SecretKey {
     }
 }
 
+/// [`SecretKey::parse`] of a string already owned, kept rather than copied.
+impl TryFrom<String> for SecretKey {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<SecretKey, Error> {
+        Self::check(&s)?;
+        Ok(SecretKey(s))
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        SecretKey::parse(&s).map_err(|e| serde::de::Error::custom(e.message()))
+        SecretKey::try_from(String::deserialize(d)?)
+            .map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 

@@ -290,16 +290,22 @@ pub struct RollbackBody {
 }
 
 /// `POST /v1/secrets/batch-get`: many secrets in one request, for resolution.
+// Generic over its strings, so that a client sends the keys it holds without copying each.
+// The API documents the `String` form.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct BatchGetBody {
-    pub keys: Vec<String>,
+pub struct BatchGetBody<S = String> {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub keys: Vec<S>,
     /// The app tag the caller resolves for (checked against each secret's `scope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub app: Option<S>,
     /// The environment slug the caller resolves for (checked against `envs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub env: Option<S>,
     /// Return metadata only (no ciphertext): a preflight check. Audited as `check`.
     #[serde(default)]
     pub metadata_only: bool,

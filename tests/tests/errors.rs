@@ -280,16 +280,89 @@ async fn oversized_values_are_413_on_both_sides() {
     assert_eq!(keys, ["BIG_OK"]);
 }
 
-/// A sweep of bad bodies over every route that takes one, plus bad paths and methods:
-/// always a 4xx in the error shape, never a 5xx, and nothing written.
-#[tokio::test]
-async fn no_bad_input_reaches_a_5xx_or_a_write() {
+/// A `--dev` server holding one secret, `EXISTING`, and an admin client of it.
+async fn dev_with_existing() -> (Server, ductape::Ductape) {
     let server = Server::dev();
     let d = server.client().await;
     d.secrets()
         .create(CreateSecret::new("EXISTING", "keep-me"))
         .await
         .unwrap();
+    (server, d)
+}
+
+/// A batch read names what is wrong with its keys, whichever way they are wrong, and reads
+/// nothing (no audit event) when they are.
+#[tokio::test]
+async fn a_batch_read_names_what_is_wrong_with_its_keys() {
+    let (server, d) = dev_with_existing().await;
+    let too_many: Vec<String> = (0..1001).map(|i| format!("K{i}")).collect();
+    let cases = [
+        (json!({}), "must be an array of secret keys"),
+        (
+            json!({"keys": "EXISTING"}),
+            "must be an array of secret keys",
+        ),
+        (
+            json!({"keys": ["EXISTING", 5]}),
+            "must be an array of secret keys",
+        ),
+        (
+            json!({"keys": ["EXISTING", null]}),
+            "must be an array of secret keys",
+        ),
+        (json!({"keys": []}), "must hold 1 to 1000 keys"),
+        (json!({"keys": too_many}), "must hold 1 to 1000 keys"),
+        (
+            json!({"keys": ["EXISTING", "has space"]}),
+            "may contain only letters",
+        ),
+        (json!({"keys": ["EXISTING", ""]}), "must not be empty"),
+        (
+            json!({"keys": ["EXISTING"], "other": 1}),
+            "not allowed here",
+        ),
+    ];
+    let url = format!("{}/v1/secrets/batch-get", server.url);
+    let events = || async { d.audit(&Default::default()).await.unwrap().events.len() };
+    let before = events().await;
+    for (body, why) in cases {
+        let (status, resp) = raw(
+            Method::POST,
+            &url,
+            Some(&server.bearer()),
+            JSON,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+        assert_eq!(status, 422, "{body} -> {resp}");
+        assert_eq!(assert_error_shape(status, &resp), "invalid_field", "{resp}");
+        let message = resp["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{body}: {message}");
+    }
+    assert_eq!(events().await, before);
+    // The well-formed request still reads.
+    let (status, resp) = raw(
+        Method::POST,
+        &url,
+        Some(&server.bearer()),
+        JSON,
+        Some(
+            json!({"keys": ["EXISTING"], "compact": true})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["results"][0]["key"], "EXISTING");
+}
+
+/// A sweep of bad bodies over every route that takes one, plus bad paths and methods:
+/// always a 4xx in the error shape, never a 5xx, and nothing written.
+#[tokio::test]
+async fn no_bad_input_reaches_a_5xx_or_a_write() {
+    let (server, d) = dev_with_existing().await;
     let before = d.secrets().fetch("EXISTING").await.unwrap();
     let bearer = server.bearer();
     let bodies: Vec<Vec<u8>> = vec![

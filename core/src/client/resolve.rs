@@ -84,7 +84,7 @@ impl Secrets<'_> {
     pub async fn resolve(&self, config: &Value, opts: &ResolveOptions) -> Result<Value, Error> {
         opts.validated()?;
         let keys = references::find(config)?;
-        let mut values: HashMap<SecretKey, crate::Plaintext> = HashMap::with_capacity(keys.len());
+        let mut values: HashMap<&str, crate::Plaintext> = HashMap::with_capacity(keys.len());
         let mut failures = Vec::new();
         let envs: Vec<String> = opts.env.iter().cloned().collect();
         let ctx = Context {
@@ -92,10 +92,10 @@ impl Secrets<'_> {
             envs: &envs,
         };
         for chunk in keys.chunks(MAX_BATCH) {
-            for (key, value) in self.resolve_batch(chunk, ctx).await? {
+            for (key, value) in chunk.iter().zip(self.resolve_batch(chunk, ctx).await?) {
                 match value {
                     Ok(v) => {
-                        values.insert(key, v);
+                        values.insert(key.as_str(), v);
                     }
                     Err(e) => failures.push(e),
                 }
@@ -107,13 +107,14 @@ impl Secrets<'_> {
         references::substitute(config, &|k| values.get(k).map(|v| v.expose()))
     }
 
-    /// The values of `keys` as `ctx` may use them. The server applied the rules; they are
-    /// checked again here so that a misbehaving server cannot hand out what they forbid.
+    /// The values of `keys`, in their order, as `ctx` may use them. The server applied the
+    /// rules; they are checked again here so that a misbehaving server cannot hand out what
+    /// they forbid.
     async fn resolve_batch(
         &self,
         keys: &[SecretKey],
         ctx: Context<'_>,
-    ) -> Result<Vec<(SecretKey, Result<crate::Plaintext, Error>)>, Error> {
+    ) -> Result<Vec<Result<crate::Plaintext, Error>>, Error> {
         if self.client.cache().is_none() {
             return self.batch_values(keys, ctx).await;
         }
@@ -126,10 +127,9 @@ impl Secrets<'_> {
             .await?
             .into_iter()
             .map(|(key, got)| {
-                let value = got.and_then(|s| {
+                got.and_then(|s| {
                     access::check(key.as_str(), Some(&s.record), ctx, now).map(|()| s.value)
-                });
-                (key, value)
+                })
             })
             .collect())
     }

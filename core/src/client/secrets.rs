@@ -19,9 +19,9 @@ use crate::error::{Error, ErrorCode};
 use crate::ids::now_secs;
 use crate::validate::{self, MetadataInput, SecretKey};
 use crate::wire::{
-    BatchCreateBody, BatchCreateResponse, BatchGetResponse, BatchItem, DeletedResponse, ListQuery,
-    SecretPage, SecretRecord, SecretVersion, SecretWithCiphertext, UsageEntry, VersionPage,
-    VersionQuery,
+    BatchCreateBody, BatchCreateResponse, BatchGetBody, BatchGetResponse, BatchItem,
+    DeletedResponse, ListQuery, SecretPage, SecretRecord, SecretVersion, SecretWithCiphertext,
+    UsageEntry, VersionPage, VersionQuery,
 };
 
 /// A secret with its decrypted value (the answer of `fetch`). `Debug` hides the value.
@@ -888,14 +888,14 @@ impl<'a> Secrets<'a> {
             .collect())
     }
 
-    /// The values of `keys` for resolving in `ctx`, read past the cache in one compact
-    /// batch read: each secret's rules are checked again here (a misbehaving server cannot
-    /// hand out what they forbid) before its value is opened.
+    /// The values of `keys`, in their order, for resolving in `ctx`, read past the cache in
+    /// one compact batch read: each secret's rules are checked again here (a misbehaving
+    /// server cannot hand out what they forbid) before its value is opened.
     pub(crate) async fn batch_values(
         &self,
         keys: &[SecretKey],
         ctx: access::Context<'_>,
-    ) -> Result<Vec<(SecretKey, Result<Plaintext, Error>)>, Error> {
+    ) -> Result<Vec<Result<Plaintext, Error>>, Error> {
         let env = ctx.envs.first().map(String::as_str);
         let answer = self
             .batch_request(keys, ctx.app, env, Answer::Compact)
@@ -903,21 +903,19 @@ impl<'a> Secrets<'a> {
         // Read in place: keys and ciphertexts are borrowed from the answer, not copied out.
         let results = batch_results::<Text>(keys, &answer)?;
         let now = now_secs();
-        let values = self
-            .open_each(keys, &results, |session, key, item| {
-                match (&item.sealed, &item.error) {
-                    (Some(s), _) if *item.key.0 == *key.as_str() => {
-                        access::check_rules(key.as_str(), Some(s.into()), ctx, now)?;
-                        session
-                            .keys
-                            .open(&session.workspace.workspace_id, key, &s.ciphertext.0)
-                    }
-                    (_, Some(e)) => Err(e.clone().into()),
-                    _ => Err(mismatch()),
+        self.open_each(keys, &results, |session, key, item| {
+            match (&item.sealed, &item.error) {
+                (Some(s), _) if *item.key.0 == *key.as_str() => {
+                    access::check_rules(key.as_str(), Some(s.into()), ctx, now)?;
+                    session
+                        .keys
+                        .open(&session.workspace.workspace_id, key, &s.ciphertext.0)
                 }
-            })
-            .await?;
-        Ok(keys.iter().cloned().zip(values).collect())
+                (_, Some(e)) => Err(e.clone().into()),
+                _ => Err(mismatch()),
+            }
+        })
+        .await
     }
 
     /// `open` of each answer with this session's keys; those sealed under keys rotated in
@@ -977,13 +975,13 @@ impl<'a> Secrets<'a> {
         env: Option<&str>,
         answer: Answer,
     ) -> Result<Bytes, Error> {
-        let body = serde_json::json!({
-            "keys": keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
-            "app": app,
-            "env": env,
-            "metadata_only": answer == Answer::Metadata,
-            "compact": answer == Answer::Compact,
-        });
+        let body = BatchGetBody {
+            keys: keys.iter().map(SecretKey::as_str).collect(),
+            app,
+            env,
+            metadata_only: answer == Answer::Metadata,
+            compact: answer == Answer::Compact,
+        };
         self.client
             .transport()
             .call_bytes(

@@ -113,19 +113,24 @@ impl Transport {
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<T, Error>, bool) {
+        let body = match body.map(encode).transpose() {
+            Ok(body) => body,
+            Err(e) => return (Err(e), false),
+        };
         let (answer, maybe_done) = self.bytes_full(method, path, body, idem, if_match).await;
         (answer.and_then(|b| parse_answer(&b)), maybe_done)
     }
 
     /// Like [`Transport::call`], the answer's bytes kept whole: for a caller that reads it
     /// in place with [`parse_answer`] (borrowing from it, not copying every string out).
-    pub(crate) async fn call_bytes(
+    pub(crate) async fn call_bytes<B: serde::Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         idem: Idempotency,
     ) -> Result<Bytes, Error> {
+        let body = body.map(encode).transpose()?;
         self.bytes_full(method, path, body, idem, None).await.0
     }
 
@@ -135,7 +140,7 @@ impl Transport {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Bytes>,
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<Bytes, Error>, bool) {
@@ -143,7 +148,7 @@ impl Transport {
             if_match,
             if_none_match: None,
         };
-        let (answer, maybe_done) = self.retrying(method, path, body, idem, cond).await;
+        let (answer, maybe_done) = self.retrying(method, path, body.as_ref(), idem, cond).await;
         let answer = answer.and_then(|r| {
             r.body
                 .ok_or_else(|| Error::new(ErrorCode::Protocol, "unexpected 304 from the server"))
@@ -172,11 +177,12 @@ impl Transport {
         })
     }
 
+    /// `body` is encoded JSON: encoded once, sent again as it is by each retry.
     async fn retrying(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&Bytes>,
         idem: Idempotency,
         cond: Conditions<'_>,
     ) -> (Result<Reply<Bytes>, Error>, bool) {
@@ -251,7 +257,7 @@ impl Transport {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&Bytes>,
         cond: Conditions<'_>,
     ) -> Result<Reply<Bytes>, Failed> {
         let url = format!("{}{}", self.config.url, path);
@@ -273,7 +279,9 @@ impl Transport {
             req = req.header(reqwest::header::IF_NONE_MATCH, tag);
         }
         if let Some(b) = body {
-            req = req.json(b);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.clone());
         }
         let resp = req.send().await.map_err(network_error)?;
         let etag = resp
@@ -425,6 +433,16 @@ async fn answer(resp: reqwest::Response) -> Result<Bytes, Error> {
         None => Ok(bytes),
         Some(origin) => Err(server_error(status, &origin, &bytes, retry_after)),
     }
+}
+
+/// A request body as the JSON it is sent as.
+fn encode<B: serde::Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
+    serde_json::to_vec(body).map(Bytes::from).map_err(|e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("cannot encode the request: {e}"),
+        )
+    })
 }
 
 /// A successful answer's JSON as `T`, which may borrow from `bytes`.

@@ -687,7 +687,7 @@ pub(crate) fn changed_fields(body: &serde_json::Map<String, Value>) -> String {
 pub async fn batch_get(
     State(st): State<Shared>,
     caller: Caller,
-    JsonObject(body): JsonObject,
+    JsonObject(mut body): JsonObject,
 ) -> Result<axum::response::Response, ApiError> {
     caller.require(Permission::Read)?;
     validate::reject_unknown_fields(&body, &["keys", "app", "env", "metadata_only", "compact"])?;
@@ -699,9 +699,11 @@ pub async fn batch_get(
         )
         .into());
     }
-    let keys = body.get("keys").and_then(Value::as_array).ok_or_else(|| {
-        ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
-    })?;
+    let not_keys = || ductape::Error::invalid_field("field 'keys' must be an array of secret keys");
+    // Taken out of the body, so each key keeps the string it was parsed into.
+    let Some(Value::Array(keys)) = body.remove("keys") else {
+        return Err(not_keys().into());
+    };
     if keys.is_empty() || keys.len() > MAX_BATCH_KEYS {
         return Err(ductape::Error::invalid_field(format!(
             "field 'keys' must hold 1 to {MAX_BATCH_KEYS} keys"
@@ -709,13 +711,10 @@ pub async fn batch_get(
         .into());
     }
     let keys = keys
-        .iter()
-        .map(|k| {
-            k.as_str()
-                .ok_or_else(|| {
-                    ductape::Error::invalid_field("field 'keys' must be an array of secret keys")
-                })
-                .and_then(SecretKey::parse)
+        .into_iter()
+        .map(|k| match k {
+            Value::String(k) => SecretKey::try_from(k),
+            _ => Err(not_keys()),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let app = validate::optional_tag(&body, "app")?;

@@ -371,11 +371,22 @@ impl AuditEvent {
 
     /// This event's hash when it follows `prev_hash` (both backends chain with this).
     pub fn chain_hash(&self, prev_hash: &str) -> String {
-        ductape::audit::chain_hash(
-            prev_hash,
-            &self.workspace_id,
-            &self.entry(0, String::new(), String::new()),
-        )
+        ductape::audit::Chained {
+            workspace_id: &self.workspace_id,
+            at: &iso_millis(self.at_ms),
+            access_key_id: &self.access_key_id,
+            secret_key: &self.secret_key,
+            action: &self.action,
+            app: &self.app,
+            env: &self.env,
+            claimed_app: &self.claimed_app,
+            claimed_env: &self.claimed_env,
+            allowed: self.allowed,
+            reason: &self.reason,
+            detail: &self.detail,
+            keys: &self.keys,
+        }
+        .hash(prev_hash)
     }
 }
 
@@ -741,4 +752,47 @@ pub fn name_taken_again(key: &str, trashed_id: &str) -> ApiError {
         ErrorCode::Conflict,
         format!("cannot undelete '{key}' (id {trashed_id}): a secret '{key}' was created since it was deleted; delete that one first (it then goes to the trash, and this undelete brings back the older one)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_hashes_as_its_wire_form_does() {
+        // What the server writes is what a client verifies (`ductape audit verify`).
+        let single = AuditEvent {
+            at_ms: 1_764_000_000_123,
+            workspace_id: "ws_1".into(),
+            access_key_id: "ak_1".into(),
+            secret_key: "K".into(),
+            action: "read".into(),
+            app: Some("web".into()),
+            claimed_env: Some("prod".into()),
+            allowed: true,
+            ..AuditEvent::default()
+        };
+        let batch = AuditEvent {
+            secret_key: String::new(),
+            action: "resolve".into(),
+            keys: vec!["A".into(), "B".into()],
+            ..single.clone()
+        };
+        let refused = AuditEvent {
+            allowed: false,
+            reason: Some("outside the access key's binding".into()),
+            detail: Some("value".into()),
+            ..single.clone()
+        };
+        let mut prev = ductape::audit::GENESIS.to_owned();
+        for e in [single, batch, refused] {
+            let wire = e.entry(1, String::new(), String::new());
+            let hash = e.chain_hash(&prev);
+            assert_eq!(
+                hash,
+                ductape::audit::chain_hash(&prev, &e.workspace_id, &wire)
+            );
+            prev = hash;
+        }
+    }
 }
