@@ -113,37 +113,37 @@ impl Transport {
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<T, Error>, bool) {
-        let body = match body.map(encode).transpose() {
-            Ok(body) => body,
-            Err(e) => return (Err(e), false),
-        };
         let (answer, maybe_done) = self.bytes_full(method, path, body, idem, if_match).await;
         (answer.and_then(|b| parse_answer(&b)), maybe_done)
     }
 
     /// Like [`Transport::call`], the answer's bytes kept whole: for a caller that reads it
     /// in place with [`parse_answer`] (borrowing from it, not copying every string out).
-    pub(crate) async fn call_bytes<B: serde::Serialize + ?Sized>(
+    pub(crate) async fn call_bytes<B: serde::Serialize + ?Sized + Sync>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
         idem: Idempotency,
     ) -> Result<Bytes, Error> {
-        let body = body.map(encode).transpose()?;
         self.bytes_full(method, path, body, idem, None).await.0
     }
 
     /// The answer's bytes, retrying what is safe to retry; a body is required (304 is
-    /// answered only to a conditional read, [`Transport::get_if_changed`]).
-    async fn bytes_full(
+    /// answered only to a conditional read, [`Transport::get_if_changed`]). The request's
+    /// body is encoded once, and each retry sends those bytes again.
+    async fn bytes_full<B: serde::Serialize + ?Sized + Sync>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Option<&B>,
         idem: Idempotency,
         if_match: Option<i64>,
     ) -> (Result<Bytes, Error>, bool) {
+        let body = match body.map(encode).transpose() {
+            Ok(body) => body,
+            Err(e) => return (Err(e), false),
+        };
         let cond = Conditions {
             if_match,
             if_none_match: None,
@@ -177,7 +177,7 @@ impl Transport {
         })
     }
 
-    /// `body` is encoded JSON: encoded once, sent again as it is by each retry.
+    /// `body` is encoded JSON, sent as it is by each attempt.
     async fn retrying(
         &self,
         method: Method,
