@@ -17,8 +17,8 @@
 //! assert_eq!(out["headers"]["Authorization"], "Bearer sk_live_1");
 //! ```
 
+use foldhash::{HashSet, HashSetExt};
 use serde_json::Value;
-use std::collections::HashSet;
 
 use crate::error::Error;
 use crate::validate::SecretKey;

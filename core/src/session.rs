@@ -1,7 +1,7 @@
 //! What a session holds to seal and open values: format 1's workspace key, or format 2's
 //! keyring with the binding keys granted to this access key.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "client")]

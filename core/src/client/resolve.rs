@@ -1,9 +1,9 @@
 //! Using secrets at run time: resolve `$Token{KEY}` references in a configuration, or
 //! check beforehand that they would resolve. All referenced secrets come in one request.
 
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Secrets;

@@ -1,5 +1,6 @@
 use bytes::Bytes;
 use reqwest::Method;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use super::cache::{self, CacheKey, Entry, Freshness};
 use super::keys::SessionKeys;
-use super::transport::{parse_answer, Idempotency};
+use super::transport::{unexpected_answer, Idempotency};
 use super::Ductape;
 use super::Session;
 use crate::access;
@@ -19,9 +20,9 @@ use crate::error::{Error, ErrorCode};
 use crate::ids::now_secs;
 use crate::validate::{self, MetadataInput, SecretKey};
 use crate::wire::{
-    BatchCreateBody, BatchCreateResponse, BatchGetBody, BatchGetResponse, BatchItem,
-    DeletedResponse, ListQuery, SecretPage, SecretRecord, SecretVersion, SecretWithCiphertext,
-    UsageEntry, VersionPage, VersionQuery,
+    BatchCreateBody, BatchCreateResponse, BatchGetBody, BatchItem, DeletedResponse, ListQuery,
+    SecretPage, SecretRecord, SecretVersion, SecretWithCiphertext, UsageEntry, VersionPage,
+    VersionQuery,
 };
 
 /// A secret with its decrypted value (the answer of `fetch`). `Debug` hides the value.
@@ -1051,11 +1052,92 @@ fn batch_results<'a, S: Deserialize<'a>>(
     keys: &[SecretKey],
     answer: &'a [u8],
 ) -> Result<Vec<BatchItem<S>>, Error> {
-    let resp: BatchGetResponse<S> = parse_answer(answer)?;
-    if resp.results.len() != keys.len() {
+    let mut de = serde_json::Deserializer::from_slice(answer);
+    let results = BatchAnswer::<S>::expecting(keys.len())
+        .deserialize(&mut de)
+        .and_then(|results| de.end().map(|()| results))
+        .map_err(unexpected_answer)?;
+    if results.len() != keys.len() {
         return Err(mismatch());
     }
-    Ok(resp.results)
+    Ok(results)
+}
+
+/// Reads a [`crate::wire::BatchGetResponse`]'s results into a vector made once for the number of keys
+/// asked: an item is ~650 bytes, and a vector grown a doubling at a time (serde's, which is
+/// told no length) copies a 100-key answer's items about twice over.
+struct BatchAnswer<S> {
+    expected: usize,
+    item: std::marker::PhantomData<S>,
+}
+
+impl<S> BatchAnswer<S> {
+    fn expecting(expected: usize) -> Self {
+        BatchAnswer {
+            expected,
+            item: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, S: Deserialize<'de>> DeserializeSeed<'de> for BatchAnswer<S> {
+    type Value = Vec<BatchItem<S>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: Deserialize<'de>> Visitor<'de> for BatchAnswer<S> {
+    type Value = Vec<BatchItem<S>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with the batch's 'results'")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut results = None;
+        while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if field == "results" {
+                if results.is_some() {
+                    return Err(serde::de::Error::duplicate_field("results"));
+                }
+                results = Some(map.next_value_seed(BatchItems::<S>(self.expected, self.item))?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        results.ok_or_else(|| serde::de::Error::missing_field("results"))
+    }
+}
+
+/// The array of a [`BatchAnswer`], with room for this many items.
+struct BatchItems<S>(usize, std::marker::PhantomData<S>);
+
+impl<'de, S: Deserialize<'de>> DeserializeSeed<'de> for BatchItems<S> {
+    type Value = Vec<BatchItem<S>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: Deserialize<'de>> Visitor<'de> for BatchItems<S> {
+    type Value = Vec<BatchItem<S>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of batch results")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // One more than asked, so that an answer with too many is still read (and refused
+        // by its length) without a reallocation; never more than a batch may hold.
+        let mut items = Vec::with_capacity(self.0.min(super::resolve::MAX_BATCH) + 1);
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
 }
 
 /// Drops a secret's cache entries when dropped: after a change, whatever its outcome.
@@ -1184,5 +1266,46 @@ mod tests {
             e.message().starts_with("unexpected answer from the server"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_batch_answer_is_refused_unless_it_holds_exactly_its_results() {
+        let keys = [SecretKey::parse("A").unwrap()];
+        let item = r#"{"key":"A","error":{"status":404,"code":"secret_not_found","message":"m"}}"#;
+        // Owned (`String`) strings, so that an answer need not outlive its reading.
+        let read = |answer: String| batch_results::<String>(&keys, answer.as_bytes());
+        // Fields it does not know are passed over, before or after the results, and a field
+        // name written with escapes is still its name.
+        let ok = read(format!(
+            r#"{{"next":{{"a":[1]}},"results":[{item}],"x":null}}"#
+        ));
+        assert_eq!(ok.unwrap()[0].error.as_ref().unwrap().status, 404);
+        for (answer, what) in [
+            (r#"{"result":[]}"#.to_owned(), "missing field `results`"),
+            (
+                r#"[]"#.to_owned(),
+                "expected an object with the batch's 'results'",
+            ),
+            (
+                r#"{"results":{}}"#.to_owned(),
+                "expected an array of batch results",
+            ),
+            (
+                format!(r#"{{"results":[{item}]}} trailing"#),
+                "trailing characters",
+            ),
+            (
+                format!(r#"{{"results":[],"results":[{item}]}}"#),
+                "duplicate field `results`",
+            ),
+        ] {
+            let e = read(answer).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::Protocol);
+            assert!(e.message().contains(what), "{e}");
+        }
+        // More results than keys asked: read whole, then refused by their number.
+        let e = read(format!(r#"{{"results":[{item},{item}]}}"#)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol);
+        assert_eq!(e.message(), mismatch().message());
     }
 }

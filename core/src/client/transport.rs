@@ -447,12 +447,15 @@ fn encode<B: serde::Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
 
 /// A successful answer's JSON as `T`, which may borrow from `bytes`.
 pub(crate) fn parse_answer<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::new(
-            ErrorCode::Protocol,
-            format!("unexpected answer from the server: {e}"),
-        )
-    })
+    serde_json::from_slice(bytes).map_err(unexpected_answer)
+}
+
+/// An answer that does not read as what the server should have sent.
+pub(crate) fn unexpected_answer(e: serde_json::Error) -> Error {
+    Error::new(
+        ErrorCode::Protocol,
+        format!("unexpected answer from the server: {e}"),
+    )
 }
 
 fn server_error(
