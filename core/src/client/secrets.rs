@@ -1063,9 +1063,9 @@ fn batch_results<'a, S: Deserialize<'a>>(
     Ok(results)
 }
 
-/// Reads a [`crate::wire::BatchGetResponse`]'s results into a vector made once for the number of keys
-/// asked: an item is ~650 bytes, and a vector grown a doubling at a time (serde's, which is
-/// told no length) copies a 100-key answer's items about twice over.
+/// Reads a [`crate::wire::BatchGetResponse`]'s results into a vector made once for the
+/// number of keys asked: an item is ~650 bytes, and a vector grown a doubling at a time
+/// (serde's, which is told no length) copies a 100-key answer's items about twice over.
 struct BatchAnswer<S> {
     expected: usize,
     item: std::marker::PhantomData<S>,
@@ -1277,7 +1277,7 @@ mod tests {
         // Fields it does not know are passed over, before or after the results, and a field
         // name written with escapes is still its name.
         let ok = read(format!(
-            r#"{{"next":{{"a":[1]}},"results":[{item}],"x":null}}"#
+            r#"{{"next":{{"a":[1]}},"re\u0073ults":[{item}],"x":null}}"#
         ));
         assert_eq!(ok.unwrap()[0].error.as_ref().unwrap().status, 404);
         for (answer, what) in [
