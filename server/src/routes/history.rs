@@ -258,6 +258,7 @@ async fn copyable(
     let ring = stored_keyring(st.storage.workspace().await?.and_then(|w| w.keyring))?;
     let candidate = StoredSecret {
         ciphertext: source.ciphertext.clone(),
+        ciphertext_json: Default::default(),
         ..current.clone()
     };
     check_sealed(ring.as_ref(), &candidate).map_err(|_| {

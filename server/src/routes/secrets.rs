@@ -20,7 +20,9 @@ use crate::body::{JsonObject, PathParam};
 use crate::conditional;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{AuditEvent, Change, Deletion, ReadAnswers, ReadRule, StoredSecret};
+use crate::storage::{
+    AnswerText, AuditEvent, Change, Deletion, ReadAnswers, ReadRule, StoredSecret,
+};
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use ductape::access::{self, Context};
@@ -111,6 +113,7 @@ fn new_secret(
         workspace_id: caller.workspace.id.clone(),
         key: key.to_string(),
         ciphertext,
+        ciphertext_json: Default::default(),
         description: meta.description.apply(None),
         token_type: meta.token_type.apply(None),
         scope: meta.scope.apply_list(Vec::new()),
@@ -729,12 +732,12 @@ pub async fn batch_get(
     // A compact answer carries only the wraps the caller opens: its own binding's.
     let mine = compact.then(|| binding_id(caller.key.app.as_deref(), &caller.key.envs));
     // Written out here, while the rows it borrows keys and ciphertexts from are held.
-    let answer = BatchGetResponse::<Cow<str>> {
+    let answer = BatchGetResponse::<AnswerText> {
         results: keys
             .iter()
             .zip(&results)
             .map(|(k, r)| {
-                let key = Cow::Borrowed(k.as_str());
+                let key = AnswerText::Text(Cow::Borrowed(k.as_str()));
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,

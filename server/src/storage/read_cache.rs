@@ -181,6 +181,7 @@ mod tests {
         let big = |i: usize| {
             Arc::new(StoredSecret {
                 ciphertext: "x".repeat(90_000),
+                ciphertext_json: Default::default(),
                 ..StoredSecret::sample("w", &format!("K{i}"), 1)
             })
         };

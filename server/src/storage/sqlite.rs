@@ -527,6 +527,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredSecret> {
         workspace_id: r.get(1)?,
         key: r.get(2)?,
         ciphertext: r.get(3)?,
+        ciphertext_json: Default::default(),
         description: r.get(4)?,
         token_type: token_type.and_then(|t| TokenType::parse(&t).ok()),
         scope: from_json(r.get(6)?),
