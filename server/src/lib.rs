@@ -29,6 +29,7 @@ pub mod listen;
 pub mod metrics;
 pub mod protocol_errors;
 pub mod routes;
+pub mod self_wake;
 pub mod state;
 pub mod storage;
 

@@ -260,7 +260,7 @@ pub async fn serve(
             tls.clone(),
             stop_rx.clone(),
         );
-        tokio::spawn(async move {
+        tokio::spawn(crate::self_wake::Rewoken::new(async move {
             match tls {
                 None => serve_conn(stream, app, &limits, &registry, conn, stop).await,
                 Some(acceptor) => {
@@ -275,7 +275,7 @@ pub async fn serve(
             }
             registry.lock().remove(&id);
             drop(permit);
-        });
+        }));
     }
     // Stop accepting; let open connections finish their requests.
     drop(listener);
