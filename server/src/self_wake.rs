@@ -104,6 +104,18 @@ mod tests {
         }
     }
 
+    /// One poll of `fut` by a task whose waker counts; what it gave and the count.
+    fn poll_once<F: Future>(fut: &mut Rewoken<F>) -> (Poll<F::Output>, Arc<Count>) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let got = Pin::new(fut).poll(&mut Context::from_waker(&waker));
+        (got, count)
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
     #[test]
     fn a_wake_during_its_poll_polls_again_and_reaches_no_one() {
         let polls = Arc::new(AtomicUsize::new(0));
@@ -117,12 +129,10 @@ mod tests {
                 Poll::Ready(7)
             }
         }));
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        let got = Pin::new(&mut fut).poll(&mut Context::from_waker(&waker));
+        let (got, count) = poll_once(&mut fut);
         assert_eq!(got, Poll::Ready(7));
         assert_eq!(polls.load(Ordering::SeqCst), 3);
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(wakes(&count), 0);
     }
 
     #[test]
@@ -133,16 +143,13 @@ mod tests {
             *keep.lock().unwrap() = Some(cx.waker().clone());
             Poll::<()>::Pending
         }));
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        assert!(Pin::new(&mut fut)
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        let (got, count) = poll_once(&mut fut);
+        assert!(got.is_pending());
+        assert_eq!(wakes(&count), 0);
         // From another thread, after the poll: passed on, once per wake.
         let w = stored.lock().unwrap().take().unwrap();
         std::thread::spawn(move || w.wake()).join().unwrap();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes(&count), 1);
     }
 
     #[test]
@@ -151,12 +158,9 @@ mod tests {
             cx.waker().wake_by_ref();
             Poll::<()>::Pending
         }));
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        assert!(Pin::new(&mut fut)
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
+        let (got, count) = poll_once(&mut fut);
+        assert!(got.is_pending());
         // Handed back to the runtime, woken, after its polls in a row.
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(wakes(&count), 1);
     }
 }
