@@ -1053,7 +1053,7 @@ fn batch_results<'a, S: Deserialize<'a>>(
     answer: &'a [u8],
 ) -> Result<Vec<BatchItem<S>>, Error> {
     let mut de = serde_json::Deserializer::from_slice(answer);
-    let results = BatchAnswer::<S>::expecting(keys.len())
+    let results = BatchAnswer::<S>(keys.len(), std::marker::PhantomData)
         .deserialize(&mut de)
         .and_then(|results| de.end().map(|()| results))
         .map_err(unexpected_answer)?;
@@ -1066,19 +1066,8 @@ fn batch_results<'a, S: Deserialize<'a>>(
 /// Reads a [`crate::wire::BatchGetResponse`]'s results into a vector made once for the
 /// number of keys asked: an item is ~650 bytes, and a vector grown a doubling at a time
 /// (serde's, which is told no length) copies a 100-key answer's items about twice over.
-struct BatchAnswer<S> {
-    expected: usize,
-    item: std::marker::PhantomData<S>,
-}
-
-impl<S> BatchAnswer<S> {
-    fn expecting(expected: usize) -> Self {
-        BatchAnswer {
-            expected,
-            item: std::marker::PhantomData,
-        }
-    }
-}
+/// Holds the number of keys asked.
+struct BatchAnswer<S>(usize, std::marker::PhantomData<S>);
 
 impl<'de, S: Deserialize<'de>> DeserializeSeed<'de> for BatchAnswer<S> {
     type Value = Vec<BatchItem<S>>;
@@ -1102,7 +1091,7 @@ impl<'de, S: Deserialize<'de>> Visitor<'de> for BatchAnswer<S> {
                 if results.is_some() {
                     return Err(serde::de::Error::duplicate_field("results"));
                 }
-                results = Some(map.next_value_seed(BatchItems::<S>(self.expected, self.item))?);
+                results = Some(map.next_value_seed(BatchItems::<S>(self.0, self.1))?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
