@@ -282,6 +282,10 @@ pub enum BindingState {
 /// costs no key agreement. Bounded; cleared when full.
 const DATA_KEY_CACHE: usize = 4096;
 
+/// How many bytes of values (with their sealed bodies) the data-key cache keeps beside the
+/// keys, so that reading an unchanged value again costs no decryption either.
+const OPENED_VALUES_BYTES: usize = 1 << 20;
+
 pub(crate) enum SessionKeys {
     /// Format 1: one workspace key opens every value.
     Workspace(WorkspaceKey),
@@ -296,7 +300,7 @@ pub(crate) struct Ring {
     pub(crate) keyring: Keyring,
     /// (generation, binding id, its private key) granted to this access key.
     held: Vec<(u32, String, RecipientSecret)>,
-    cache: Mutex<HashMap<String, DataKey>>,
+    cache: Mutex<DataKeys>,
     /// Binding private keys opened this session (or found not openable: `None`), by
     /// generation and binding: a writer wraps shared to the bindings it holds.
     opened: Mutex<HashMap<(u32, String), Held>>,
@@ -356,8 +360,7 @@ impl SessionKeys {
             }
             SessionKeys::Ring(ring) => {
                 let sealed = SealedView::parse(text).ok_or_else(|| malformed_secret(key))?;
-                let dk = ring.data_key(workspace, key, &sealed)?;
-                sealed.open_value(workspace, key, &dk)
+                ring.open_value(workspace, key, &sealed)
             }
         }
     }
@@ -389,7 +392,7 @@ impl Ring {
         let mut ring = Ring {
             keyring,
             held,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             opened: Mutex::new(HashMap::new()),
             workspace_key: None,
         };
@@ -439,7 +442,7 @@ impl Ring {
         let ring = Ring {
             keyring,
             held: vec![(generation, id, secret)],
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             opened: Mutex::new(HashMap::new()),
             workspace_key: Some(wk),
         };
@@ -517,28 +520,68 @@ impl Ring {
         key: &SecretKey,
         sealed: &SealedView<'_>,
     ) -> Result<DataKey, Error> {
-        for (g, b, secret) in &self.held {
-            if *g != sealed.generation {
-                continue;
-            }
-            let Some(wrap) = sealed.wrap_to(b) else {
-                continue;
-            };
-            if let Some(dk) = self
-                .cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(wrap)
-            {
-                return Ok(dk.clone());
-            }
-            let dk = sealed.open_key(workspace, key, b, secret)?;
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= DATA_KEY_CACHE {
-                cache.clear();
-            }
-            cache.insert(wrap.to_owned(), dk.clone());
-            return Ok(dk);
+        let (wrap, binding, secret) = self.held_wrap(key, sealed)?;
+        if let Some(opened) = self.cache().keys.get(wrap) {
+            return Ok(opened.key.clone());
+        }
+        let dk = sealed.open_key(workspace, key, binding, secret)?;
+        self.cache().insert(wrap, dk.clone(), None);
+        Ok(dk)
+    }
+
+    /// A sealed value of `key`, opened; or, when this session opened the very same text of
+    /// the same key's value before, that value again. The value's AEAD binds the workspace
+    /// (this session's), the key and the generation, so the memo is found by those and the
+    /// exact wrap and body: a server that hands one secret's ciphertext under another's name
+    /// is refused as it is without the memo, by the tag that fails to open.
+    pub(crate) fn open_value(
+        &self,
+        workspace: &str,
+        key: &SecretKey,
+        sealed: &SealedView<'_>,
+    ) -> Result<Plaintext, Error> {
+        let (wrap, binding, secret) = self.held_wrap(key, sealed)?;
+        let cached = match self.cache().keys.get(wrap) {
+            Some(opened) => match &opened.last {
+                Some(last) if last.is(key, sealed) => return Ok(last.value.clone()),
+                _ => Some(opened.key.clone()),
+            },
+            None => None,
+        };
+        let dk = match cached {
+            Some(dk) => dk,
+            None => sealed.open_key(workspace, key, binding, secret)?,
+        };
+        let value = sealed.open_value(workspace, key, &dk)?;
+        let last = OpenedValue {
+            key: key.clone(),
+            generation: sealed.generation,
+            body: sealed.body.into(),
+            value: value.clone(),
+        };
+        self.cache().insert(wrap, dk, Some(last));
+        Ok(value)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, DataKeys> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The wrap of a sealed value to a binding this session holds (the first, as the
+    /// bindings were granted), with that binding and its private key.
+    fn held_wrap<'s>(
+        &self,
+        key: &SecretKey,
+        sealed: &SealedView<'s>,
+    ) -> Result<(&'s str, &str, &RecipientSecret), Error> {
+        let found = self.held.iter().find_map(|(g, b, secret)| {
+            (*g == sealed.generation)
+                .then(|| sealed.wrap_to(b))
+                .flatten()
+                .map(|wrap| (wrap, b.as_str(), secret))
+        });
+        if let Some(found) = found {
+            return Ok(found);
         }
         if !self.held.iter().any(|(g, _, _)| *g >= sealed.generation) {
             // Resealed by a rotation this session has not seen: a new session holds it.
@@ -554,5 +597,163 @@ impl Ring {
             ErrorCode::Integrity,
             format!("Secret '{key}' is not encrypted for this access key's binding"),
         ))
+    }
+}
+
+/// The data keys this session opened, by wrap, each with the last value it opened while
+/// those fit in [`OPENED_VALUES_BYTES`].
+#[derive(Default)]
+struct DataKeys {
+    keys: HashMap<String, OpenedKey>,
+    /// The bytes the kept values and their bodies take.
+    value_bytes: usize,
+}
+
+struct OpenedKey {
+    key: DataKey,
+    last: Option<OpenedValue>,
+}
+
+/// A value as this session opened it, with what its AEAD was checked against.
+struct OpenedValue {
+    key: SecretKey,
+    generation: u32,
+    body: Box<str>,
+    value: Plaintext,
+}
+
+impl OpenedValue {
+    fn is(&self, key: &SecretKey, sealed: &SealedView<'_>) -> bool {
+        self.generation == sealed.generation && *self.body == *sealed.body && self.key == *key
+    }
+
+    fn bytes(&self) -> usize {
+        self.body.len() + self.value.len()
+    }
+}
+
+impl DataKeys {
+    /// Keeps `key` for `wrap` (and `last`, its value, while the budget allows), clearing
+    /// everything first when the cache is full.
+    fn insert(&mut self, wrap: &str, key: DataKey, last: Option<OpenedValue>) {
+        if self.keys.len() >= DATA_KEY_CACHE && !self.keys.contains_key(wrap) {
+            self.keys.clear();
+            self.value_bytes = 0;
+        }
+        let last = last.filter(|v| self.value_bytes + v.bytes() <= OPENED_VALUES_BYTES);
+        self.value_bytes += last.as_ref().map_or(0, OpenedValue::bytes);
+        let replaced = self.keys.insert(wrap.to_owned(), OpenedKey { key, last });
+        if let Some(old) = replaced.and_then(|o| o.last) {
+            self.value_bytes -= old.bytes();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> SecretKey {
+        SecretKey::parse(s).unwrap()
+    }
+
+    /// An unbound key's ring over a fresh keyring, and a sealer for it.
+    fn ring() -> (Ring, impl Fn(&str, &str) -> String) {
+        let (keyring, secret) = Keyring::first();
+        let unbound = keyring.current().bindings[0].clone();
+        let ring = Ring {
+            keyring,
+            held: vec![(1, unbound.id.clone(), secret)],
+            cache: Mutex::default(),
+            opened: Mutex::new(HashMap::new()),
+            workspace_key: None,
+        };
+        let seal = move |key: &str, value: &str| {
+            let (sealed, _) =
+                SealedSecret::seal("ws", &k(key), 1, &Plaintext::from(value), [&unbound]).unwrap();
+            sealed.to_string()
+        };
+        (ring, seal)
+    }
+
+    fn open(ring: &Ring, key: &str, text: &str) -> Result<Plaintext, Error> {
+        ring.open_value("ws", &k(key), &SealedView::parse(text).unwrap())
+    }
+
+    #[test]
+    fn a_value_opened_again_comes_from_the_memo_of_exactly_that_text() {
+        let (ring, seal) = ring();
+        let first = seal("A", "one");
+        assert_eq!(open(&ring, "A", &first).unwrap().expose(), "one");
+        // The memo is what answers the same text again: planted with another value, that
+        // value comes back, so no decryption took place.
+        let wrap = SealedView::parse(&first)
+            .unwrap()
+            .wrap_to(&ring.held[0].1)
+            .unwrap()
+            .to_owned();
+        ring.cache()
+            .keys
+            .get_mut(&wrap)
+            .unwrap()
+            .last
+            .as_mut()
+            .unwrap()
+            .value = Plaintext::from("planted");
+        assert_eq!(open(&ring, "A", &first).unwrap().expose(), "planted");
+        // A new value of the same secret is opened, never answered from the old memo.
+        let second = seal("A", "two");
+        assert_eq!(open(&ring, "A", &second).unwrap().expose(), "two");
+        assert_eq!(open(&ring, "A", &second).unwrap().expose(), "two");
+        assert_eq!(ring.cache().keys.len(), 2);
+    }
+
+    #[test]
+    fn a_memo_never_answers_for_another_secret_or_generation() {
+        let (ring, seal) = ring();
+        let a = seal("A", "value of A");
+        assert_eq!(open(&ring, "A", &a).unwrap().expose(), "value of A");
+        // A server handing A's ciphertext under B's name: refused as without the memo.
+        let err = open(&ring, "B", &a).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Integrity, "{err}");
+        assert!(!err.message().contains("value of A"));
+        // The same body and wrap claimed for generation 2: this session holds none (a
+        // newer generation than it knows), never the memo's value.
+        let claimed = a.replacen("dv2.1.", "dv2.2.", 1);
+        let err = open(&ring, "A", &claimed).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::KeyringChanged, "{err}");
+        // And A still opens.
+        assert_eq!(open(&ring, "A", &a).unwrap().expose(), "value of A");
+    }
+
+    #[test]
+    fn the_memo_keeps_values_within_its_budget_and_counts_what_it_drops() {
+        let memo = |key: &str, body: &str, value: &str| OpenedValue {
+            key: k(key),
+            generation: 1,
+            body: body.into(),
+            value: Plaintext::from(value),
+        };
+        let mut keys = DataKeys::default();
+        keys.insert("w1", DataKey::generate(), Some(memo("A", "bbbb", "vv")));
+        assert_eq!(keys.value_bytes, 6);
+        // The same wrap again: the old value's bytes are given back.
+        keys.insert("w1", DataKey::generate(), Some(memo("A", "cccc", "vvv")));
+        assert_eq!(keys.value_bytes, 7);
+        keys.insert("w1", DataKey::generate(), None);
+        assert_eq!(keys.value_bytes, 0);
+        // A value over the budget: the key is kept, the value is not.
+        let big = "x".repeat(OPENED_VALUES_BYTES);
+        keys.insert("w2", DataKey::generate(), Some(memo("B", "bb", &big)));
+        assert!(keys.keys["w2"].last.is_none());
+        assert_eq!(keys.value_bytes, 0);
+        // Full: cleared at once, counts with it.
+        keys.insert("w3", DataKey::generate(), Some(memo("C", "bb", "v")));
+        for i in keys.keys.len()..DATA_KEY_CACHE {
+            keys.insert(&format!("x{i}"), DataKey::generate(), None);
+        }
+        assert_eq!((keys.keys.len(), keys.value_bytes), (DATA_KEY_CACHE, 3));
+        keys.insert("w4", DataKey::generate(), Some(memo("D", "bb", "vv")));
+        assert_eq!((keys.keys.len(), keys.value_bytes), (1, 4));
     }
 }

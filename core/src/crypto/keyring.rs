@@ -480,7 +480,7 @@ impl SealedSecret {
 pub struct SealedView<'a> {
     pub generation: u32,
     /// The nonce and ciphertext of the value, base64url.
-    body: &'a str,
+    pub(crate) body: &'a str,
     /// `<binding>:<wrap>` pairs, comma-separated.
     wraps: &'a str,
 }
