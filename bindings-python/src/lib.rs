@@ -4,6 +4,7 @@
 //! client); results leave as dicts in the documented shape, and the Python half
 //! (`ductape/_client.py`) wraps them in typed objects.
 
+mod config;
 mod errors;
 mod runtime;
 
@@ -124,6 +125,8 @@ enum Answer {
     Json(Value),
     Bool(bool),
     Unit,
+    /// A resolve's values, put into a copy of its configuration once the GIL is held again.
+    Resolved(Py<PyAny>, ductape::client::Values),
 }
 
 impl<'py> IntoPyObject<'py> for Answer {
@@ -136,6 +139,7 @@ impl<'py> IntoPyObject<'py> for Answer {
             Answer::Json(v) => Ok(json_to_py(py, &v)?.into_bound(py)),
             Answer::Bool(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any()),
             Answer::Unit => Ok(py.None().into_bound(py)),
+            Answer::Resolved(config, values) => config::substitute(config.bind(py), &values),
         }
     }
 }
@@ -335,10 +339,12 @@ impl NativeClient {
         env: Option<String>,
     ) -> PyResult<Op> {
         let c = self.client()?;
-        let config = py_to_json(config)?;
+        let keys = config::references(config)?;
+        let config = config.clone().unbind();
         let opts = ResolveOptions::new(app.as_deref(), env.as_deref());
         Ok(op(async move {
-            c.secrets().resolve(&config, &opts).await.map(Answer::Json)
+            let values = c.secrets().values_of(keys, &opts).await?;
+            Ok(Answer::Resolved(config, values))
         }))
     }
 
@@ -350,14 +356,14 @@ impl NativeClient {
         expiring_within: Option<f64>,
     ) -> PyResult<Op> {
         let c = self.client()?;
-        let config = py_to_json(config)?;
+        let keys = config::references(config)?;
         let mut opts = ResolveOptions::new(app.as_deref(), env.as_deref());
         opts.expiring_within = expiring_within
             .map(|secs| seconds_to_duration("expiring_within", secs))
             .transpose()
             .py()?;
         Ok(op(async move {
-            json_answer(c.secrets().check(&config, &opts).await)
+            json_answer(c.secrets().check_keys(&keys, &opts).await)
         }))
     }
 

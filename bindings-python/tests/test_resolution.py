@@ -140,3 +140,55 @@ def test_a_hundred_references_resolve_in_one_request(server: Server, admin: Duct
     event = admin.audit(secret_key="MANY_42", limit=1).events[0]
     assert (event.action, event.secret_key, event.allowed) == ("resolve", "", True)
     assert set(event.keys) == {f"MANY_{i}" for i in range(100)}
+
+
+def test_the_copy_keeps_every_python_object_it_does_not_change(admin: Ductape) -> None:
+    admin.secrets.create(key="WALK", value="walked")
+
+    class Tag(str):
+        pass
+
+    big, nan, key = 2**80, float("nan"), "kept-key"
+    config = {
+        key: ("$Token{WALK}", "plain", 3, 2.5, True, None, big, nan, Tag("tagged")),
+        "nested": [{"deep": ["x $Token{WALK} y", "$$Token{WALK}"]}],
+        "set": {"$Token{WALK}"},
+        "sub": Tag("$Token{WALK}"),
+    }
+    out = admin.secrets.resolve(config)
+    # Tuples and sets become lists, as in JSON; a str subclass with a reference a str.
+    assert out[key][:7] == ["walked", "plain", 3, 2.5, True, None, big]
+    assert out["nested"] == [{"deep": ["x walked y", "$Token{WALK}"]}]
+    assert out["set"] == ["walked"] and out["sub"] == "walked" and type(out["sub"]) is str
+    # What has no reference is the very object it was (immutable, so safely shared); every
+    # dict and list is new, so changing the copy never changes the input.
+    assert next(k for k in out if k == key) is next(k for k in config if k == key)
+    assert out[key][1] is config[key][1] and out[key][6] is big and out[key][7] is nan
+    assert type(out[key][8]) is Tag
+    out["nested"][0]["deep"].append("more")
+    assert config["nested"] == [{"deep": ["x $Token{WALK} y", "$$Token{WALK}"]}]
+    assert admin.secrets.resolve("no reference") == "no reference"
+    assert admin.secrets.resolve(7) == 7 and admin.secrets.resolve(None) is None
+
+
+def test_a_configuration_that_is_not_json_like_is_refused_by_name(admin: Ductape) -> None:
+    with pytest.raises(ValidationError, match="arguments must be JSON-like values: dict keys must be strings"):
+        admin.secrets.resolve({"ok": {1: "$Token{WALK}"}})
+    looped: dict[str, object] = {}
+    looped["self"] = looped
+    with pytest.raises(ValidationError, match="nested more than 128 levels deep"):
+        admin.secrets.resolve(looped)
+    with pytest.raises(ValidationError, match="arguments must be JSON-like values"):
+        admin.secrets.resolve({"when": object()})
+    with pytest.raises(ValidationError, match="arguments must be JSON-like values: dict keys"):
+        admin.secrets.check({2: "x"})
+
+
+def test_a_malformed_reference_is_named_by_its_place_not_its_text(admin: Ductape) -> None:
+    config = {"a": [{"b/c": "secret-ish $Token{bad key}"}]}
+    with pytest.raises(ValidationError) as e:
+        admin.secrets.resolve(config)
+    assert str(e.value).startswith("malformed secret reference at /a/0/b~1c:"), str(e.value)
+    assert "secret-ish" not in str(e.value)
+    report = admin.secrets.check({"x": ["$Token{WALK}", "$Token{WALK}"]})
+    assert [r.key for r in report.references] == ["WALK"] and report.ok

@@ -17,7 +17,7 @@
 //! assert_eq!(out["headers"]["Authorization"], "Bearer sk_live_1");
 //! ```
 
-use foldhash::{HashSet, HashSetExt};
+use foldhash::HashSet;
 use serde_json::Value;
 
 use crate::error::Error;
@@ -37,41 +37,52 @@ enum Piece<'a> {
 #[derive(Default)]
 struct Path<'a>(Vec<Segment<'a>>);
 
-enum Segment<'a> {
+/// One step down a configuration: an object's key or an array's index.
+#[derive(Clone, Copy)]
+pub enum Segment<'a> {
     Key(&'a str),
     Index(usize),
 }
 
+/// The JSON pointer of a place in a configuration (`/` for the whole of it), as errors
+/// name it.
+pub fn pointer<'a>(segments: impl IntoIterator<Item = Segment<'a>>) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        match segment {
+            Segment::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+            Segment::Index(i) => out.push_str(&i.to_string()),
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
 impl Path<'_> {
     fn render(&self) -> String {
-        if self.0.is_empty() {
-            return "/".to_owned();
-        }
-        let mut out = String::new();
-        for segment in &self.0 {
-            out.push('/');
-            match segment {
-                Segment::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
-                Segment::Index(i) => out.push_str(&i.to_string()),
-            }
-        }
-        out
+        pointer(self.0.iter().copied())
     }
 }
 
-fn malformed(path: &Path<'_>, what: &str) -> Error {
+fn malformed(place: &dyn Fn() -> String, what: &str) -> Error {
     // The string itself is not repeated: the text around a reference may be sensitive.
-    Error::invalid_field(format!(
-        "malformed secret reference at {}: {what}",
-        path.render()
-    ))
+    Error::invalid_field(format!("malformed secret reference at {}: {what}", place()))
 }
 
-/// Calls `f` on each piece of `s` in order (empty text left out); `path` names where `s`
+/// Whether a string may hold a reference (or an escape): one without a `$` holds none, and
+/// is its own substitute.
+pub fn may_reference(s: &str) -> bool {
+    s.contains('$')
+}
+
+/// Calls `f` on each piece of `s` in order (empty text left out); `place` names where `s`
 /// is, for errors.
 fn each_piece<'a>(
     s: &'a str,
-    path: &Path<'_>,
+    place: &dyn Fn() -> String,
     mut f: impl FnMut(Piece<'a>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut emit = |piece: Piece<'a>| match piece {
@@ -88,14 +99,14 @@ fn each_piece<'a>(
         } else if let Some(after) = from.strip_prefix(OPEN) {
             let end = after
                 .find('}')
-                .ok_or_else(|| malformed(path, "'$Token{' has no closing '}'"))?;
+                .ok_or_else(|| malformed(place, "'$Token{' has no closing '}'"))?;
             let name = &after[..end];
             if name.is_empty() {
-                return Err(malformed(path, "'$Token{}' names no secret"));
+                return Err(malformed(place, "'$Token{}' names no secret"));
             }
             SecretKey::check(name).map_err(|_| {
                 malformed(
-                    path,
+                    place,
                     "a secret key may contain only letters, digits, '_', '.' and '-'",
                 )
             })?;
@@ -116,7 +127,7 @@ fn walk<'a>(
     f: &mut dyn FnMut(&'a str, &Path<'a>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     match v {
-        Value::String(s) if s.contains('$') => f(s, path),
+        Value::String(s) if may_reference(s) => f(s, path),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.0.push(Segment::Index(i));
@@ -137,26 +148,67 @@ fn walk<'a>(
     }
 }
 
-/// Every distinct key referenced in `config`, in order of first appearance.
-pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
-    let mut keys: Vec<SecretKey> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    walk(config, &mut Path::default(), &mut |s, path| {
-        each_piece(s, path, |piece| {
+/// The keys a configuration references, gathered string by string as a walk finds them:
+/// each distinct key once, in order of first appearance.
+#[derive(Default)]
+pub struct Found {
+    keys: Vec<SecretKey>,
+    seen: HashSet<SecretKey>,
+}
+
+impl Found {
+    /// Adds the keys `s` references; `place` names where `s` is, for an error.
+    pub fn scan(&mut self, s: &str, place: &dyn Fn() -> String) -> Result<(), Error> {
+        each_piece(s, place, |piece| {
             if let Piece::Ref(name) = piece {
-                if seen.insert(name) {
-                    keys.push(SecretKey::checked(name));
+                if !self.seen.contains(name) {
+                    let key = SecretKey::checked(name);
+                    self.seen.insert(key.clone());
+                    self.keys.push(key);
                 }
             }
             Ok(())
         })
-    })?;
-    Ok(keys)
+    }
+
+    pub fn into_keys(self) -> Vec<SecretKey> {
+        self.keys
+    }
 }
 
-/// A copy of `config` with every reference replaced by `value_of(key)` and every escape
-/// unescaped. A key with no value is an error (callers resolve every key first). A string
-/// that is one reference and nothing else becomes the value itself, not a copy of it.
+/// Every distinct key referenced in `config`, in order of first appearance.
+pub fn find(config: &Value) -> Result<Vec<SecretKey>, Error> {
+    let mut found = Found::default();
+    walk(config, &mut Path::default(), &mut |s, path| {
+        found.scan(s, &|| path.render())
+    })?;
+    Ok(found.into_keys())
+}
+
+/// `s` with every reference replaced by `value_of(key)` and every escape unescaped; `place`
+/// names where `s` is, for an error. A key with no value is an error (callers resolve
+/// every key first).
+pub fn substitute_text<V: AsRef<str>>(
+    s: &str,
+    place: &dyn Fn() -> String,
+    value_of: &dyn Fn(&str) -> Option<V>,
+) -> Result<String, Error> {
+    let mut out = String::new();
+    each_piece(s, place, |piece| {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Ref(k) => out.push_str(
+                value_of(k)
+                    .ok_or_else(|| Error::invalid_field(format!("no value for secret '{k}'")))?
+                    .as_ref(),
+            ),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A copy of `config` with every string put through [`substitute_text`].
 pub fn substitute<V: AsRef<str>>(
     config: &Value,
     value_of: &dyn Fn(&str) -> Option<V>,
@@ -167,22 +219,8 @@ pub fn substitute<V: AsRef<str>>(
         value_of: &dyn Fn(&str) -> Option<V>,
     ) -> Result<Value, Error> {
         Ok(match v {
-            Value::String(s) if s.contains('$') => {
-                let mut out = String::new();
-                each_piece(s, path, |piece| {
-                    match piece {
-                        Piece::Text(t) => out.push_str(t),
-                        Piece::Ref(k) => out.push_str(
-                            value_of(k)
-                                .ok_or_else(|| {
-                                    Error::invalid_field(format!("no value for secret '{k}'"))
-                                })?
-                                .as_ref(),
-                        ),
-                    }
-                    Ok(())
-                })?;
-                Value::String(out)
+            Value::String(s) if may_reference(s) => {
+                Value::String(substitute_text(s, &|| path.render(), value_of)?)
             }
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -286,5 +324,35 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("at /:"));
+    }
+
+    #[test]
+    fn a_walk_of_its_own_gathers_and_substitutes_string_by_string() {
+        // What a binding does with its language's objects: each string scanned, keys kept
+        // once in order of first appearance across strings, errors naming its place.
+        let mut found = Found::default();
+        let here = || pointer([Segment::Key("a"), Segment::Index(2)]);
+        for s in [
+            "$Token{B} and $Token{A}",
+            "no reference",
+            "$Token{A}$Token{C}",
+        ] {
+            found.scan(s, &here).unwrap();
+        }
+        let keys = found.into_keys();
+        assert_eq!(
+            keys.iter().map(SecretKey::as_str).collect::<Vec<_>>(),
+            ["B", "A", "C"]
+        );
+        let e = Found::default().scan("x $Token{", &here).unwrap_err();
+        assert!(e.message().contains("at /a/2:"), "{}", e.message());
+        let out = substitute_text("$$Token{A}=$Token{A}", &here, &|k| {
+            (k == "A").then_some("1")
+        });
+        assert_eq!(out.unwrap(), "$Token{A}=1");
+        let e = substitute_text("$Token{Z}", &here, &|_| None::<&str>).unwrap_err();
+        assert_eq!(e.message(), "no value for secret 'Z'");
+        assert!(!may_reference("plain") && may_reference("$"));
+        assert_eq!(pointer([]), "/");
     }
 }

@@ -20,7 +20,7 @@ pub use access_keys::{AccessKeyOptions, AccessKeys, CreatedAccessKey};
 pub use cache::CacheOptions;
 pub use config::{check_url, seconds_to_duration, Config, DEFAULT_URL};
 pub use doctor::{doctor, doctor_server, Finding};
-pub use resolve::{CheckItem, CheckReport, ResolveOptions, DEFAULT_EXPIRY_WARNING};
+pub use resolve::{CheckItem, CheckReport, ResolveOptions, Values, DEFAULT_EXPIRY_WARNING};
 pub use rotation::Rotation;
 pub use secrets::{BatchResult, CachedHit, CreateSecret, FetchedSecret, Secrets, UpdateSecret};
 pub use watch::{WatchEvent, Watcher};

@@ -83,28 +83,42 @@ impl Secrets<'_> {
     /// ```
     pub async fn resolve(&self, config: &Value, opts: &ResolveOptions) -> Result<Value, Error> {
         opts.validated()?;
-        let keys = references::find(config)?;
-        let mut values: HashMap<&str, crate::Plaintext> = HashMap::with_capacity(keys.len());
-        let mut failures = Vec::new();
+        let values = self.values_of(references::find(config)?, opts).await?;
+        references::substitute(config, &|k| values.get(k))
+    }
+
+    /// The values of `keys` as `opts` may use them: what [`Secrets::resolve`] puts in for
+    /// each reference, for a binding that walks a configuration of its own language with
+    /// [`references::Found`] and [`references::substitute_text`]. Fails as `resolve` does.
+    pub async fn values_of(
+        &self,
+        keys: Vec<SecretKey>,
+        opts: &ResolveOptions,
+    ) -> Result<Values, Error> {
+        opts.validated()?;
         let envs: Vec<String> = opts.env.iter().cloned().collect();
         let ctx = Context {
             app: opts.app.as_deref(),
             envs: &envs,
         };
+        let mut got = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_BATCH) {
-            for (key, value) in chunk.iter().zip(self.resolve_batch(chunk, ctx).await?) {
-                match value {
-                    Ok(v) => {
-                        values.insert(key.as_str(), v);
-                    }
-                    Err(e) => failures.push(e),
+            got.extend(self.resolve_batch(chunk, ctx).await?);
+        }
+        let mut values = HashMap::with_capacity(keys.len());
+        let mut failures = Vec::new();
+        for (key, value) in keys.into_iter().zip(got) {
+            match value {
+                Ok(v) => {
+                    values.insert(key, v);
                 }
+                Err(e) => failures.push(e),
             }
         }
         if !failures.is_empty() {
             return Err(Error::from_failures(failures));
         }
-        references::substitute(config, &|k| values.get(k).map(|v| v.expose()))
+        Ok(Values(values))
     }
 
     /// The values of `keys`, in their order, as `ctx` may use them. The server applied the
@@ -137,8 +151,17 @@ impl Secrets<'_> {
     /// Reports every reference in `config` and whether it would resolve, without reading
     /// any value (for CI before a deploy). Secrets expiring soon carry a warning.
     pub async fn check(&self, config: &Value, opts: &ResolveOptions) -> Result<CheckReport, Error> {
+        self.check_keys(&references::find(config)?, opts).await
+    }
+
+    /// [`Secrets::check`] of the keys a configuration references (see
+    /// [`Secrets::values_of`]).
+    pub async fn check_keys(
+        &self,
+        keys: &[SecretKey],
+        opts: &ResolveOptions,
+    ) -> Result<CheckReport, Error> {
         opts.validated()?;
-        let keys = references::find(config)?;
         let window = opts
             .expiring_within
             .unwrap_or(DEFAULT_EXPIRY_WARNING)
@@ -178,6 +201,22 @@ impl Secrets<'_> {
             ok: items.iter().all(|i| i.ok),
             references: items,
         })
+    }
+}
+
+/// The values a resolve puts in, by key. Never shows them (`Debug` lists the keys alone).
+pub struct Values(HashMap<SecretKey, crate::Plaintext>);
+
+impl Values {
+    /// The value of `key`, if it was asked for.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(crate::Plaintext::expose)
+    }
+}
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
     }
 }
 
