@@ -326,17 +326,22 @@ pub struct BatchGetBody<S = String> {
 pub struct BatchItem<S = String> {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: S,
+    // The answers of other modes, and errors, are boxed: a compact item is what a resolve
+    // reads by the hundred, and moves at the size of its largest field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<SecretWithCiphertext>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<SecretWithCiphertext>))]
+    pub secret: Option<Box<SecretWithCiphertext>>,
     /// In `metadata_only` mode: the metadata of a secret that would resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record: Option<SecretRecord>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<SecretRecord>))]
+    pub record: Option<Box<SecretRecord>>,
     /// In `compact` mode: the secret's ciphertext and the rules it is read under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<SealedValue>))]
     pub sealed: Option<SealedValue<S>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorDetail>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ErrorDetail>))]
+    pub error: Option<Box<ErrorDetail>>,
 }
 
 /// A secret as a `compact` batch read answers it: the ciphertext, and the fields of its

@@ -220,6 +220,77 @@ async fn a_compact_batch_read_answers_the_ciphertext_and_the_rules_alone() {
     );
 }
 
+/// A batch read answers each key in its place, whether its rows come from the database (in
+/// the database's order) or from the server's read cache (in the order asked), with keys
+/// missing, repeated or out of order.
+#[tokio::test]
+async fn a_batch_read_answers_each_key_in_its_place_from_the_database_and_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::persistent(dir.path());
+    server.setup().await;
+    let d = server.client().await;
+    for (k, v) in [("A_KEY", "a"), ("B_KEY", "b"), ("C_KEY", "c")] {
+        d.secrets().create(CreateSecret::new(k, v)).await.unwrap();
+    }
+    // Read first from the database (every write emptied the cache), in reverse order.
+    let reversed = json!(["$Token{C_KEY}", "$Token{B_KEY}", "$Token{A_KEY}"]);
+    let resolve = |config: serde_json::Value| {
+        let d = d.clone();
+        async move {
+            d.secrets()
+                .resolve(&config, &opts(None, None))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(resolve(reversed.clone()).await, json!(["c", "b", "a"]));
+    let url = format!("{}/v1/secrets/batch-get", server.url);
+    let bearer = server.bearer();
+    let asked = ["C_KEY", "NO_KEY", "A_KEY", "C_KEY", "B_KEY"];
+    let mut answers = Vec::new();
+    // From the cache now: all keys present and in reverse order, then the mixed list.
+    for keys in [
+        &["C_KEY", "B_KEY", "A_KEY"][..],
+        &["C_KEY", "B_KEY", "A_KEY"],
+        &asked,
+        &asked,
+    ] {
+        let body = json!({"keys": keys, "compact": true})
+            .to_string()
+            .into_bytes();
+        let (status, body) = raw(
+            Method::POST,
+            &url,
+            Some(&bearer),
+            Some("application/json"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), keys.len());
+        for (item, key) in results.iter().zip(keys) {
+            assert_eq!(item["key"], *key, "{body}");
+        }
+        answers.push(body);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[2], answers[3]);
+    let r = &answers[2]["results"];
+    assert_eq!(r[1]["error"]["status"], 404);
+    assert_eq!(r[0]["sealed"], r[3]["sealed"]);
+    assert_eq!(r[0]["sealed"], answers[0]["results"][0]["sealed"]);
+    assert_eq!(r[2]["sealed"], answers[0]["results"][2]["sealed"]);
+    // And each value opens as its own secret's (a misplaced one would fail its check).
+    let config = json!(asked
+        .iter()
+        .filter(|k| **k != "NO_KEY")
+        .map(|k| format!("$Token{{{k}}}"))
+        .collect::<Vec<_>>());
+    assert_eq!(resolve(config).await, json!(["c", "a", "c", "b"]));
+    assert_eq!(resolve(reversed).await, json!(["c", "b", "a"]));
+}
+
 /// The server applies the rules for the app and environment a resolve claims; the client
 /// checks them again on what comes back. A man in the middle that strips the claim gets the
 /// server to answer, but the secrets are refused all the same, with the rules' messages.

@@ -865,7 +865,7 @@ impl<'a> Secrets<'a> {
             .open_each(keys, &results, |session, key, item| {
                 match (&item.secret, &item.error) {
                     (Some(s), _) if item.key == key.as_str() => open_value(session, key, s),
-                    (_, Some(e)) => Err(e.clone().into()),
+                    (_, Some(e)) => Err((**e).clone().into()),
                     _ => Err(mismatch()),
                 }
             })
@@ -912,7 +912,7 @@ impl<'a> Secrets<'a> {
                         .keys
                         .open(&session.workspace.workspace_id, key, &s.ciphertext.0)
                 }
-                (_, Some(e)) => Err(e.clone().into()),
+                (_, Some(e)) => Err((**e).clone().into()),
                 _ => Err(mismatch()),
             }
         })
@@ -960,8 +960,8 @@ impl<'a> Secrets<'a> {
             .zip(results)
             .map(|(key, item)| {
                 let result = match (item.record, item.error) {
-                    (Some(r), _) if item.key == key.as_str() => Ok(r),
-                    (_, Some(e)) => Err(e.into()),
+                    (Some(r), _) if item.key == key.as_str() => Ok(*r),
+                    (_, Some(e)) => Err((*e).into()),
                     _ => Err(mismatch()),
                 };
                 (key.clone(), result)

@@ -741,7 +741,7 @@ pub async fn batch_get(
                 match r {
                     Ok(s) if metadata_only => BatchItem {
                         key,
-                        record: Some(s.record(now)),
+                        record: Some(Box::new(s.record(now))),
                         ..BatchItem::default()
                     },
                     Ok(s) if compact => BatchItem {
@@ -751,16 +751,16 @@ pub async fn batch_get(
                     },
                     Ok(s) => BatchItem {
                         key,
-                        secret: Some(s.read(now)),
+                        secret: Some(Box::new(s.read(now))),
                         ..BatchItem::default()
                     },
                     Err(e) => BatchItem {
                         key,
-                        error: Some(ErrorDetail {
+                        error: Some(Box::new(ErrorDetail {
                             status: e.status().unwrap_or(500),
                             code: e.code_str().to_owned(),
                             message: e.message().to_owned(),
-                        }),
+                        })),
                         ..BatchItem::default()
                     },
                 }
@@ -819,8 +819,15 @@ pub(crate) fn judge_reads(
     };
     let now = now_secs();
     let bound = caller.binding();
-    let by_key: HashMap<&str, &Arc<StoredSecret>> =
-        found.iter().map(|s| (s.key.as_str(), s)).collect();
+    // Rows come back in the order of the keys when every key was found (the read cache's
+    // answer, and any single read): matched by place then, else by key.
+    let in_order =
+        found.len() == keys.len() && found.iter().zip(keys).all(|(s, k)| s.key == k.as_str());
+    let by_key: HashMap<&str, &Arc<StoredSecret>> = if in_order {
+        HashMap::new()
+    } else {
+        found.iter().map(|s| (s.key.as_str(), s)).collect()
+    };
     // Refusals are events of their own; the allowed reads become one (see
     // `one_event_per_batch`), so only their keys and places are kept here.
     let event = |key: &SecretKey| {
@@ -835,8 +842,12 @@ pub(crate) fn judge_reads(
     let mut refused = Vec::new();
     let mut allowed: Vec<(usize, &SecretKey)> = Vec::new();
     let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        let stored = by_key.get(key.as_str()).map(|s| Arc::clone(s));
+    for (i, key) in keys.iter().enumerate() {
+        let stored = if in_order {
+            Some(Arc::clone(&found[i]))
+        } else {
+            by_key.get(key.as_str()).map(|s| Arc::clone(s))
+        };
         // Outside the binding a secret is treated as absent, so the rules below report it
         // exactly as a missing one; the audit keeps the real reason.
         let (read, hidden) = match stored {
