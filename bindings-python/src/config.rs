@@ -8,7 +8,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use pyo3::{intern, PyTypeInfo};
+use pyo3::PyTypeInfo;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -79,8 +79,9 @@ impl<'py> Trail<'py> {
 
 /// What a node of a configuration is to the walk.
 enum Node<'a, 'py> {
-    /// A string that may hold a reference, as text.
-    Text(std::borrow::Cow<'a, str>),
+    /// A string that may hold a reference, as text (read in place: the UTF-8 CPython keeps
+    /// for the string, so an ASCII one costs no copy).
+    Text(&'a str),
     Dict(&'a Bound<'py, PyDict>),
     /// A list or a tuple (both become lists, as in JSON).
     Items(&'a Bound<'py, PyAny>),
@@ -92,18 +93,9 @@ enum Node<'a, 'py> {
 }
 
 fn node<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> PyResult<Node<'a, 'py>> {
-    let py = obj.py();
-    if let Ok(s) = obj.cast_exact::<PyString>() {
-        // `in` on an exact str runs no Python code; only a string with a `$` is read.
-        return if s.contains(intern!(py, "$"))? {
-            Ok(Node::Text(s.to_cow()?))
-        } else {
-            Ok(Node::Kept)
-        };
-    }
     if let Ok(s) = obj.cast::<PyString>() {
-        let text = s.to_cow()?;
-        return Ok(if references::may_reference(&text) {
+        let text = s.to_str()?;
+        return Ok(if references::may_reference(text) {
             Node::Text(text)
         } else {
             Node::Kept
@@ -150,7 +142,7 @@ fn visit<'py>(
     f: &mut dyn FnMut(&str, &Trail<'py>) -> Result<(), Error>,
 ) -> PyResult<()> {
     match node(obj)? {
-        Node::Text(text) => f(&text, trail).map_err(errors::to_py),
+        Node::Text(text) => f(text, trail).map_err(errors::to_py),
         Node::Dict(d) => {
             for (k, v) in d.iter() {
                 trail.push(Step::Key(dict_key(&k)?.clone()))?;
@@ -184,7 +176,7 @@ fn copy<'py>(
         Node::Text(text) => {
             // The value passes through Rust on its way to the Python string: zeroized here.
             let out = Zeroizing::new(
-                references::substitute_text(&text, &|| trail.pointer(), &|k| values.get(k))
+                references::substitute_text(text, &|| trail.pointer(), &|k| values.get(k))
                     .map_err(errors::to_py)?,
             );
             Ok(PyString::new(py, &out).into_any())
