@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
+use std::ops::Range;
 use zeroize::Zeroizing;
 
 use super::wrap::{RecipientKey, RecipientSecret, WrapContext, WrappedTo};
@@ -478,6 +479,8 @@ impl SealedSecret {
 /// reader opens is authenticated by the wrap's and the value's AEAD tags.
 #[derive(Clone, Copy)]
 pub struct SealedView<'a> {
+    /// The whole text.
+    text: &'a str,
     pub generation: u32,
     /// The nonce and ciphertext of the value, base64url.
     pub(crate) body: &'a str,
@@ -499,6 +502,7 @@ impl<'a> SealedView<'a> {
         };
         let generation: u32 = generation.parse().ok().filter(|g| *g > 0)?;
         Some(SealedView {
+            text: s,
             generation,
             body,
             wraps,
@@ -518,16 +522,26 @@ impl<'a> SealedView<'a> {
     /// needs (a value readable by many bindings carries a wrap for each, most of its size).
     /// `None` when there is nothing to leave out: no wrap for `binding`, or no other.
     pub fn only_for(&self, binding: &str) -> Option<String> {
+        let (head, item) = self.only_for_ranges(binding)?;
+        Some([&self.text[head], &self.text[item]].concat())
+    }
+
+    /// Where the two pieces [`SealedView::only_for`] joins lie in the parsed text: all
+    /// that comes before the wraps, and `binding`'s `<binding>:<wrap>`. `None` as for
+    /// `only_for`.
+    pub fn only_for_ranges(&self, binding: &str) -> Option<(Range<usize>, Range<usize>)> {
         if !self.wraps.contains(',') {
             return None;
         }
-        let wrap = self.wrap_to(binding)?;
-        Some(format!(
-            "{}{}.{}.{binding}:{wrap}",
-            SealedSecret::PREFIX,
-            self.generation,
-            self.body
-        ))
+        let head = self.text.len() - self.wraps.len();
+        let mut at = head;
+        for item in self.wraps.split(',') {
+            if item.split_once(':').is_some_and(|(id, _)| id == binding) {
+                return Some((0..head, at..at + item.len()));
+            }
+            at += item.len() + 1;
+        }
+        None
     }
 
     /// The data key, opened with the private key of `binding`.

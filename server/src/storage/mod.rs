@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ductape::access::Rules;
+use ductape::crypto::SealedView;
 use ductape::ids::iso_millis;
 use ductape::wire::{
     AccessKeyInfo, AuditEntry, AuditQuery, Permission, SealedValue, SecretRecord, SecretStatus,
@@ -75,9 +76,37 @@ impl StoredAccessKey {
 /// A row's ciphertext written out as a JSON string once, for every compact read after: a
 /// ciphertext is base64url with `.` and `:`, which JSON never escapes, yet `serde_json`
 /// looks up each of its bytes in its escape table on every read (~7% of the server's CPU
-/// for a 100-secret batch read).
+/// for a 100-secret batch read). A value wrapped to many bindings is answered with the
+/// reader's wrap alone: that text is kept too, for the first binding that reads the row (a
+/// row is read mostly through one service's key); another binding's is made each time.
 #[derive(Clone, Debug, Default)]
-pub struct CiphertextJson(std::sync::OnceLock<Option<Box<RawValue>>>);
+pub struct CiphertextJson {
+    whole: std::sync::OnceLock<Option<Box<RawValue>>>,
+    trimmed: std::sync::OnceLock<Option<Trimmed>>,
+}
+
+/// A ciphertext with one binding's wrap alone (`SealedView::only_for`), as a JSON string,
+/// and where its two pieces lay in the text it was made from.
+#[derive(Clone, Debug)]
+struct Trimmed {
+    binding: Box<str>,
+    json: Box<RawValue>,
+    /// The length of the text before the wraps (the first piece).
+    head: usize,
+    /// Where the binding's `<binding>:<wrap>` began (the second piece).
+    item_at: usize,
+}
+
+/// `text` as a JSON string, if it holds nothing JSON would escape.
+fn plain_json(text: &[&str]) -> Option<Box<RawValue>> {
+    let plain = text
+        .iter()
+        .flat_map(|t| t.bytes())
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    plain
+        .then(|| RawValue::from_string(["\"", &text.concat(), "\""].concat()).ok())
+        .flatten()
+}
 
 impl CiphertextJson {
     /// `ciphertext` (the row's) as a JSON string; none when it holds a character JSON would
@@ -85,18 +114,41 @@ impl CiphertextJson {
     /// then written the usual way.
     fn of(&self, ciphertext: &str) -> Option<&RawValue> {
         let made = self
-            .0
-            .get_or_init(|| {
-                let plain = ciphertext
-                    .bytes()
-                    .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-                plain
-                    .then(|| RawValue::from_string(format!("\"{ciphertext}\"")).ok())
-                    .flatten()
-            })
+            .whole
+            .get_or_init(|| plain_json(&[ciphertext]))
             .as_deref()?;
         let quoted = made.get().as_bytes();
         (quoted.get(1..quoted.len() - 1) == Some(ciphertext.as_bytes())).then_some(made)
+    }
+
+    /// `ciphertext` with `binding`'s wrap alone, as a JSON string: none for a binding other
+    /// than the one it was kept for, when there is nothing to leave out, or when the row's
+    /// text no longer holds the two pieces where they were (a row changed in place).
+    fn trimmed(&self, ciphertext: &str, binding: &str) -> Option<&RawValue> {
+        let t = self
+            .trimmed
+            .get_or_init(|| {
+                let (head, item) = SealedView::parse(ciphertext)?.only_for_ranges(binding)?;
+                let json = plain_json(&[&ciphertext[head.clone()], &ciphertext[item.clone()]])?;
+                Some(Trimmed {
+                    binding: binding.into(),
+                    json,
+                    head: head.end,
+                    item_at: item.start,
+                })
+            })
+            .as_ref()?;
+        let quoted = t.json.get();
+        let (head, item) = quoted.get(1..quoted.len() - 1)?.split_at_checked(t.head)?;
+        let item_end = t.item_at + item.len();
+        // The same pieces at the same places, the item a whole one (wrap ids are unique in
+        // a sealed value, so it is the binding's only wrap): `only_for` would answer this.
+        let held = *t.binding == *binding
+            && ciphertext.get(..t.head) == Some(head)
+            && ciphertext.get(t.item_at..item_end) == Some(item)
+            && (t.item_at == t.head || ciphertext.as_bytes().get(t.item_at - 1) == Some(&b','))
+            && matches!(ciphertext.as_bytes().get(item_end), None | Some(b','));
+        held.then_some(&*t.json)
     }
 }
 
@@ -320,15 +372,26 @@ impl StoredSecret {
     /// that binding's wrap alone (borrowed as stored when it has no other), and the rules
     /// it is read under.
     pub fn sealed(&self, now_secs: i64, binding: &str) -> SealedValue<AnswerText<'_>> {
-        let ciphertext = match ductape::crypto::SealedView::parse(&self.ciphertext)
-            .and_then(|v| v.only_for(binding))
-        {
-            Some(trimmed) => AnswerText::Text(Cow::Owned(trimmed)),
-            None => self.ciphertext_json.of(&self.ciphertext).map_or(
-                AnswerText::Text(Cow::Borrowed(&self.ciphertext)),
-                AnswerText::Json,
-            ),
+        // Only a value with more than one wrap has any to leave out.
+        let trimmed = || {
+            let kept = self.ciphertext_json.trimmed(&self.ciphertext, binding);
+            kept.map(AnswerText::Json).or_else(|| {
+                SealedView::parse(&self.ciphertext)
+                    .and_then(|v| v.only_for(binding))
+                    .map(|t| AnswerText::Text(Cow::Owned(t)))
+            })
         };
+        let ciphertext = self
+            .ciphertext
+            .contains(',')
+            .then(trimmed)
+            .flatten()
+            .unwrap_or_else(|| {
+                self.ciphertext_json.of(&self.ciphertext).map_or(
+                    AnswerText::Text(Cow::Borrowed(&self.ciphertext)),
+                    AnswerText::Json,
+                )
+            });
         SealedValue {
             status: SecretStatus::derive(self.revoked, self.expires_at, now_secs),
             ciphertext,
@@ -861,6 +924,49 @@ mod tests {
         assert!(serde_json::to_string(&sealed)
             .unwrap()
             .contains(r#""ciphertext":"dv2.1.a.b:d""#));
+    }
+
+    #[test]
+    fn a_value_for_many_bindings_is_answered_with_the_readers_wrap_kept_for_one_binding() {
+        let (a, b, c) = ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc");
+        let text = format!("dv2.1.Qm9keQ.{a}:wA,{b}:wB,{c}:wC");
+        let mut row = StoredSecret::sample("ws", "K", 1);
+        row.ciphertext = text.clone();
+        let answer = |row: &StoredSecret, binding: &str| {
+            let sealed = row.sealed(0, binding);
+            let kept = matches!(sealed.ciphertext, AnswerText::Json(_));
+            let json: serde_json::Value = serde_json::to_value(&sealed).unwrap();
+            (json["ciphertext"].as_str().unwrap().to_owned(), kept)
+        };
+        // The first binding to read is kept (from its second read on, as made); every
+        // answer is exactly what `only_for` makes.
+        let only = |t: &str, x: &str| SealedView::parse(t).unwrap().only_for(x).unwrap();
+        assert_eq!(answer(&row, b), (only(&text, b), true));
+        assert_eq!(answer(&row, b), (only(&text, b), true));
+        assert_eq!(only(&text, b), format!("dv2.1.Qm9keQ.{b}:wB"));
+        assert_eq!(answer(&row, a), (only(&text, a), false));
+        assert_eq!(answer(&row, c), (format!("dv2.1.Qm9keQ.{c}:wC"), false));
+        // A binding with no wrap gets the whole text, as before.
+        assert_eq!(answer(&row, "dddddddddddddddd").0, text);
+        // Changed in place (not through a new row): b's wrap rewritten at the same length,
+        // the wraps reordered, b's wrap removed, one wrap left, another body: each answer is
+        // the current text's, never the kept one.
+        for changed in [
+            format!("dv2.1.Qm9keQ.{a}:wA,{b}:wX,{c}:wC"),
+            format!("dv2.1.Qm9keQ.{b}:wB,{a}:wA,{c}:wC"),
+            format!("dv2.1.Qm9keQ.{a}:wA,{c}:wC"),
+            format!("dv2.1.Qm9keQ.{b}:wB"),
+            format!("dv2.1.Qm9keR.{a}:wA,{b}:wB,{c}:wC"),
+            format!("dv2.1.Qm9keQ.{a}:wA,{b}:wB"),
+            format!("dv2.1.Qm9keQ.{a}:wA,{b}:wBB,{c}:wC"),
+        ] {
+            row.ciphertext = changed.clone();
+            let expected = SealedView::parse(&changed)
+                .unwrap()
+                .only_for(b)
+                .unwrap_or_else(|| changed.clone());
+            assert_eq!(answer(&row, b).0, expected, "{changed}");
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ impl Held {
 
 /// About what a row takes in memory: its text and a fixed overhead.
 fn weight(s: &StoredSecret) -> usize {
-    let text = [&s.id, &s.workspace_id, &s.key, &s.ciphertext]
+    // The ciphertext twice: the row's, and the JSON a compact read keeps of it (the whole,
+    // or the part one binding reads).
+    let text = [&s.id, &s.workspace_id, &s.key, &s.ciphertext, &s.ciphertext]
         .iter()
         .map(|t| t.len())
         .sum::<usize>()
