@@ -1052,7 +1052,14 @@ fn batch_results<'a, S: Deserialize<'a>>(
     keys: &[SecretKey],
     answer: &'a [u8],
 ) -> Result<Vec<BatchItem<S>>, Error> {
-    let mut de = serde_json::Deserializer::from_slice(answer);
+    // Checked as UTF-8 once, whole: read from bytes, serde_json would check each string.
+    let answer = std::str::from_utf8(answer).map_err(|e| {
+        Error::new(
+            ErrorCode::Protocol,
+            format!("unexpected answer from the server: not UTF-8 ({e})"),
+        )
+    })?;
+    let mut de = serde_json::Deserializer::from_str(answer);
     let results = BatchAnswer::<S>(keys.len(), std::marker::PhantomData)
         .deserialize(&mut de)
         .and_then(|results| de.end().map(|()| results))
@@ -1064,8 +1071,8 @@ fn batch_results<'a, S: Deserialize<'a>>(
 }
 
 /// Reads a [`crate::wire::BatchGetResponse`]'s results into a vector made once for the
-/// number of keys asked: an item is ~650 bytes, and a vector grown a doubling at a time
-/// (serde's, which is told no length) copies a 100-key answer's items about twice over.
+/// number of keys asked: a vector grown a doubling at a time (serde's, which is told no
+/// length) copies a 100-key answer's items about twice over.
 /// Holds the number of keys asked.
 struct BatchAnswer<S>(usize, std::marker::PhantomData<S>);
 
@@ -1296,5 +1303,11 @@ mod tests {
         let e = read(format!(r#"{{"results":[{item},{item}]}}"#)).unwrap_err();
         assert_eq!(e.code(), ErrorCode::Protocol);
         assert_eq!(e.message(), mismatch().message());
+        // Bytes that are not UTF-8, inside a string: refused as a whole, never read.
+        let mut bytes = format!(r#"{{"results":[{item}]}}"#).into_bytes();
+        bytes[9] = 0xff;
+        let e = batch_results::<String>(&keys, &bytes).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol);
+        assert!(e.message().contains("not UTF-8"), "{e}");
     }
 }
