@@ -232,3 +232,26 @@ fn human_duration(secs: i64) -> String {
         s => format!("{s} seconds"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_show_their_keys_never_their_values() {
+        let canary = "canary-3f9a1c-value";
+        let key = SecretKey::parse("STRIPE_KEY").unwrap();
+        let values = Values(
+            [(key, crate::Plaintext::from(canary))]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(values.get("STRIPE_KEY"), Some(canary));
+        assert_eq!(values.get("OTHER"), None);
+        let shown = format!("{values:?} {values:#?}");
+        assert!(
+            shown.contains("STRIPE_KEY") && !shown.contains(canary),
+            "{shown}"
+        );
+    }
+}
