@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::cache::{self, CacheKey, Entry, Freshness};
 use super::keys::SessionKeys;
-use super::transport::{unexpected_answer, Idempotency};
+use super::transport::{answer_text, unexpected_answer, Idempotency};
 use super::Ductape;
 use super::Session;
 use crate::access;
@@ -1052,14 +1052,7 @@ fn batch_results<'a, S: Deserialize<'a>>(
     keys: &[SecretKey],
     answer: &'a [u8],
 ) -> Result<Vec<BatchItem<S>>, Error> {
-    // Checked as UTF-8 once, whole: read from bytes, serde_json would check each string.
-    let answer = std::str::from_utf8(answer).map_err(|e| {
-        Error::new(
-            ErrorCode::Protocol,
-            format!("unexpected answer from the server: not UTF-8 ({e})"),
-        )
-    })?;
-    let mut de = serde_json::Deserializer::from_str(answer);
+    let mut de = serde_json::Deserializer::from_str(answer_text(answer)?);
     let results = BatchAnswer::<S>(keys.len(), std::marker::PhantomData)
         .deserialize(&mut de)
         .and_then(|results| de.end().map(|()| results))

@@ -447,11 +447,17 @@ fn encode<B: serde::Serialize + ?Sized>(body: &B) -> Result<Bytes, Error> {
 
 /// A successful answer's JSON as `T`, which may borrow from `bytes`.
 pub(crate) fn parse_answer<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(unexpected_answer)
+    serde_json::from_str(answer_text(bytes)?).map_err(unexpected_answer)
+}
+
+/// An answer's bytes as text, checked as UTF-8 once, whole: read from bytes, serde_json
+/// would check each string on its own.
+pub(crate) fn answer_text(bytes: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| unexpected_answer(format_args!("not UTF-8 ({e})")))
 }
 
 /// An answer that does not read as what the server should have sent.
-pub(crate) fn unexpected_answer(e: serde_json::Error) -> Error {
+pub(crate) fn unexpected_answer(e: impl std::fmt::Display) -> Error {
     Error::new(
         ErrorCode::Protocol,
         format!("unexpected answer from the server: {e}"),
