@@ -17,7 +17,7 @@
 //! assert_eq!(out["headers"]["Authorization"], "Bearer sk_live_1");
 //! ```
 
-use foldhash::HashSet;
+use indexmap::IndexSet;
 use serde_json::Value;
 
 use crate::error::Error;
@@ -151,20 +151,15 @@ fn walk<'a>(
 /// The keys a configuration references, gathered string by string as a walk finds them:
 /// each distinct key once, in order of first appearance.
 #[derive(Default)]
-pub struct Found {
-    keys: Vec<SecretKey>,
-    seen: HashSet<SecretKey>,
-}
+pub struct Found(IndexSet<SecretKey, foldhash::fast::RandomState>);
 
 impl Found {
     /// Adds the keys `s` references; `place` names where `s` is, for an error.
     pub fn scan(&mut self, s: &str, place: &dyn Fn() -> String) -> Result<(), Error> {
         each_piece(s, place, |piece| {
             if let Piece::Ref(name) = piece {
-                if !self.seen.contains(name) {
-                    let key = SecretKey::checked(name);
-                    self.seen.insert(key.clone());
-                    self.keys.push(key);
+                if !self.0.contains(name) {
+                    self.0.insert(SecretKey::checked(name));
                 }
             }
             Ok(())
@@ -172,7 +167,7 @@ impl Found {
     }
 
     pub fn into_keys(self) -> Vec<SecretKey> {
-        self.keys
+        self.0.into_iter().collect()
     }
 }
 
