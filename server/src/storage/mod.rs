@@ -586,9 +586,25 @@ pub type Check<T> = Box<dyn FnOnce(&T) -> Result<(), ApiError> + Send>;
 pub type ReadAnswers = Vec<Result<Arc<StoredSecret>, ductape::Error>>;
 
 /// A route's access rules for a read: from the rows found, each answer and the audit
-/// events that must be committed before any answer leaves.
+/// events that must be committed before any answer leaves. A storage may apply it more than
+/// once (to rows it held, then to rows read again when those turned out to be stale): only
+/// the answers of the events it commits are returned.
 pub type ReadRule<'a> =
-    Box<dyn FnOnce(Vec<Arc<StoredSecret>>) -> (ReadAnswers, Vec<AuditEvent>) + Send + 'a>;
+    Box<dyn Fn(Vec<Arc<StoredSecret>>) -> (ReadAnswers, Vec<AuditEvent>) + Send + Sync + 'a>;
+
+/// A read's plain course: the rows read from the database, judged by `rule`, its events
+/// committed, its answers returned.
+async fn read_and_record<S: Storage + ?Sized>(
+    storage: &S,
+    workspace_id: &str,
+    keys: &[SecretKey],
+    rule: &ReadRule<'_>,
+) -> Result<ReadAnswers, ApiError> {
+    let found = storage.get_secrets(workspace_id, keys).await?;
+    let (answers, events) = rule(found);
+    storage.append_audit(events).await?;
+    Ok(answers)
+}
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -783,10 +799,7 @@ pub trait Storage: Send + Sync + 'static {
         keys: &[SecretKey],
         rule: ReadRule<'_>,
     ) -> Result<ReadAnswers, ApiError> {
-        let found = self.get_secrets(workspace_id, keys).await?;
-        let (answers, events) = rule(found);
-        self.append_audit(events).await?;
-        Ok(answers)
+        read_and_record(self, workspace_id, keys, &rule).await
     }
     /// Deletes audit events older than `before_ms`; returns how many.
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError>;

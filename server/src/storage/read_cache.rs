@@ -105,6 +105,23 @@ impl ReadCache {
         Lookup { found, missing }
     }
 
+    /// Every row of `keys`, when all of them are held, and the generation they were read at:
+    /// not yet known to be the database's generation now (the caller confirms it, see
+    /// `SqliteStorage::read_secrets`).
+    pub fn held(
+        &self,
+        workspace_id: &str,
+        keys: &[SecretKey],
+    ) -> Option<(i64, Vec<Arc<StoredSecret>>)> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = held.rows.get(workspace_id)?;
+        let found = keys
+            .iter()
+            .map(|key| rows.get(key.as_str()).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        Some((held.generation, found))
+    }
+
     /// Holds `rows`, read from the database after `generation` was read.
     pub fn add(&self, generation: i64, rows: &[Arc<StoredSecret>]) {
         if rows.is_empty() {
@@ -161,6 +178,24 @@ mod tests {
         let after = c.lookup(4, "w", &keys(&["A", "B"]));
         assert!(after.found.is_empty());
         assert_eq!(after.missing, keys(&["A", "B"]));
+    }
+
+    #[test]
+    fn held_answers_only_when_every_key_is_held_with_the_generation_read_at() {
+        let c = ReadCache::default();
+        assert!(c.held("w", &keys(&["A"])).is_none());
+        c.add(7, &[row("w", "A", 1), row("w", "B", 2)]);
+        let (generation, rows) = c.held("w", &keys(&["B", "A"])).unwrap();
+        assert_eq!(generation, 7);
+        let got: Vec<(&str, i64)> = rows.iter().map(|s| (s.key.as_str(), s.version)).collect();
+        assert_eq!(got, [("B", 2), ("A", 1)]);
+        // One key missing (or another workspace): nothing, the caller reads them all.
+        assert!(c.held("w", &keys(&["A", "C"])).is_none());
+        assert!(c.held("v", &keys(&["A"])).is_none());
+        // After a newer generation is read, its rows only.
+        c.add(8, &[row("w", "B", 3)]);
+        assert!(c.held("w", &keys(&["A"])).is_none());
+        assert_eq!(c.held("w", &keys(&["B"])).unwrap().0, 8);
     }
 
     #[test]

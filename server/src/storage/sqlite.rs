@@ -23,8 +23,9 @@ use std::time::Duration;
 use super::read_cache::ReadCache;
 use super::{
     check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
-    not_in_trash, reseals, stored_keyring, AuditEvent, Change, ChangeRow, Check, Deletion,
-    Inserted, KeyringChange, Modify, Retention, Storage, StoredAccessKey, StoredSecret, Workspace,
+    not_in_trash, read_and_record, reseals, stored_keyring, AuditEvent, Change, ChangeRow, Check,
+    Deletion, Inserted, KeyringChange, Modify, ReadAnswers, ReadRule, Retention, Storage,
+    StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
 use ductape::audit::GENESIS;
@@ -246,6 +247,41 @@ impl SqliteStorage {
             .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
     }
 
+    /// Commits `events` (see [`commit_events`] for `expect`): when alone (no other read on
+    /// its way to the audit trail) and the writer is free, right here; under load through
+    /// the [`AuditCommitter`], which groups.
+    async fn record(
+        &self,
+        events: Vec<AuditEvent>,
+        expect: Option<i64>,
+    ) -> Result<Recorded, ApiError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let mut pending = PendingEvents {
+            events,
+            expect,
+            done,
+        };
+        let busy = Busy::enter(&self.auditing);
+        if self.commit_inline && busy.alone {
+            if let Ok(mut w) = self.writer.try_lock() {
+                let recorded =
+                    commit_events(&mut w, std::slice::from_mut(&mut pending), self.audit_cap)
+                        .map_err(db)?;
+                self.wal.committed();
+                return Ok(recorded[0]);
+            }
+        }
+        let stopped = || ApiError::internal("the audit thread has stopped");
+        self.audit.send(pending).map_err(|_| stopped())?;
+        match outcome.await {
+            Ok(Ok(recorded)) => Ok(recorded),
+            Ok(Err(e)) => Err(ApiError::internal(format!(
+                "cannot commit the audit trail: {e}"
+            ))),
+            Err(_) => Err(stopped()),
+        }
+    }
+
     /// A connection to read on that nobody holds right now (a reader; the writer for an
     /// in-memory database), if there is one.
     fn free_connection(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
@@ -295,7 +331,18 @@ struct AuditCommitter {
 /// Events waiting to be committed, and who waits for the outcome.
 struct PendingEvents {
     events: Vec<AuditEvent>,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    /// The events stand only while the secrets are at this generation (they record a read
+    /// of rows held from it); otherwise they are left out, and the outcome says so.
+    expect: Option<i64>,
+    done: tokio::sync::oneshot::Sender<Result<Recorded, String>>,
+}
+
+/// What became of a read's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recorded {
+    Committed,
+    /// Not written: the secrets changed since the generation the read expected.
+    Stale,
 }
 
 /// Most events the committer puts in one transaction.
@@ -315,49 +362,77 @@ impl AuditCommitter {
                     Err(_) => break,
                 }
             }
-            let mut events = Vec::with_capacity(count);
-            let mut waiting = Vec::with_capacity(group.len());
-            for p in group {
-                events.extend(p.events);
-                waiting.push(p.done);
-            }
-            let outcome = self.commit(&events);
-            for done in waiting {
-                let _ = done.send(outcome.clone());
+            match self.commit(&mut group) {
+                Ok(recorded) => {
+                    for (p, r) in group.into_iter().zip(recorded) {
+                        let _ = p.done.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    for p in group {
+                        let _ = p.done.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }
 
     /// Commits one group; with `full`, returns once it is on disk.
-    fn commit(&self, events: &[AuditEvent]) -> Result<(), String> {
+    fn commit(&self, group: &mut [PendingEvents]) -> Result<Vec<Recorded>, String> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        commit_events(&mut w, events, self.cap).map_err(|e| e.to_string())?;
+        let recorded = commit_events(&mut w, group, self.cap).map_err(|e| e.to_string())?;
         let seq = self.wal.committed();
         drop(w);
         if self.full {
             self.wal.wait_durable(seq)?;
         }
-        Ok(())
+        Ok(recorded)
     }
 }
 
-/// Appends `events` to the chain in one transaction (without an fsync: see [`WalSync`]).
+/// Appends the events of `group` to the chain in one transaction (without an fsync: see
+/// [`WalSync`]), each read's only if the secrets are still at the generation it expects:
+/// the transaction holds the write lock, so no change can commit between that check and
+/// the events (taken out of `group`).
 fn commit_events(
     w: &mut Connection,
-    events: &[AuditEvent],
+    group: &mut [PendingEvents],
     cap: Option<i64>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Vec<Recorded>> {
     // IMMEDIATE: take the write lock first (waiting up to busy_timeout for it), rather
     // than fail to upgrade a read snapshot.
     let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    append_chained(&tx, events)?;
+    let generation = if group.iter().any(|p| p.expect.is_some()) {
+        Some(secrets_generation(&tx)?)
+    } else {
+        None
+    };
+    let mut events = Vec::with_capacity(group.iter().map(|p| p.events.len()).sum());
+    let recorded = group
+        .iter_mut()
+        .map(|p| {
+            if p.expect.is_some() && p.expect != generation {
+                return Recorded::Stale;
+            }
+            events.append(&mut p.events);
+            Recorded::Committed
+        })
+        .collect();
+    append_chained(&tx, &events)?;
     if let Some(cap) = cap {
         // The in-memory trail keeps the newest events only (`verify` then checks from the
         // oldest kept).
         tx.prepare_cached("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1")?
             .execute(params![cap])?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(recorded)
+}
+
+/// The secrets' generation: moved by every change to the `secrets` table (schema v7).
+fn secrets_generation(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT n FROM secrets_generation WHERE id = 0")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Group fsync of the WAL file. Each commit takes a number ([`WalSync::committed`]); a
@@ -661,10 +736,7 @@ fn read_secrets(
     ws: &str,
     keys: &[SecretKey],
 ) -> Result<Vec<Arc<StoredSecret>>, ApiError> {
-    let generation: i64 = c
-        .prepare_cached("SELECT n FROM secrets_generation WHERE id = 0")
-        .and_then(|mut st| st.query_row([], |r| r.get(0)))
-        .map_err(db)?;
+    let generation = secrets_generation(c).map_err(db)?;
     let mut held = cache.lookup(generation, ws, keys);
     if !held.missing.is_empty() {
         let read: Vec<Arc<StoredSecret>> = select_secrets(c, ws, &held.missing)?
@@ -1453,28 +1525,29 @@ impl Storage for SqliteStorage {
         if events.is_empty() {
             return Ok(());
         }
-        // Alone (no other read on its way to the audit trail) and the writer free: commit
-        // here. Under load, hand over to the committer, which groups.
-        let busy = Busy::enter(&self.auditing);
-        if self.commit_inline && busy.alone {
-            if let Ok(mut w) = self.writer.try_lock() {
-                commit_events(&mut w, &events, self.audit_cap).map_err(db)?;
-                self.wal.committed();
-                return Ok(());
+        self.record(events, None).await.map(drop)
+    }
+
+    /// A read whose rows the [`ReadCache`] holds costs no reader: its events are committed
+    /// only if the secrets are still at the generation those rows were read at, checked in
+    /// the audit transaction itself (which holds the write lock, so the read happens there).
+    /// When they have changed since, or some row is not held, the rows are read (and held)
+    /// and the rule applied to them.
+    async fn read_secrets(
+        &self,
+        workspace_id: &str,
+        keys: &[SecretKey],
+        rule: ReadRule<'_>,
+    ) -> Result<ReadAnswers, ApiError> {
+        if let Some((generation, held)) = self.read_cache.held(workspace_id, keys) {
+            let (answers, events) = rule(held);
+            if !events.is_empty()
+                && self.record(events, Some(generation)).await? == Recorded::Committed
+            {
+                return Ok(answers);
             }
         }
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        let stopped = || ApiError::internal("the audit thread has stopped");
-        self.audit
-            .send(PendingEvents { events, done })
-            .map_err(|_| stopped())?;
-        match outcome.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::internal(format!(
-                "cannot commit the audit trail: {e}"
-            ))),
-            Err(_) => Err(stopped()),
-        }
+        read_and_record(self, workspace_id, keys, &rule).await
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
@@ -1734,6 +1807,72 @@ mod tests {
         assert_eq!(version_read(&s, "B").await.unwrap().0, 1);
     }
 
+    /// A read of `key` through [`Storage::read_secrets`]: the version it answered, and how
+    /// many times its rule was applied (twice when the rows it held had gone stale). Its
+    /// event records the version read, in `detail`.
+    async fn audited_read(s: &SqliteStorage, key: &str) -> (Option<i64>, usize) {
+        let applied = AtomicUsize::new(0);
+        let rule: ReadRule = Box::new(|found: Vec<Arc<StoredSecret>>| {
+            applied.fetch_add(1, Ordering::Relaxed);
+            let version = found.first().map(|r| r.version);
+            let event = AuditEvent {
+                detail: Some(format!("{version:?}")),
+                ..event(0)
+            };
+            (found.into_iter().map(Ok).collect(), vec![event])
+        });
+        let answers = s
+            .read_secrets("ws", &[SecretKey::parse(key).unwrap()], rule)
+            .await
+            .unwrap();
+        let version = answers.first().map(|a| a.as_ref().unwrap().version);
+        (version, applied.load(Ordering::Relaxed))
+    }
+
+    fn details(other: &Connection) -> Vec<String> {
+        let mut st = other
+            .prepare("SELECT detail FROM audit ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_read_of_held_rows_records_its_event_only_while_the_secrets_are_unchanged() {
+        let (_dir, s, other) = storage_and_writer_beside();
+        // Read from the database (and held), then answered from what is held: one rule each.
+        assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
+        assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
+        // Changed by another process: the held row is judged, found stale when its event
+        // is to be committed, and the row read again. Only the event of what was answered
+        // is in the trail.
+        other
+            .execute("UPDATE secrets SET version = 2 WHERE key = 'A'", [])
+            .unwrap();
+        assert_eq!(audited_read(&s, "A").await, (Some(2), 2));
+        assert_eq!(audited_read(&s, "A").await, (Some(2), 1));
+        // Under load the same check is made in the committer's groups.
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { audited_read(&s, "A").await.0 })
+            })
+            .collect();
+        for r in reads {
+            assert_eq!(r.await.unwrap(), Some(2));
+        }
+        other
+            .execute("DELETE FROM secrets WHERE key = 'A'", [])
+            .unwrap();
+        assert_eq!(audited_read(&s, "A").await, (None, 2));
+        let mut expected = ["Some(1)", "Some(1)", "Some(2)"].map(String::from).to_vec();
+        expected.extend(std::iter::repeat_n("Some(2)".to_owned(), 51));
+        expected.push("None".into());
+        assert_eq!(details(&other), expected);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_read_after_a_committed_change_never_sees_the_row_before_it() {
         let (_dir, s, other) = storage_and_writer_beside();
@@ -1746,6 +1885,7 @@ mod tests {
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         version_read(&s, "A").await.unwrap();
+                        audited_read(&s, "A").await;
                         tokio::task::yield_now().await;
                     }
                 })
@@ -1759,6 +1899,11 @@ mod tests {
             assert!(
                 seen >= v,
                 "read version {seen} after version {v} was committed"
+            );
+            let (audited, _) = audited_read(&s, "A").await;
+            assert!(
+                audited >= Some(v),
+                "audited read of version {audited:?} after version {v} was committed"
             );
         }
         stop.store(true, Ordering::Relaxed);
