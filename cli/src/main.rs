@@ -4,6 +4,7 @@ mod commands;
 mod dotenv;
 mod login;
 mod output;
+mod pinning;
 mod run;
 mod server;
 mod transfer;
@@ -90,10 +91,8 @@ fn print_all(text: &[u8]) -> Result<ExitCode, ductape::Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let pin_workers = matches!(&cli.command, Command::Server(args) if !args.no_pin_workers);
+    let rt = match pinning::runtime(pin_workers) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -79,6 +79,12 @@ pub struct ServerArgs {
     /// are always fsynced before they are acknowledged.
     #[arg(long, env = "DUCTAPE_AUDIT_SYNC", value_enum, default_value_t = AuditSyncArg::Grouped)]
     audit_sync: AuditSyncArg,
+    /// Let the async worker threads run on any CPU. By default, when the server has a
+    /// worker for each CPU it may run on (no CPU quota below that), each worker stays on its
+    /// own CPU: the kernel otherwise wakes a worker on the CPU of whoever woke it, piling
+    /// the work onto the cores that take the network's traffic while others sit idle.
+    #[arg(long, env = "DUCTAPE_NO_PIN_WORKERS")]
+    pub no_pin_workers: bool,
     /// Issue a new setup token even if one is pending (the pending one stops working).
     #[arg(long)]
     new_setup_token: bool,

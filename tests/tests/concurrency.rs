@@ -173,3 +173,91 @@ async fn reads_and_writes_under_load_on_a_file_database_all_succeed_and_are_audi
     assert_eq!(audited, reads);
     assert!(!server.logs().contains("ERROR"), "{}", server.logs());
 }
+
+/// The CPUs a thread may run on, from its `/proc/.../status`.
+#[cfg(target_os = "linux")]
+fn allowed_cpus(status: &str) -> std::collections::BTreeSet<usize> {
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim();
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => a.parse().unwrap()..=b.parse().unwrap(),
+            None => part.parse().unwrap()..=part.parse().unwrap(),
+        })
+        .collect()
+}
+
+/// The CPUs each of the server's runtime threads (workers and blocking threads alike) may
+/// run on.
+#[cfg(target_os = "linux")]
+fn runtime_threads(server: &Server) -> Vec<std::collections::BTreeSet<usize>> {
+    let tasks = format!("/proc/{}/task", server.pid().unwrap());
+    std::fs::read_dir(tasks)
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if !comm.starts_with("tokio-") {
+                return None;
+            }
+            Some(allowed_cpus(
+                &std::fs::read_to_string(dir.join("status")).ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_keeps_one_worker_on_each_cpu_unless_told_not_to() {
+    let mine = allowed_cpus(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let workers = std::thread::available_parallelism().unwrap().get();
+    let pinning = workers > 1 && workers == mine.len();
+    let server = Server::dev();
+    // Workers pin themselves when they first go idle, right after start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pinning && std::time::Instant::now() < deadline {
+        let pinned = runtime_threads(&server)
+            .iter()
+            .filter(|cpus| cpus.len() == 1)
+            .count();
+        if pinned >= workers {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Changes run on the blocking pool, whose threads the pinned workers start.
+    let d = server.client().await;
+    for i in 0..8 {
+        d.secrets()
+            .create(CreateSecret::new(format!("K{i}"), "v"))
+            .await
+            .unwrap();
+    }
+    let pinned: Vec<_> = runtime_threads(&server)
+        .into_iter()
+        .filter(|cpus| pinning && cpus.len() == 1)
+        .collect();
+    if pinning {
+        // One worker on each CPU, none left over, every other thread free to run anywhere.
+        let on: std::collections::BTreeSet<usize> = pinned.iter().flatten().copied().collect();
+        assert_eq!((pinned.len(), &on), (workers, &mine));
+        let threads = runtime_threads(&server);
+        assert!(threads.iter().all(|cpus| cpus.len() == 1 || *cpus == mine));
+    } else {
+        let threads = runtime_threads(&server);
+        assert!(
+            threads.iter().all(|cpus| *cpus == mine),
+            "{threads:?} on {mine:?}"
+        );
+    }
+    // Turned off: every runtime thread may run on every CPU.
+    let free = Server::dev_with(&["--no-pin-workers"]);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let threads = runtime_threads(&free);
+    assert!(!threads.is_empty());
+    assert!(threads.iter().all(|cpus| *cpus == mine), "{threads:?}");
+}
