@@ -180,7 +180,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         max_versions: args.max_versions.map(|n| n.get()),
         trash_ms: i64::try_from(trash_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     };
-    let mut state = AppState::new(storage)
+    let mut state = AppState::new(storage.clone())
         .with_limits(limits.clone())
         .with_retention(retention);
     if let Some(n) = args.rate_limit {
@@ -255,6 +255,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode, Error> {
         _ => ductape_server::serve(listener, state, limits, shutdown_signal()).await,
     };
     served.map_err(|e| fail(format!("server failed: {e}")))?;
+    if let Err(e) = storage.close().await {
+        tracing::error!(error = %e.message, "could not finish the storage's pending work (it is done on the next start)");
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

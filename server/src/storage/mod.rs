@@ -4,6 +4,7 @@
 //! changes go through [`Storage::modify_secret`], so the merge rules live in [`StoredSecret`]
 //! and not in each backend.
 
+mod journal;
 pub mod postgres;
 mod read_cache;
 pub mod sqlite;
@@ -438,8 +439,9 @@ impl StoredSecret {
     }
 }
 
-/// One entry of the audit trail, before it is chained. Never holds a value.
-#[derive(Clone, Debug, Default)]
+/// One entry of the audit trail, before it is chained. Never holds a value. (Serialized
+/// only into the SQLite server's audit journal.)
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     pub at_ms: i64,
     pub workspace_id: String,
@@ -610,6 +612,11 @@ async fn read_and_record<S: Storage + ?Sized>(
 pub trait Storage: Send + Sync + 'static {
     /// Touches the database (readiness): an error when it cannot answer.
     async fn ping(&self) -> Result<(), ApiError>;
+    /// Finishes pending work before the server exits (the SQLite audit journal's events
+    /// moved into the table, so that the database alone holds the whole trail).
+    async fn close(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
     /// The workspace, once set up.
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError>;
     /// Creates the workspace and its first access key, consuming the setup token, in one

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
+use super::journal::{AuditJournal, MAX_PENDING};
 use super::read_cache::ReadCache;
 use super::{
     check_sealed, is_last_admin, last_admin_key, name_taken_again, no_such_access_key,
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_batch_reads.sql"),
     include_str!("../../migrations/sqlite/0007_secrets_generation.sql"),
     include_str!("../../migrations/sqlite/0008_audit_walks_by_id.sql"),
+    include_str!("../../migrations/sqlite/0009_audit_journal.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -78,6 +80,8 @@ pub struct SqliteStorage {
     audit_cap: Option<i64>,
     /// Reads on their way to the audit trail right now.
     auditing: Arc<AtomicUsize>,
+    /// With [`AuditSync::Grouped`] on a file: where read events go first.
+    journal: Option<Arc<AuditJournal>>,
     /// Secrets read, served again while the database's generation is unchanged.
     read_cache: Arc<ReadCache>,
 }
@@ -134,10 +138,11 @@ impl SqliteStorage {
             pool.push(Mutex::new(c));
         }
         storage.readers = Arc::new(pool);
-        spawn_wal_keeper(
-            Arc::downgrade(&storage.wal),
-            Arc::downgrade(&storage.writer),
-        )?;
+        if audit_sync == AuditSync::Grouped {
+            let mut w = storage.writer.lock().unwrap_or_else(|e| e.into_inner());
+            storage.journal = Some(Arc::new(AuditJournal::open(path, &mut w)?));
+        }
+        spawn_wal_keeper(&storage)?;
         Ok(storage)
     }
 
@@ -210,6 +215,7 @@ impl SqliteStorage {
             commit_inline: audit_sync == AuditSync::Grouped || in_memory,
             audit_cap,
             auditing: Arc::default(),
+            journal: None,
             read_cache: Arc::default(),
         })
     }
@@ -222,8 +228,13 @@ impl SqliteStorage {
     ) -> Result<T, ApiError> {
         let writer = self.writer.clone();
         let wal = self.wal.clone();
+        let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            // Reads before the change are chained before its event.
+            if let Some(journal) = journal.filter(|j| j.has_pending()) {
+                move_journal(&journal, &mut w, &wal).map_err(ApiError::internal)?;
+            }
             let out = f(&mut w)?;
             let seq = wal.committed();
             drop(w);
@@ -283,6 +294,21 @@ impl SqliteStorage {
             ))),
             Err(_) => Err(stopped()),
         }
+    }
+
+    /// Moves the journal's pending events into the audit table (before it is read).
+    async fn move_journal(&self) -> Result<(), ApiError> {
+        let Some(journal) = self.journal.clone().filter(|j| j.has_pending()) else {
+            return Ok(());
+        };
+        let (writer, wal) = (self.writer.clone(), self.wal.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            move_journal(&journal, &mut w, &wal)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("storage task failed: {e}")))?
+        .map_err(ApiError::internal)
     }
 
     /// A connection to read on that nobody holds right now (a reader; the writer for an
@@ -531,12 +557,26 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The background thread of a file database: fsyncs read events committed without one
 /// within [`GROUP_WINDOW`], and checkpoints the WAL every [`WAL_CHECKPOINT_EVERY`] (see
 /// [`checkpoint`]), until the storage is dropped.
-fn spawn_wal_keeper(wal: Weak<WalSync>, writer: Weak<Mutex<Connection>>) -> Result<(), String> {
+fn spawn_wal_keeper(storage: &SqliteStorage) -> Result<(), String> {
+    let wal = Arc::downgrade(&storage.wal);
+    let writer = Arc::downgrade(&storage.writer);
+    let journal = storage.journal.as_ref().map(Arc::downgrade);
     std::thread::Builder::new()
         .name("ductape-wal".into())
         .spawn(move || {
             let mut last_checkpoint = std::time::Instant::now();
             while let Some(sync) = wal.upgrade() {
+                if let Some(journal) = journal.as_ref().and_then(Weak::upgrade) {
+                    if let Err(e) = journal.sync() {
+                        tracing::error!(error = %e, "cannot sync the audit journal to disk; retrying");
+                    }
+                    if let Some(writer) = writer.upgrade() {
+                        let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Err(e) = move_journal(&journal, &mut w, &sync) {
+                            tracing::error!(error = %e, "cannot move the audit journal into the database; retrying");
+                        }
+                    }
+                }
                 if let Some(seq) = sync.behind() {
                     if let Err(e) = sync.wait_durable(seq) {
                         tracing::error!(error = %e, "cannot sync the audit trail to disk; retrying");
@@ -573,6 +613,12 @@ fn checkpoint(writer: &Mutex<Connection>) -> rusqlite::Result<bool> {
     let busy = w.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
     w.busy_timeout(BUSY_TIMEOUT)?;
     Ok(busy? == 0)
+}
+
+/// Moves the journal's pending events into the audit table through `w` (the writer, held),
+/// syncing the WAL before a full segment is deleted.
+fn move_journal(journal: &AuditJournal, w: &mut Connection, wal: &WalSync) -> Result<(), String> {
+    journal.move_pending(w, || wal.wait_durable(wal.committed()))
 }
 
 fn db(e: rusqlite::Error) -> ApiError {
@@ -717,7 +763,7 @@ fn list_audit_sql() -> String {
 
 /// Appends events to their workspace's chain. The caller holds the one connection (inside
 /// a transaction), so nothing else appends in between.
-fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()> {
+pub(super) fn append_chained(c: &Connection, events: &[AuditEvent]) -> rusqlite::Result<()> {
     let Some(first) = events.first() else {
         return Ok(());
     };
@@ -896,6 +942,10 @@ impl Storage for SqliteStorage {
     async fn ping(&self) -> Result<(), ApiError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
             .await
+    }
+
+    async fn close(&self) -> Result<(), ApiError> {
+        self.move_journal().await
     }
 
     async fn workspace(&self) -> Result<Option<Workspace>, ApiError> {
@@ -1551,6 +1601,12 @@ impl Storage for SqliteStorage {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(journal) = &self.journal {
+            if journal.append(events).map_err(ApiError::internal)? >= MAX_PENDING {
+                self.move_journal().await?;
+            }
+            return Ok(());
+        }
         self.record(events, None).await.map(drop)
     }
 
@@ -1565,6 +1621,11 @@ impl Storage for SqliteStorage {
         keys: &[SecretKey],
         rule: ReadRule<'_>,
     ) -> Result<ReadAnswers, ApiError> {
+        // With a journal, a read commits nothing: it reads the generation (on a reader, which
+        // finds the database unchanged between the journal's batches) and appends.
+        if self.journal.is_some() {
+            return read_and_record(self, workspace_id, keys, &rule).await;
+        }
         if let Some((generation, held)) = self.read_cache.held(workspace_id, keys) {
             let (answers, events) = rule(held);
             if !events.is_empty()
@@ -1577,6 +1638,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn prune_audit(&self, before_ms: i64) -> Result<u64, ApiError> {
+        // `with` moves the journal's pending events first.
         self.with(move |c| {
             c.execute("DELETE FROM audit WHERE at_ms < ?1", params![before_ms])
                 .map(|n| n as u64)
@@ -1590,6 +1652,7 @@ impl Storage for SqliteStorage {
         workspace_id: &str,
         f: &AuditQuery,
     ) -> Result<Vec<AuditEntry>, ApiError> {
+        self.move_journal().await?;
         let ws = workspace_id.to_owned();
         let f = f.clone();
         self.read(move |c| {
@@ -1751,6 +1814,7 @@ mod tests {
             for t in tasks {
                 t.await.unwrap().unwrap();
             }
+            s.move_journal().await.unwrap();
             let conn = Connection::open(&path).unwrap();
             let (events, distinct): (i64, i64) = conn
                 .query_row(
@@ -1778,9 +1842,15 @@ mod tests {
     /// as the storage can tell) and, written through it, workspace "ws" with secret "A" at
     /// version 1.
     fn storage_and_writer_beside() -> (tempfile::TempDir, SqliteStorage, Connection) {
+        storage_and_writer_beside_with(AuditSync::default())
+    }
+
+    fn storage_and_writer_beside_with(
+        mode: AuditSync,
+    ) -> (tempfile::TempDir, SqliteStorage, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sqlite");
-        let s = SqliteStorage::open(&path).unwrap();
+        let s = SqliteStorage::open_with(&path, mode).unwrap();
         let other = Connection::open(&path).unwrap();
         other.busy_timeout(Duration::from_secs(5)).unwrap();
         other
@@ -1874,36 +1944,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_of_held_rows_records_its_event_only_while_the_secrets_are_unchanged() {
-        let (_dir, s, other) = storage_and_writer_beside();
-        // Read from the database (and held), then answered from what is held: one rule each.
-        assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
-        assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
-        // Changed by another process: the held row is judged, found stale when its event
-        // is to be committed, and the row read again. Only the event of what was answered
-        // is in the trail.
-        other
-            .execute("UPDATE secrets SET version = 2 WHERE key = 'A'", [])
-            .unwrap();
-        assert_eq!(audited_read(&s, "A").await, (Some(2), 2));
-        assert_eq!(audited_read(&s, "A").await, (Some(2), 1));
-        // Under load the same check is made in the committer's groups.
-        let reads: Vec<_> = (0..50)
-            .map(|_| {
-                let s = s.clone();
-                tokio::spawn(async move { audited_read(&s, "A").await.0 })
-            })
-            .collect();
-        for r in reads {
-            assert_eq!(r.await.unwrap(), Some(2));
+        // Without a journal (every-read; the in-memory server) a read of held rows is checked
+        // in its audit transaction; with one, every read checks the generation on a reader.
+        for (mode, rereads) in [(AuditSync::EveryRead, 2), (AuditSync::Grouped, 1)] {
+            let (_dir, s, other) = storage_and_writer_beside_with(mode);
+            // Read from the database (and held), then answered from what is held: one rule
+            // each.
+            assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
+            assert_eq!(audited_read(&s, "A").await, (Some(1), 1));
+            // Changed by another process: a held row is judged, found stale when its event
+            // is to be committed, and the row read again. Only the event of what was
+            // answered is in the trail.
+            other
+                .execute("UPDATE secrets SET version = 2 WHERE key = 'A'", [])
+                .unwrap();
+            assert_eq!(audited_read(&s, "A").await, (Some(2), rereads), "{mode:?}");
+            assert_eq!(audited_read(&s, "A").await, (Some(2), 1));
+            // Under load the same check is made in the committer's groups.
+            let reads: Vec<_> = (0..50)
+                .map(|_| {
+                    let s = s.clone();
+                    tokio::spawn(async move { audited_read(&s, "A").await.0 })
+                })
+                .collect();
+            for r in reads {
+                assert_eq!(r.await.unwrap(), Some(2));
+            }
+            s.move_journal().await.unwrap();
+            other
+                .execute("DELETE FROM secrets WHERE key = 'A'", [])
+                .unwrap();
+            assert_eq!(audited_read(&s, "A").await, (None, rereads), "{mode:?}");
+            s.move_journal().await.unwrap();
+            let mut expected = ["Some(1)", "Some(1)", "Some(2)"].map(String::from).to_vec();
+            expected.extend(std::iter::repeat_n("Some(2)".to_owned(), 51));
+            expected.push("None".into());
+            assert_eq!(details(&other), expected, "{mode:?}");
         }
-        other
-            .execute("DELETE FROM secrets WHERE key = 'A'", [])
-            .unwrap();
-        assert_eq!(audited_read(&s, "A").await, (None, 2));
-        let mut expected = ["Some(1)", "Some(1)", "Some(2)"].map(String::from).to_vec();
-        expected.extend(std::iter::repeat_n("Some(2)".to_owned(), 51));
-        expected.push("None".into());
-        assert_eq!(details(&other), expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1954,7 +2031,9 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_between_commits_has_the_next_commit_write_the_wal_from_its_start() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStorage::open(&dir.path().join("t.sqlite")).unwrap();
+        // Every read commits (no journal), so the WAL grows by a frame or more a read.
+        let s =
+            SqliteStorage::open_with(&dir.path().join("t.sqlite"), AuditSync::EveryRead).unwrap();
         for i in 0..300 {
             s.append_audit(vec![event(i)]).await.unwrap();
         }
