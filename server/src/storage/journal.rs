@@ -38,6 +38,9 @@ pub(super) const MAX_PENDING: usize = 16_384;
 pub(super) struct AuditJournal {
     /// `<database>-audit`; segment `n` is `<prefix>.<n>`.
     prefix: PathBuf,
+    /// `<prefix>.lock`, locked while this journal is open: a second server on the same
+    /// database would move (and delete) the segments this one appends to.
+    _lock: File,
     state: Mutex<State>,
     /// One batch at a time moves into the table, in order.
     moving: Mutex<()>,
@@ -59,6 +62,7 @@ impl AuditJournal {
     /// `w`, in one transaction) whatever earlier runs appended and did not move.
     pub(super) fn open(db: &Path, w: &mut Connection) -> Result<Self, String> {
         let prefix = PathBuf::from(format!("{}-audit", db.display()));
+        let _lock = lock(&prefix)?;
         let (moved_segment, moved_len) = moved_so_far(w).map_err(|e| e.to_string())?;
         let mut segments = segments(&prefix)?;
         segments.sort_unstable();
@@ -90,6 +94,7 @@ impl AuditJournal {
         move_events(w, &[], segment, 0).map_err(|e| e.to_string())?;
         Ok(AuditJournal {
             prefix,
+            _lock,
             state: Mutex::new(State {
                 file,
                 segment,
@@ -214,6 +219,34 @@ fn moved_so_far(w: &Connection) -> rusqlite::Result<(u64, u64)> {
 
 fn segment_path(prefix: &Path, n: u64) -> PathBuf {
     PathBuf::from(format!("{}.{n}", prefix.display()))
+}
+
+/// Takes the journal's lock file, or says that another server holds it.
+fn lock(prefix: &Path) -> Result<File, String> {
+    let path = PathBuf::from(format!("{}.lock", prefix.display()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                format!(
+                    "another server is running on this database ({} is locked); stop it first",
+                    path.display()
+                )
+            } else {
+                format!("cannot lock {}: {e}", path.display())
+            });
+        }
+    }
+    Ok(file)
 }
 
 /// The numbers of the segments on disk.
@@ -361,6 +394,20 @@ mod tests {
         drop(j);
         let _j = AuditJournal::open(&path, &mut conn).unwrap();
         assert_eq!(table(&conn).0, ["A", "B", "C"]);
+    }
+
+    #[test]
+    fn a_second_journal_on_the_same_database_is_refused_while_the_first_is_open() {
+        let (_dir, path, mut conn) = database();
+        let first = AuditJournal::open(&path, &mut conn).unwrap();
+        let mut other = Connection::open(&path).unwrap();
+        let refused = AuditJournal::open(&path, &mut other).err().unwrap();
+        assert!(refused.contains("another server is running"), "{refused}");
+        first.append(read_of("A")).unwrap();
+        // Gone (stopped, or killed: the kernel drops the lock): the next one opens.
+        drop(first);
+        let _next = AuditJournal::open(&path, &mut other).unwrap();
+        assert_eq!(table(&other).0, ["A"]);
     }
 
     #[test]
