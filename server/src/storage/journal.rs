@@ -179,8 +179,12 @@ impl AuditJournal {
         Ok(())
     }
 
-    /// Whether anything appended is not yet in the table.
+    /// Whether anything appended is not yet in the table: pending, or taken by a move that
+    /// has not committed yet (a listing must wait for that one too, or page past its events).
     pub(super) fn has_pending(&self) -> bool {
+        if self.moving.try_lock().is_err() {
+            return true;
+        }
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         !s.pending.is_empty()
     }
@@ -394,6 +398,24 @@ mod tests {
         drop(j);
         let _j = AuditJournal::open(&path, &mut conn).unwrap();
         assert_eq!(table(&conn).0, ["A", "B", "C"]);
+    }
+
+    #[test]
+    fn events_taken_by_a_move_not_yet_committed_still_count_as_pending() {
+        let (_dir, path, mut conn) = database();
+        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        assert!(!j.has_pending());
+        j.append(read_of("A")).unwrap();
+        assert!(j.has_pending());
+        // A move under way has taken them out of `pending`: a listing must still wait for it.
+        let moving = j.moving.lock().unwrap();
+        let taken = std::mem::take(&mut j.state.lock().unwrap().pending);
+        assert!(j.has_pending());
+        j.state.lock().unwrap().pending = taken;
+        drop(moving);
+        j.move_pending(&mut conn, || Ok(())).unwrap();
+        assert!(!j.has_pending());
+        assert_eq!(table(&conn).0, ["A"]);
     }
 
     #[test]
