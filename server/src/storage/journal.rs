@@ -59,8 +59,13 @@ struct State {
 
 impl AuditJournal {
     /// Opens the journal of the database at `db`, first moving into its table (through
-    /// `w`, in one transaction) whatever earlier runs appended and did not move.
-    pub(super) fn open(db: &Path, w: &mut Connection) -> Result<Self, String> {
+    /// `w`, in one transaction) whatever earlier runs appended and did not move, and
+    /// deleting their segments once that is on disk (`durable`).
+    pub(super) fn open(
+        db: &Path,
+        w: &mut Connection,
+        durable: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Self, String> {
         let prefix = PathBuf::from(format!("{}-audit", db.display()));
         let _lock = lock(&prefix)?;
         let (moved_segment, moved_len) = moved_so_far(w).map_err(|e| e.to_string())?;
@@ -81,7 +86,7 @@ impl AuditJournal {
             move_events(w, &events, last.0, last.1).map_err(|e| e.to_string())?;
         }
         // On disk before the segments go.
-        sync_wal(db)?;
+        durable()?;
         for n in segments {
             let path = segment_path(&prefix, n);
             std::fs::remove_file(&path)
@@ -313,18 +318,6 @@ fn create_segment(prefix: &Path, n: u64) -> Result<File, String> {
     Ok(file)
 }
 
-/// fsyncs the database's WAL (if there is one).
-fn sync_wal(db: &Path) -> Result<(), String> {
-    let wal = PathBuf::from(format!("{}-wal", db.display()));
-    match File::open(&wal) {
-        Ok(f) => f
-            .sync_data()
-            .map_err(|e| format!("cannot sync {}: {e}", wal.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot open {}: {e}", wal.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +331,11 @@ mod tests {
         drop(SqliteStorage::open_with(&path, AuditSync::EveryRead).unwrap());
         let conn = Connection::open(&path).unwrap();
         (dir, path, conn)
+    }
+
+    /// The journal opened as a server opens it (what it moves needs no sync in a test).
+    fn reopen(path: &Path, conn: &mut Connection) -> Result<AuditJournal, String> {
+        AuditJournal::open(path, conn, || Ok(()))
     }
 
     fn read_of(key: &str) -> Vec<AuditEvent> {
@@ -380,7 +378,7 @@ mod tests {
     #[test]
     fn what_a_crash_left_unmoved_is_moved_on_the_next_start_once() {
         let (_dir, path, mut conn) = database();
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         j.append(read_of("A")).unwrap();
         j.move_pending(&mut conn, || Ok(())).unwrap();
         j.append(read_of("B")).unwrap();
@@ -388,7 +386,7 @@ mod tests {
         assert_eq!(table(&conn).0, ["A"]);
         // Killed: B and C are only in the journal's file.
         drop(j);
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         assert_eq!(
             table(&conn),
             (vec!["A".into(), "B".into(), "C".into()], true)
@@ -396,14 +394,14 @@ mod tests {
         assert_eq!(segment_files(&path).len(), 1, "the old segment is gone");
         // Started again before its first batch: nothing is moved twice.
         drop(j);
-        let _j = AuditJournal::open(&path, &mut conn).unwrap();
+        let _j = reopen(&path, &mut conn).unwrap();
         assert_eq!(table(&conn).0, ["A", "B", "C"]);
     }
 
     #[test]
     fn events_taken_by_a_move_not_yet_committed_still_count_as_pending() {
         let (_dir, path, mut conn) = database();
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         assert!(!j.has_pending());
         j.append(read_of("A")).unwrap();
         assert!(j.has_pending());
@@ -421,21 +419,21 @@ mod tests {
     #[test]
     fn a_second_journal_on_the_same_database_is_refused_while_the_first_is_open() {
         let (_dir, path, mut conn) = database();
-        let first = AuditJournal::open(&path, &mut conn).unwrap();
+        let first = reopen(&path, &mut conn).unwrap();
         let mut other = Connection::open(&path).unwrap();
-        let refused = AuditJournal::open(&path, &mut other).err().unwrap();
+        let refused = reopen(&path, &mut other).err().unwrap();
         assert!(refused.contains("another server is running"), "{refused}");
         first.append(read_of("A")).unwrap();
         // Gone (stopped, or killed: the kernel drops the lock): the next one opens.
         drop(first);
-        let _next = AuditJournal::open(&path, &mut other).unwrap();
+        let _next = reopen(&path, &mut other).unwrap();
         assert_eq!(table(&other).0, ["A"]);
     }
 
     #[test]
     fn a_line_cut_short_by_a_crash_is_dropped_and_the_journal_goes_on() {
         let (_dir, path, mut conn) = database();
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         j.append(read_of("A")).unwrap();
         j.append(read_of("B")).unwrap();
         let segment = segment_path(&PathBuf::from(format!("{}-audit", path.display())), 1);
@@ -444,11 +442,11 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
         f.write_all(br#"[{"at_ms":1,"workspace_id":"ws","#).unwrap();
         drop(f);
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         assert_eq!(table(&conn), (vec!["A".into(), "B".into()], true));
         j.append(read_of("C")).unwrap();
         drop(j);
-        let _j = AuditJournal::open(&path, &mut conn).unwrap();
+        let _j = reopen(&path, &mut conn).unwrap();
         assert_eq!(
             table(&conn),
             (vec!["A".into(), "B".into(), "C".into()], true)
@@ -458,7 +456,7 @@ mod tests {
     #[test]
     fn a_full_segment_is_deleted_once_its_events_are_in_the_table() {
         let (_dir, path, mut conn) = database();
-        let j = AuditJournal::open(&path, &mut conn).unwrap();
+        let j = reopen(&path, &mut conn).unwrap();
         let first = segment_files(&path);
         let mut n = 0;
         while j.state.lock().unwrap().len < SEGMENT_BYTES {
@@ -477,7 +475,7 @@ mod tests {
         assert!(now[0] > first[0]);
         j.append(read_of("LAST")).unwrap();
         drop(j);
-        let _j = AuditJournal::open(&path, &mut conn).unwrap();
+        let _j = reopen(&path, &mut conn).unwrap();
         let (keys, chained) = table(&conn);
         assert_eq!((keys.len(), chained), (n + 1, true));
         assert_eq!(keys.last().map(String::as_str), Some("LAST"));

@@ -74,8 +74,9 @@ pub struct SqliteStorage {
     wal: Arc<WalSync>,
     /// Read events on their way to the [`AuditCommitter`].
     audit: std::sync::mpsc::Sender<PendingEvents>,
-    /// With [`AuditSync::Grouped`]: when the writer is free, a read commits its events
-    /// itself (no fsync to wait for), sparing two hand-offs between threads.
+    /// In memory (no fsync to wait for): when the writer is free, a read commits its events
+    /// itself, sparing two hand-offs between threads. (A file database in
+    /// [`AuditSync::Grouped`] mode appends them to its journal instead.)
     commit_inline: bool,
     audit_cap: Option<i64>,
     /// Reads on their way to the audit trail right now.
@@ -140,7 +141,10 @@ impl SqliteStorage {
         storage.readers = Arc::new(pool);
         if audit_sync == AuditSync::Grouped {
             let mut w = storage.writer.lock().unwrap_or_else(|e| e.into_inner());
-            storage.journal = Some(Arc::new(AuditJournal::open(path, &mut w)?));
+            let wal = &storage.wal;
+            let journal = AuditJournal::open(path, &mut w, || wal.sync_committed())?;
+            drop(w);
+            storage.journal = Some(Arc::new(journal));
         }
         spawn_wal_keeper(&storage)?;
         Ok(storage)
@@ -212,7 +216,7 @@ impl SqliteStorage {
             next_reader: Arc::new(AtomicUsize::new(0)),
             wal,
             audit,
-            commit_inline: audit_sync == AuditSync::Grouped || in_memory,
+            commit_inline: in_memory,
             audit_cap,
             auditing: Arc::default(),
             journal: None,
@@ -500,6 +504,11 @@ impl WalSync {
         s.committed
     }
 
+    /// Returns once every commit made so far is on disk.
+    fn sync_committed(&self) -> Result<(), String> {
+        self.wait_durable(self.committed())
+    }
+
     /// Whether some commit is not yet known to be on disk.
     fn behind(&self) -> Option<u64> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -570,7 +579,7 @@ fn spawn_wal_keeper(storage: &SqliteStorage) -> Result<(), String> {
                     if let Err(e) = journal.sync() {
                         tracing::error!(error = %e, "cannot sync the audit journal to disk; retrying");
                     }
-                    if let Some(writer) = writer.upgrade() {
+                    if let Some(writer) = writer.upgrade().filter(|_| journal.has_pending()) {
                         let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
                         if let Err(e) = move_journal(&journal, &mut w, &sync) {
                             tracing::error!(error = %e, "cannot move the audit journal into the database; retrying");
@@ -601,8 +610,9 @@ fn spawn_wal_keeper(storage: &SqliteStorage) -> Result<(), String> {
 /// Copies the whole WAL into the database file, on the writer between two commits, so that
 /// the next commit writes the WAL from its start again. Returns whether it copied it all.
 ///
-/// A passive checkpoint beside the writer never caught up with it: every read commits an
-/// audit event, so frames were appended while it copied, and readers kept older snapshots.
+/// A passive checkpoint beside the writer never caught up with it: every read committed an
+/// audit event (before the journal; every-read mode still does), so frames were appended
+/// while it copied, and readers kept older snapshots.
 /// The WAL only grew (41 MB after 8 s of 16-connection reads) until SQLite's automatic
 /// checkpoint (at `wal_autocheckpoint` frames) ran inside every commit from then on, with
 /// its fsyncs, under the writer's lock. Here the writer is held, so nothing is appended
@@ -618,7 +628,7 @@ fn checkpoint(writer: &Mutex<Connection>) -> rusqlite::Result<bool> {
 /// Moves the journal's pending events into the audit table through `w` (the writer, held),
 /// syncing the WAL before a full segment is deleted.
 fn move_journal(journal: &AuditJournal, w: &mut Connection, wal: &WalSync) -> Result<(), String> {
-    journal.move_pending(w, || wal.wait_durable(wal.committed()))
+    journal.move_pending(w, || wal.sync_committed())
 }
 
 fn db(e: rusqlite::Error) -> ApiError {
