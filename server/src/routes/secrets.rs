@@ -910,7 +910,7 @@ fn one_event_per_batch(
         [(_, first), ..] => {
             let batch = AuditEvent {
                 secret_key: String::new(),
-                keys: allowed.iter().map(|(_, k)| k.to_string()).collect(),
+                keys: allowed.iter().map(|(_, k)| k.as_str().to_owned()).collect(),
                 ..event(first)
             };
             std::iter::once(batch).chain(refused).collect()

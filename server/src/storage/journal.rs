@@ -12,19 +12,26 @@
 //! verification, pruning) and every change (whose own event is chained in its transaction)
 //! first moves what is pending, so the trail reads as if each event had been committed.
 //!
-//! The journal is a series of segment files, `<database>-audit.<n>`, one line of JSON per
-//! read. A new segment is started once the current one passes [`SEGMENT_BYTES`]; a segment
-//! is deleted once everything in it is in the table, on disk. The table `audit_journal`
-//! records, in the transaction that moves the events, the segment and the length of it
-//! moved so far: on start, whatever lies beyond is moved before anything else (a line cut
-//! short by a crash in the middle of its `write` was never acknowledged, and is dropped).
+//! The journal is in shards, one per core: each thread appends to its own shard (the
+//! server's workers, one per core, each to their own), so reads on different cores never
+//! wait for one lock or one file. A shard is a series of segment files, `<database>-audit.<n>`
+//! for shard 0 and `<database>-audit-<s>.<n>` for shard `s`, one line of JSON per read. A
+//! move takes what every shard holds and chains it in the order the events happened. A new
+//! segment is started once the current one passes [`SEGMENT_BYTES`]; a segment is deleted
+//! once everything in it is in the table, on disk. The table `audit_journal` records, in the
+//! transaction that moves the events, each shard's segment and the length of it moved so
+//! far: on start, whatever lies beyond, in every shard (a run with more cores may have left
+//! more), is moved before anything else (a line cut short by a crash in the middle of its
+//! `write` was never acknowledged, and is dropped).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::AuditEvent;
 
@@ -35,89 +42,120 @@ const SEGMENT_BYTES: u64 = 4 << 20;
 /// so the journal and the memory it takes stay bounded when reads outrun the moves.
 pub(super) const MAX_PENDING: usize = 16_384;
 
+/// The most shards a journal has.
+pub(super) const MAX_SHARDS: usize = 64;
+
 pub(super) struct AuditJournal {
-    /// `<database>-audit`; segment `n` is `<prefix>.<n>`.
+    /// `<database>-audit`; segment `n` of shard `s` is `<prefix>.<n>` for shard 0 (the
+    /// journal of schema v9) and `<prefix>-<s>.<n>` for the others.
     prefix: PathBuf,
     /// `<prefix>.lock`, locked while this journal is open: a second server on the same
     /// database would move (and delete) the segments this one appends to.
     _lock: File,
-    state: Mutex<State>,
+    /// Each thread appends to one shard ([`this_threads_shard`]): with one shard per core,
+    /// reads on different cores never wait for each other's `write`.
+    shards: Vec<Mutex<Shard>>,
+    /// Events appended and not yet taken by a move, in all shards (changed under the lock
+    /// of the shard they are in).
+    pending: AtomicUsize,
     /// One batch at a time moves into the table, in order.
     moving: Mutex<()>,
 }
 
-struct State {
+struct Shard {
     file: File,
     segment: u64,
     /// Bytes written to the current segment.
     len: u64,
-    /// Appended, not yet in the table, in order.
-    pending: Vec<AuditEvent>,
+    /// Appended, not yet in the table, in order: the events of each read (a line).
+    pending: Vec<Vec<AuditEvent>>,
     /// Appended since the last fsync.
     unsynced: bool,
 }
 
+/// How far a shard's journal is in the table: every segment before `segment`, and the first
+/// `len` bytes of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Moved {
+    segment: u64,
+    len: u64,
+}
+
 impl AuditJournal {
-    /// Opens the journal of the database at `db`, first moving into its table (through
-    /// `w`, in one transaction) whatever earlier runs appended and did not move, and
-    /// deleting their segments once that is on disk (`durable`).
+    /// Opens the journal of the database at `db` with `shards` shards, first moving into
+    /// its table (through `w`, in one transaction, in the order they happened) the events
+    /// earlier runs appended to any shard and did not move, and deleting their segments once
+    /// that is on disk (`durable`).
     pub(super) fn open(
         db: &Path,
         w: &mut Connection,
+        shards: usize,
         durable: impl FnOnce() -> Result<(), String>,
     ) -> Result<Self, String> {
+        let shards = shards.clamp(1, MAX_SHARDS);
         let prefix = PathBuf::from(format!("{}-audit", db.display()));
         let _lock = lock(&prefix)?;
-        let (moved_segment, moved_len) = moved_so_far(w).map_err(|e| e.to_string())?;
-        let mut segments = segments(&prefix)?;
-        segments.sort_unstable();
-        let mut events = Vec::new();
-        let mut last = (moved_segment, moved_len);
-        for &n in &segments {
-            if n < moved_segment {
-                continue;
+        let mut at = moved_so_far(w).map_err(|e| e.to_string())?;
+        let on_disk = segments(&prefix)?;
+        let mut lines = Vec::new();
+        for (&s, numbers) in &on_disk {
+            let from = at.get(&s).copied().unwrap_or_default();
+            for &n in numbers.iter().filter(|&&n| n >= from.segment) {
+                let skip = if n == from.segment { from.len } else { 0 };
+                let (read, len) = read_segment(&segment_path(&prefix, s, n), skip)?;
+                lines.extend(read);
+                at.insert(s, Moved { segment: n, len });
             }
-            let skip = if n == moved_segment { moved_len } else { 0 };
-            let (read, len) = read_segment(&segment_path(&prefix, n), skip)?;
-            events.extend(read);
-            last = (n, len);
         }
-        if !events.is_empty() {
-            move_events(w, &events, last.0, last.1).map_err(|e| e.to_string())?;
+        if !lines.is_empty() {
+            move_events(w, &in_time_order(lines), &at, None).map_err(|e| e.to_string())?;
         }
         // On disk before the segments go.
         durable()?;
-        for n in segments {
-            let path = segment_path(&prefix, n);
-            std::fs::remove_file(&path)
-                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        for (&s, numbers) in &on_disk {
+            for &n in numbers {
+                let path = segment_path(&prefix, s, n);
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            }
         }
-        let segment = last.0 + 1;
-        let file = create_segment(&prefix, segment)?;
-        // The table says where the new segment starts, so that a run that ends before its
-        // first batch does not move the old segments' lines again.
-        move_events(w, &[], segment, 0).map_err(|e| e.to_string())?;
-        Ok(AuditJournal {
-            prefix,
-            _lock,
-            state: Mutex::new(State {
-                file,
+        let mut opened = Vec::with_capacity(shards);
+        let mut starts = BTreeMap::new();
+        for s in 0..shards as u64 {
+            let segment = at.get(&s).map_or(0, |m| m.segment) + 1;
+            opened.push(Mutex::new(Shard {
+                file: create_segment(&prefix, s, segment)?,
                 segment,
                 len: 0,
                 pending: Vec::new(),
                 unsynced: false,
-            }),
+            }));
+            starts.insert(s, Moved { segment, len: 0 });
+        }
+        // The table says where the new segments start (and forgets shards a run with more
+        // of them left), so that a run that ends before its first batch does not move the
+        // old segments' lines again.
+        move_events(w, &[], &starts, Some(shards as u64)).map_err(|e| e.to_string())?;
+        Ok(AuditJournal {
+            prefix,
+            _lock,
+            shards: opened,
+            pending: AtomicUsize::new(0),
             moving: Mutex::new(()),
         })
     }
 
-    /// Appends a read's events: once this returns, they survive the server being killed.
-    /// Returns how many events are pending now.
+    /// Appends a read's events to this thread's shard: once this returns, they survive the
+    /// server being killed. Returns how many events are pending now, in all shards.
     pub(super) fn append(&self, events: Vec<AuditEvent>) -> Result<usize, String> {
+        self.append_to(this_threads_shard() % self.shards.len(), events)
+    }
+
+    fn append_to(&self, shard: usize, events: Vec<AuditEvent>) -> Result<usize, String> {
         let mut line = Vec::with_capacity(320 * events.len());
         serde_json::to_writer(&mut line, &events).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.shard(shard);
         if let Err(e) = s.file.write_all(&line) {
             // A short write leaves part of a line: cut it off, so the next line starts clean.
             let len = s.len;
@@ -125,61 +163,84 @@ impl AuditJournal {
             return Err(format!("cannot append to the audit journal: {e}"));
         }
         s.len += line.len() as u64;
-        s.pending.extend(events);
+        let added = events.len();
+        s.pending.push(events);
         s.unsynced = true;
-        Ok(s.pending.len())
+        Ok(self.pending.fetch_add(added, Ordering::SeqCst) + added)
     }
 
-    /// fsyncs what was appended since the last call.
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// fsyncs what was appended to each shard since the last call.
     pub(super) fn sync(&self) -> Result<(), String> {
-        let file = {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if !std::mem::take(&mut s.unsynced) {
-                return Ok(());
-            }
-            s.file.try_clone()
-        };
-        file.and_then(|f| f.sync_data())
-            .map_err(|e| format!("cannot sync the audit journal: {e}"))
+        for i in 0..self.shards.len() {
+            let file = {
+                let mut s = self.shard(i);
+                if !std::mem::take(&mut s.unsynced) {
+                    continue;
+                }
+                s.file.try_clone()
+            };
+            file.and_then(|f| f.sync_data())
+                .map_err(|e| format!("cannot sync the audit journal: {e}"))?;
+        }
+        Ok(())
     }
 
-    /// Moves what is pending into the audit table through `w` (the writer, held by the
-    /// caller), in one transaction, and, when a segment is full, starts the next one and
-    /// deletes the full one once the move is on disk (`durable`).
+    /// Moves what is pending in every shard into the audit table through `w` (the writer,
+    /// held by the caller), in one transaction and in the order the events happened, and,
+    /// when a shard's segment is full, starts its next one and deletes the full one once the
+    /// move is on disk (`durable`).
     pub(super) fn move_pending(
         &self,
         w: &mut Connection,
         durable: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), String> {
         let _one = self.moving.lock().unwrap_or_else(|e| e.into_inner());
-        let (events, segment, len, full) = {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let taken = std::mem::take(&mut s.pending);
-            let at = (s.segment, s.len);
-            let full = if s.len >= SEGMENT_BYTES {
-                s.file = create_segment(&self.prefix, s.segment + 1)?;
+        let mut lines = Vec::new();
+        let mut at = BTreeMap::new();
+        let mut full = Vec::new();
+        for i in 0..self.shards.len() {
+            let mut s = self.shard(i);
+            self.pending
+                .fetch_sub(s.pending.iter().map(Vec::len).sum(), Ordering::SeqCst);
+            lines.append(&mut s.pending);
+            at.insert(
+                i as u64,
+                Moved {
+                    segment: s.segment,
+                    len: s.len,
+                },
+            );
+            if s.len >= SEGMENT_BYTES {
+                s.file = create_segment(&self.prefix, i as u64, s.segment + 1)?;
+                full.push((i as u64, s.segment));
                 s.segment += 1;
                 s.len = 0;
-                Some(at.0)
-            } else {
-                None
-            };
-            (taken, at.0, at.1, full)
-        };
-        if !events.is_empty() || full.is_some() {
-            if let Err(e) = move_events(w, &events, segment, len) {
-                // Back in front of what came since, to be moved next time.
-                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                let newer = std::mem::replace(&mut s.pending, events);
-                s.pending.extend(newer);
-                return Err(e.to_string());
             }
         }
-        if let Some(done) = full {
+        if lines.is_empty() && full.is_empty() {
+            return Ok(());
+        }
+        let events = in_time_order(lines);
+        if let Err(e) = move_events(w, &events, &at, None) {
+            // Back in front of what came since, to be moved next time (the table still
+            // says they are not moved, so a crash meanwhile moves them from the files).
+            let mut s = self.shard(0);
+            self.pending.fetch_add(events.len(), Ordering::SeqCst);
+            let newer = std::mem::replace(&mut s.pending, vec![events]);
+            s.pending.extend(newer);
+            return Err(e.to_string());
+        }
+        if !full.is_empty() {
             durable()?;
-            let path = segment_path(&self.prefix, done);
-            std::fs::remove_file(&path)
-                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            for (s, n) in full {
+                let path = segment_path(&self.prefix, s, n);
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            }
         }
         Ok(())
     }
@@ -187,47 +248,76 @@ impl AuditJournal {
     /// Whether anything appended is not yet in the table: pending, or taken by a move that
     /// has not committed yet (a listing must wait for that one too, or page past its events).
     pub(super) fn has_pending(&self) -> bool {
-        if self.moving.try_lock().is_err() {
-            return true;
-        }
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        !s.pending.is_empty()
+        self.moving.try_lock().is_err() || self.pending.load(Ordering::SeqCst) > 0
     }
 }
 
-/// Chains `events` into the audit table and records that the journal is moved up to byte
-/// `len` of `segment`, in one transaction.
+/// The shard this thread appends to: threads are numbered as they first append, so the
+/// server's workers (one per core) each have a shard of their own.
+fn this_threads_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    MINE.with(|mine| *mine)
+}
+
+/// The reads of several shards, each in the order it was appended, in the order they
+/// happened: by the time of each read's first event (a stable sort, so reads of the same
+/// millisecond keep their shard's order), each read's events together.
+fn in_time_order(mut lines: Vec<Vec<AuditEvent>>) -> Vec<AuditEvent> {
+    lines.sort_by_key(|line| line.first().map(|e| e.at_ms));
+    lines.into_iter().flatten().collect()
+}
+
+/// Chains `events` into the audit table and records how far each shard in `at` is moved,
+/// in one transaction; with `shards`, forgets the shards from that number on.
 fn move_events(
     w: &mut Connection,
     events: &[AuditEvent],
-    segment: u64,
-    len: u64,
+    at: &BTreeMap<u64, Moved>,
+    shards: Option<u64>,
 ) -> rusqlite::Result<()> {
     let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
     super::sqlite::append_chained(&tx, events)?;
-    tx.prepare_cached(
-        "INSERT INTO audit_journal (id, segment, moved) VALUES (0, ?1, ?2)
-         ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, moved = excluded.moved",
-    )?
-    .execute(params![segment as i64, len as i64])?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO audit_journal (id, segment, moved) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET segment = excluded.segment, moved = excluded.moved",
+        )?;
+        for (&s, m) in at {
+            upsert.execute(params![s as i64, m.segment as i64, m.len as i64])?;
+        }
+    }
+    if let Some(n) = shards {
+        tx.execute(
+            "DELETE FROM audit_journal WHERE id >= ?1",
+            params![n as i64],
+        )?;
+    }
     tx.commit()
 }
 
-/// The segment and the length of it the table holds (all of the earlier segments).
-fn moved_so_far(w: &Connection) -> rusqlite::Result<(u64, u64)> {
-    let row: Option<(i64, i64)> = w
-        .query_row(
-            "SELECT segment, moved FROM audit_journal WHERE id = 0",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (segment, moved) = row.unwrap_or((0, 0));
-    Ok((segment as u64, moved as u64))
+/// How far each shard's journal is in the table.
+fn moved_so_far(w: &Connection) -> rusqlite::Result<BTreeMap<u64, Moved>> {
+    let mut st = w.prepare("SELECT id, segment, moved FROM audit_journal")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            Moved {
+                segment: r.get::<_, i64>(1)? as u64,
+                len: r.get::<_, i64>(2)? as u64,
+            },
+        ))
+    })?;
+    rows.collect()
 }
 
-fn segment_path(prefix: &Path, n: u64) -> PathBuf {
-    PathBuf::from(format!("{}.{n}", prefix.display()))
+fn segment_path(prefix: &Path, shard: u64, n: u64) -> PathBuf {
+    match shard {
+        0 => PathBuf::from(format!("{}.{n}", prefix.display())),
+        s => PathBuf::from(format!("{}-{s}.{n}", prefix.display())),
+    }
 }
 
 /// Takes the journal's lock file, or says that another server holds it.
@@ -258,26 +348,44 @@ fn lock(prefix: &Path) -> Result<File, String> {
     Ok(file)
 }
 
-/// The numbers of the segments on disk.
-fn segments(prefix: &Path) -> Result<Vec<u64>, String> {
+/// The segments on disk: each shard's numbers, in order.
+fn segments(prefix: &Path) -> Result<BTreeMap<u64, Vec<u64>>, String> {
     let dir = prefix.parent().unwrap_or(Path::new("."));
     let name = prefix
         .file_name()
-        .map(|n| format!("{}.", n.to_string_lossy()))
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    Ok(entries
-        .filter_map(|e| {
-            let file = e.ok()?.file_name();
-            file.to_str()?.strip_prefix(&name)?.parse().ok()
-        })
-        .collect())
+    let mut found: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&name)) else {
+            continue;
+        };
+        // `.<n>` (shard 0) or `-<s>.<n>`; anything else (the lock file) is not a segment.
+        let parsed = match rest.strip_prefix('-') {
+            Some(sharded) => sharded
+                .split_once('.')
+                .and_then(|(s, n)| Some((s.parse().ok()?, n.parse().ok()?))),
+            None => rest
+                .strip_prefix('.')
+                .and_then(|n| Some((0, n.parse().ok()?))),
+        };
+        if let Some((s, n)) = parsed {
+            found.entry(s).or_default().push(n);
+        }
+    }
+    for numbers in found.values_mut() {
+        numbers.sort_unstable();
+    }
+    Ok(found)
 }
 
 /// The events of a segment's whole lines from byte `skip` on, and the length they end at.
 /// A last line cut short (a crash in the middle of its `write`: never acknowledged) ends it.
-fn read_segment(path: &Path, skip: u64) -> Result<(Vec<AuditEvent>, u64), String> {
+fn read_segment(path: &Path, skip: u64) -> Result<(Vec<Vec<AuditEvent>>, u64), String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut reader = BufReader::new(file);
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(skip))
@@ -292,7 +400,7 @@ fn read_segment(path: &Path, skip: u64) -> Result<(Vec<AuditEvent>, u64), String
             break;
         }
         match serde_json::from_slice::<Vec<AuditEvent>>(&line) {
-            Ok(read) => events.extend(read),
+            Ok(read) => events.push(read),
             Err(_) => break,
         }
         len += n as u64;
@@ -300,8 +408,8 @@ fn read_segment(path: &Path, skip: u64) -> Result<(Vec<AuditEvent>, u64), String
     Ok((events, len))
 }
 
-fn create_segment(prefix: &Path, n: u64) -> Result<File, String> {
-    let path = segment_path(prefix, n);
+fn create_segment(prefix: &Path, shard: u64, n: u64) -> Result<File, String> {
+    let path = segment_path(prefix, shard, n);
     let mut options = OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -333,14 +441,27 @@ mod tests {
         (dir, path, conn)
     }
 
-    /// The journal opened as a server opens it (what it moves needs no sync in a test).
+    /// The journal opened as a server opens it, with one shard (what it moves needs no
+    /// sync in a test).
     fn reopen(path: &Path, conn: &mut Connection) -> Result<AuditJournal, String> {
-        AuditJournal::open(path, conn, || Ok(()))
+        reopen_sharded(path, conn, 1)
+    }
+
+    fn reopen_sharded(
+        path: &Path,
+        conn: &mut Connection,
+        shards: usize,
+    ) -> Result<AuditJournal, String> {
+        AuditJournal::open(path, conn, shards, || Ok(()))
     }
 
     fn read_of(key: &str) -> Vec<AuditEvent> {
+        read_at(key, 1)
+    }
+
+    fn read_at(key: &str, at_ms: i64) -> Vec<AuditEvent> {
         vec![AuditEvent {
-            at_ms: 1,
+            at_ms,
             workspace_id: "ws".into(),
             access_key_id: "k".into(),
             secret_key: key.into(),
@@ -369,10 +490,16 @@ mod tests {
         (rows.into_iter().map(|(k, _, _)| k).collect(), chained)
     }
 
+    fn prefix(path: &Path) -> PathBuf {
+        PathBuf::from(format!("{}-audit", path.display()))
+    }
+
+    /// Shard 0's segments on disk.
     fn segment_files(path: &Path) -> Vec<u64> {
-        let mut n = segments(&PathBuf::from(format!("{}-audit", path.display()))).unwrap();
-        n.sort_unstable();
-        n
+        segments(&prefix(path))
+            .unwrap()
+            .remove(&0)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -407,9 +534,9 @@ mod tests {
         assert!(j.has_pending());
         // A move under way has taken them out of `pending`: a listing must still wait for it.
         let moving = j.moving.lock().unwrap();
-        let taken = std::mem::take(&mut j.state.lock().unwrap().pending);
+        let taken = std::mem::take(&mut j.shard(0).pending);
         assert!(j.has_pending());
-        j.state.lock().unwrap().pending = taken;
+        j.shard(0).pending = taken;
         drop(moving);
         j.move_pending(&mut conn, || Ok(())).unwrap();
         assert!(!j.has_pending());
@@ -436,7 +563,7 @@ mod tests {
         let j = reopen(&path, &mut conn).unwrap();
         j.append(read_of("A")).unwrap();
         j.append(read_of("B")).unwrap();
-        let segment = segment_path(&PathBuf::from(format!("{}-audit", path.display())), 1);
+        let segment = segment_path(&prefix(&path), 0, 1);
         drop(j);
         // A write cut off in the middle (never acknowledged: its read had not answered).
         let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
@@ -459,7 +586,7 @@ mod tests {
         let j = reopen(&path, &mut conn).unwrap();
         let first = segment_files(&path);
         let mut n = 0;
-        while j.state.lock().unwrap().len < SEGMENT_BYTES {
+        while j.shard(0).len < SEGMENT_BYTES {
             j.append(read_of(&format!("K{n}"))).unwrap();
             n += 1;
         }
@@ -479,5 +606,141 @@ mod tests {
         let (keys, chained) = table(&conn);
         assert_eq!((keys.len(), chained), (n + 1, true));
         assert_eq!(keys.last().map(String::as_str), Some("LAST"));
+    }
+
+    /// The shards' rows in `audit_journal`.
+    fn rows(conn: &Connection) -> Vec<(u64, Moved)> {
+        moved_so_far(conn).unwrap().into_iter().collect()
+    }
+
+    #[test]
+    fn the_shards_events_are_moved_together_in_the_order_they_happened() {
+        let (_dir, path, mut conn) = database();
+        let j = reopen_sharded(&path, &mut conn, 3).unwrap();
+        assert_eq!(j.append_to(2, read_at("C", 30)).unwrap(), 1);
+        assert_eq!(j.append_to(0, read_at("A", 10)).unwrap(), 2);
+        assert_eq!(j.append_to(1, read_at("B", 20)).unwrap(), 3);
+        assert_eq!(
+            j.append_to(0, read_at("D", 40)).unwrap(),
+            4,
+            "pending in all shards"
+        );
+        assert!(j.has_pending());
+        j.move_pending(&mut conn, || Ok(())).unwrap();
+        assert!(!j.has_pending());
+        assert_eq!(
+            table(&conn),
+            (vec!["A".into(), "B".into(), "C".into(), "D".into()], true)
+        );
+        // Each shard wrote its own file, and the table says how far each is moved.
+        let on_disk = segments(&prefix(&path)).unwrap();
+        assert_eq!(on_disk.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        let moved: Vec<u64> = rows(&conn).iter().map(|(_, m)| m.len).collect();
+        assert!(moved.iter().all(|&len| len > 0), "{moved:?}");
+    }
+
+    #[test]
+    fn a_crash_with_more_shards_is_recovered_by_a_start_with_fewer() {
+        let (_dir, path, mut conn) = database();
+        let j = reopen_sharded(&path, &mut conn, 4).unwrap();
+        j.append_to(3, read_at("A", 1)).unwrap();
+        j.move_pending(&mut conn, || Ok(())).unwrap();
+        j.append_to(3, read_at("D", 4)).unwrap();
+        j.append_to(1, read_at("B", 2)).unwrap();
+        j.append_to(2, read_at("C", 3)).unwrap();
+        // Killed with three events only in shards 1 to 3; started again on fewer cores.
+        drop(j);
+        let j = reopen_sharded(&path, &mut conn, 2).unwrap();
+        assert_eq!(
+            table(&conn),
+            (vec!["A".into(), "B".into(), "C".into(), "D".into()], true)
+        );
+        let on_disk = segments(&prefix(&path)).unwrap();
+        assert_eq!(on_disk.keys().copied().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(rows(&conn).len(), 2, "the rows of shards 2 and 3 are gone");
+        // Again with more shards than ever: nothing is moved twice.
+        j.append_to(1, read_at("E", 5)).unwrap();
+        drop(j);
+        let _j = reopen_sharded(&path, &mut conn, 5).unwrap();
+        assert_eq!(table(&conn).0, ["A", "B", "C", "D", "E"]);
+        assert_eq!(rows(&conn).len(), 5);
+    }
+
+    #[test]
+    fn threads_append_to_shards_of_their_own() {
+        let (_dir, path, mut conn) = database();
+        let j = reopen_sharded(&path, &mut conn, 4).unwrap();
+        // Eight threads are eight numbers, so at least two shards (usually all four).
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let j = &j;
+                s.spawn(move || j.append(read_at(&format!("K{i}"), i)).unwrap());
+            }
+        });
+        let used = (0..4).filter(|&i| j.shard(i).len > 0).count();
+        assert!(used >= 2, "{used} shard(s) used");
+        j.move_pending(&mut conn, || Ok(())).unwrap();
+        assert_eq!(table(&conn).0.len(), 8);
+    }
+
+    #[test]
+    fn a_schema_v9_journal_row_is_shard_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        for m in &super::super::sqlite::MIGRATIONS[..9] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO audit_journal (id, segment, moved) VALUES (0, 7, 123)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        drop(conn);
+        drop(SqliteStorage::open_with(&path, AuditSync::EveryRead).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(
+            rows(&conn),
+            [(
+                0,
+                Moved {
+                    segment: 7,
+                    len: 123
+                }
+            )]
+        );
+        // A second shard has a row of its own now.
+        conn.execute(
+            "INSERT INTO audit_journal (id, segment, moved) VALUES (1, 1, 0)",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_move_that_fails_leaves_every_event_pending_for_the_next() {
+        let (_dir, path, mut conn) = database();
+        let j = reopen_sharded(&path, &mut conn, 2).unwrap();
+        j.append_to(1, read_at("B", 2)).unwrap();
+        j.append_to(0, read_at("A", 1)).unwrap();
+        // Another connection holds the write lock: the move cannot begin.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+        assert!(j.move_pending(&mut conn, || Ok(())).is_err());
+        assert!(j.has_pending());
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(j.append_to(1, read_at("C", 3)).unwrap(), 3);
+        j.move_pending(&mut conn, || Ok(())).unwrap();
+        assert!(!j.has_pending());
+        assert_eq!(
+            table(&conn),
+            (vec!["A".into(), "B".into(), "C".into()], true)
+        );
+        // Nothing is moved again by the next start.
+        drop(j);
+        let _j = reopen_sharded(&path, &mut conn, 2).unwrap();
+        assert_eq!(table(&conn).0, ["A", "B", "C"]);
     }
 }

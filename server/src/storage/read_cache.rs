@@ -14,14 +14,15 @@
 //! when full it is emptied and fills again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use super::StoredSecret;
 use ductape::SecretKey;
 
 #[derive(Default)]
 pub struct ReadCache {
-    held: Mutex<Held>,
+    /// Read by every read at once; written when rows are added or a change empties it.
+    held: RwLock<Held>,
 }
 
 #[derive(Default)]
@@ -84,7 +85,7 @@ impl ReadCache {
     /// The rows of `keys` held for `generation` (the one the caller just read), and the keys
     /// it must read itself.
     pub fn lookup(&self, generation: i64, workspace_id: &str, keys: &[SecretKey]) -> Lookup {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
         let rows = (held.generation == generation)
             .then(|| held.rows.get(workspace_id))
             .flatten();
@@ -113,7 +114,7 @@ impl ReadCache {
         workspace_id: &str,
         keys: &[SecretKey],
     ) -> Option<(i64, Vec<Arc<StoredSecret>>)> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner());
         let rows = held.rows.get(workspace_id)?;
         let found = keys
             .iter()
@@ -127,7 +128,7 @@ impl ReadCache {
         if rows.is_empty() {
             return;
         }
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
         if !held.move_to(generation) {
             return;
         }
@@ -224,16 +225,16 @@ mod tests {
         };
         let rows: Vec<Arc<StoredSecret>> = (0..400).map(big).collect();
         c.add(1, &rows);
-        let held = c.held.lock().unwrap();
+        let held = c.held.read().unwrap();
         assert!(held.bytes <= ReadCache::MAX_BYTES, "{}", held.bytes);
         assert!(held.len <= ReadCache::MAX_BYTES / 90_000, "{}", held.len);
         // The newest rows are the ones held.
         assert!(held.rows["w"].contains_key("K399"));
         drop(held);
         // The same row read again replaces itself: its weight is counted once.
-        let before = c.held.lock().unwrap().bytes;
+        let before = c.held.read().unwrap().bytes;
         c.add(1, &rows[399..]);
-        assert_eq!(c.held.lock().unwrap().bytes, before);
+        assert_eq!(c.held.read().unwrap().bytes, before);
     }
 
     #[test]
@@ -243,9 +244,9 @@ mod tests {
             .map(|i| row("w", &format!("K{i}"), 1))
             .collect();
         c.add(1, &many[..ReadCache::MAX_ROWS]);
-        assert_eq!(c.held.lock().unwrap().len, ReadCache::MAX_ROWS);
+        assert_eq!(c.held.read().unwrap().len, ReadCache::MAX_ROWS);
         c.add(1, &many[ReadCache::MAX_ROWS..]);
-        let held = c.held.lock().unwrap();
+        let held = c.held.read().unwrap();
         assert_eq!(held.len, 10);
         assert_eq!(held.rows["w"].len(), 10);
     }

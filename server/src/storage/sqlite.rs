@@ -35,7 +35,7 @@ use ductape::wire::{AuditEntry, AuditQuery, Permission};
 use ductape::{ErrorCode, SecretKey, TokenType};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_audit_chain.sql"),
     include_str!("../../migrations/sqlite/0003_keyring.sql"),
@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_secrets_generation.sql"),
     include_str!("../../migrations/sqlite/0008_audit_walks_by_id.sql"),
     include_str!("../../migrations/sqlite/0009_audit_journal.sql"),
+    include_str!("../../migrations/sqlite/0010_audit_journal_shards.sql"),
 ];
 
 /// The longest a read's audit event waits for its fsync in [`AuditSync::Grouped`] mode.
@@ -122,10 +123,9 @@ impl SqliteStorage {
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let wal = PathBuf::from(format!("{}-wal", path.display()));
         let mut storage = Self::prepare(conn, audit_sync, None, Some(wal))?;
-        let readers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(2, 8);
+        // A reader per core (a read holds one only while it reads), and a journal shard.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let readers = cores.clamp(2, 32);
         let mut pool = Vec::with_capacity(readers);
         for _ in 0..readers {
             let c = Connection::open(path)
@@ -142,7 +142,7 @@ impl SqliteStorage {
         if audit_sync == AuditSync::Grouped {
             let mut w = storage.writer.lock().unwrap_or_else(|e| e.into_inner());
             let wal = &storage.wal;
-            let journal = AuditJournal::open(path, &mut w, || wal.sync_committed())?;
+            let journal = AuditJournal::open(path, &mut w, cores, || wal.sync_committed())?;
             drop(w);
             storage.journal = Some(Arc::new(journal));
         }
