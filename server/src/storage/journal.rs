@@ -203,6 +203,17 @@ impl AuditJournal {
         let mut at = BTreeMap::new();
         let mut full = Vec::new();
         for i in 0..self.shards.len() {
+            // A full segment's successor is made before the shard is locked to swap it in:
+            // making it syncs the directory, which no append should wait for. Only a move
+            // starts segments, and this one holds `moving`.
+            let full_at = {
+                let s = self.shard(i);
+                (s.len >= SEGMENT_BYTES).then_some(s.segment)
+            };
+            let next = match full_at {
+                Some(n) => Some(create_segment(&self.prefix, i as u64, n + 1)?),
+                None => None,
+            };
             let mut s = self.shard(i);
             self.pending
                 .fetch_sub(s.pending.iter().map(Vec::len).sum(), Ordering::SeqCst);
@@ -214,9 +225,9 @@ impl AuditJournal {
                     len: s.len,
                 },
             );
-            if s.len >= SEGMENT_BYTES {
-                s.file = create_segment(&self.prefix, i as u64, s.segment + 1)?;
+            if let Some(file) = next {
                 full.push((i as u64, s.segment));
+                s.file = file;
                 s.segment += 1;
                 s.len = 0;
             }
