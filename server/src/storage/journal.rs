@@ -187,8 +187,11 @@ impl AuditJournal {
                 }
                 s.file.try_clone()
             };
-            file.and_then(|f| f.sync_data())
-                .map_err(|e| format!("cannot sync the audit journal: {e}"))?;
+            if let Err(e) = file.and_then(|f| f.sync_data()) {
+                // Still to sync: the next call tries again.
+                self.shard(i).unsynced = true;
+                return Err(format!("cannot sync the audit journal: {e}"));
+            }
         }
         Ok(())
     }
