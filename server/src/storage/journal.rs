@@ -12,9 +12,9 @@
 //! verification, pruning) and every change (whose own event is chained in its transaction)
 //! first moves what is pending, so the trail reads as if each event had been committed.
 //!
-//! The journal is in shards, one per core: each thread appends to its own shard (the
-//! server's workers, one per core, each to their own), so reads on different cores never
-//! wait for one lock or one file. A shard is a series of segment files, `<database>-audit.<n>`
+//! The journal is in shards, one per core up to [`MAX_SHARDS`]: each thread appends to its
+//! own shard (the server's workers, one per core, each to their own), so reads on different
+//! cores do not wait for one lock or one file. A shard is a series of segment files, `<database>-audit.<n>`
 //! for shard 0 and `<database>-audit-<s>.<n>` for shard `s`, one line of JSON per read. A
 //! move takes what every shard holds and chains it in the order the events happened. A new
 //! segment is started once the current one passes [`SEGMENT_BYTES`]; a segment is deleted
@@ -56,8 +56,8 @@ pub(super) struct AuditJournal {
     /// `<prefix>.lock`, locked while this journal is open: a second server on the same
     /// database would move (and delete) the segments this one appends to.
     _lock: File,
-    /// Each thread appends to one shard ([`this_threads_shard`]): with one shard per core,
-    /// reads on different cores never wait for each other's `write`.
+    /// Each thread appends to one shard ([`this_threads_shard`]): with a shard per core,
+    /// reads on different cores do not wait for each other's `write`.
     shards: Vec<Mutex<Shard>>,
     /// Events appended and not yet taken by a move, in all shards (changed under the lock
     /// of the shard they are in).
