@@ -285,7 +285,8 @@ def floor() -> Target:
 
 def wrk(t: Target, conns: int, seconds: float, write: bool = False, cpus: str | None = None,
         threads: int = 1) -> dict[str, float]:
-    """wrk against one target: requests per second and the latency median in µs."""
+    """wrk against one target: requests per second, the latency median in µs, and the CPU
+    seconds wrk itself used."""
     binary = WRK_DIR / "usr" / "bin" / "wrk"
     env = {"LD_LIBRARY_PATH": str(WRK_DIR / "usr" / "lib" / "x86_64-linux-gnu")}
     script = SCRATCH / f"wrk-{t.name}-{'w' if write else 'r'}.lua"
@@ -302,8 +303,11 @@ def wrk(t: Target, conns: int, seconds: float, write: bool = False, cpus: str | 
             t.url + path_part]
     if cpus:
         args = ["taskset", "-c", cpus] + args
+    before = os.times()
     out = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True,
                          timeout=seconds + 60, check=True).stdout
+    after = os.times()
+    cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     if "Non-2xx" in out and not t.not_modified:
         log = SCRATCH / f"{t.name}.log"
         tail = log.read_text()[-3000:] if log.exists() else ""
@@ -312,7 +316,8 @@ def wrk(t: Target, conns: int, seconds: float, write: bool = False, cpus: str | 
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
     assert p50, out
     scale = {"us": 1.0, "ms": 1e3, "s": 1e6}[p50.group(2)]
-    return {"rps": rps, "p50_us": float(p50.group(1)) * scale}
+    return {"rps": rps, "p50_us": float(p50.group(1)) * scale, "cpu_s": cpu_s,
+            "seconds": max(1, round(seconds))}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -470,17 +475,28 @@ def server_cases(a: argparse.Namespace, rows: list[Row]) -> None:
         per_cpu = Row("  reads per server CPU-second, 2 cores vs 1 core", "req/CPU-s", "2 cores", "1 core",
                       "higher", "≈ 1×")
 
+        # And the most two cores could serve with wrk beside the server: 2 CPU-seconds over
+        # what a read costs the server and wrk together (their CPU times in the 2-core run),
+        # against what one core served. Below the target, no server of that cost reaches it.
+        gen = Row("  wrk's CPU per read", "µs", "2 cores", "1 core", "lower")
+        ceiling = Row("  at most, 2 cores shared with wrk (no idle) vs 1 core", "req/s", "2 cores", "1 core",
+                      "higher")
+
         def measured(t: Target, side: str) -> float:
             before, t0 = cpu_seconds(t.proc.pid), time.monotonic()
             # One wrk thread: the least CPU taken from the server's first core.
-            rps = wrk(t, 16, d, cpus="0", threads=1)["rps"]
+            w = wrk(t, 16, d, cpus="0", threads=1)
+            rps = w["rps"]
             used = (cpu_seconds(t.proc.pid) - before) / (time.monotonic() - t0)
             getattr(busy, side).append(used)
             getattr(per_cpu, side).append(rps / used)
+            wrk_per_read = w["cpu_s"] / (rps * w["seconds"])
+            getattr(gen, side).append(wrk_per_read * 1e6)
+            getattr(ceiling, side).append(2 / (used / rps + wrk_per_read) if side == "ours" else rps)
             return rps
 
         interleaved(a.repeats, [(cores, lambda: measured(two, "ours"), lambda: measured(one, "peer"))])
-        rows += [cores, busy, per_cpu]
+        rows += [cores, busy, per_cpu, gen, ceiling]
         one.proc.kill()
         two.proc.kill()
 
