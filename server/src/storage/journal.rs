@@ -655,6 +655,14 @@ mod tests {
         assert_eq!(on_disk.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
         let moved: Vec<u64> = rows(&conn).iter().map(|(_, m)| m.len).collect();
         assert!(moved.iter().all(|&len| len > 0), "{moved:?}");
+        // Read events name keys, apps and access keys: every shard's file is the owner's alone.
+        #[cfg(unix)]
+        for (s, numbers) in &on_disk {
+            use std::os::unix::fs::PermissionsExt;
+            let path = segment_path(&prefix(&path), *s, numbers[0]);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
     }
 
     #[test]
