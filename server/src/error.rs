@@ -30,6 +30,16 @@ impl ApiError {
         ApiError::new(ErrorCode::Internal, "internal server error")
     }
 
+    /// The storage cannot serve now (a lost database, a full or failing disk): 503 with
+    /// `Retry-After`, so clients retry. `why` goes to the log; `message` to the caller.
+    pub fn unavailable(message: impl Into<String>, why: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %why, "storage unavailable");
+        ApiError {
+            retry_after_secs: Some(2),
+            ..ApiError::new(ErrorCode::Unavailable, message)
+        }
+    }
+
     pub fn not_found(key: &str) -> Self {
         ApiError::new(
             ErrorCode::SecretNotFound,

@@ -270,6 +270,17 @@ impl AuditJournal {
     }
 }
 
+#[cfg(test)]
+impl AuditJournal {
+    /// Makes every append fail as on a full disk: each shard's segment reopened read-only.
+    pub(super) fn fail_appends(&self) {
+        for i in 0..self.shards.len() {
+            let mut s = self.shard(i);
+            s.file = File::open(segment_path(&self.prefix, i as u64, s.segment)).unwrap();
+        }
+    }
+}
+
 /// The shard this thread appends to: threads are numbered as they first append, so the
 /// server's workers (one per core) each have a shard of their own.
 fn this_threads_shard() -> usize {

@@ -50,19 +50,13 @@ fn db(e: tokio_postgres::Error) -> ApiError {
     // A statement the database cancelled (statement_timeout) or a lost connection is the
     // database being unavailable, not a bug: 503 with Retry-After.
     if e.is_closed() || e.code() == Some(&SqlState::QUERY_CANCELED) {
-        tracing::warn!(error = %e, "database unavailable");
-        return unavailable();
+        return unavailable(&e);
     }
     ApiError::internal(format!("database error: {e}"))
 }
 
-fn unavailable() -> ApiError {
-    let mut e = ApiError::new(
-        ErrorCode::Unavailable,
-        "the database is unavailable: try again shortly",
-    );
-    e.retry_after_secs = Some(2);
-    e
+fn unavailable(why: &dyn std::fmt::Display) -> ApiError {
+    ApiError::unavailable("the database is unavailable: try again shortly", why)
 }
 
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
@@ -150,10 +144,10 @@ impl PostgresStorage {
     }
 
     async fn conn(&self) -> Result<Object, ApiError> {
-        self.pool.get().await.map_err(|e| {
-            tracing::warn!(error = %e, "no database connection");
-            unavailable()
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| unavailable(&format!("no database connection: {e}")))
     }
 
     /// Runs one storage step with the [`DB_TIMEOUT`].
@@ -163,10 +157,7 @@ impl PostgresStorage {
     ) -> Result<T, ApiError> {
         tokio::time::timeout(DB_TIMEOUT, step)
             .await
-            .unwrap_or_else(|_| {
-                tracing::warn!("the database did not answer in time");
-                Err(unavailable())
-            })
+            .unwrap_or_else(|_| Err(unavailable(&"the database did not answer in time")))
     }
 }
 

@@ -634,6 +634,21 @@ fn move_journal(journal: &AuditJournal, w: &mut Connection, wal: &WalSync) -> Re
 }
 
 fn db(e: rusqlite::Error) -> ApiError {
+    // A full or failing disk, or a lock another process holds past the busy timeout, is the
+    // database being unavailable, not a bug: 503 with Retry-After (the transaction that met
+    // it changed nothing).
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+        if matches!(
+            f.code,
+            DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked
+        ) {
+            return ApiError::unavailable(
+                "the database cannot be used now (its disk is full or failing, or another process holds it): nothing was changed; try again shortly",
+                &e,
+            );
+        }
+    }
     ApiError::internal(format!("database error: {e}"))
 }
 
@@ -1614,7 +1629,13 @@ impl Storage for SqliteStorage {
             return Ok(());
         }
         if let Some(journal) = &self.journal {
-            if journal.append(events).map_err(ApiError::internal)? >= MAX_PENDING {
+            let pending = journal.append(events).map_err(|e| {
+                ApiError::unavailable(
+                    "the audit trail cannot be written now (the server's disk is full or failing), so nothing is read: try again shortly",
+                    &e,
+                )
+            })?;
+            if pending >= MAX_PENDING {
                 self.move_journal().await?;
             }
             return Ok(());
@@ -1942,6 +1963,59 @@ mod tests {
             .unwrap();
         let version = answers.first().map(|a| a.as_ref().unwrap().version);
         (version, applied.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_event_cannot_be_written_is_refused_with_503_and_nothing_pends() {
+        let (_dir, s, other) = storage_and_writer_beside();
+        assert_eq!(audited_read(&s, "A").await.0, Some(1));
+        s.move_journal().await.unwrap();
+        s.journal.as_ref().unwrap().fail_appends();
+        let applied = AtomicUsize::new(0);
+        let rule: ReadRule = Box::new(|found: Vec<Arc<StoredSecret>>| {
+            applied.fetch_add(1, Ordering::Relaxed);
+            (found.into_iter().map(Ok).collect(), vec![event(7)])
+        });
+        let e = s
+            .read_secrets("ws", &[SecretKey::parse("A").unwrap()], rule)
+            .await
+            .expect_err("a read whose event cannot be written answers nothing");
+        assert_eq!((e.code, e.status().as_u16()), (ErrorCode::Unavailable, 503));
+        assert_eq!(e.retry_after_secs, Some(2));
+        assert!(e.message.contains("audit trail"), "{}", e.message);
+        assert!(!s.journal.as_ref().unwrap().has_pending());
+        s.move_journal().await.unwrap();
+        assert_eq!(
+            details(&other).len(),
+            1,
+            "only the first read is in the trail"
+        );
+    }
+
+    #[test]
+    fn a_full_or_failing_disk_or_a_held_lock_is_503_and_other_faults_500() {
+        let failure = |code: std::ffi::c_int| {
+            db(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                Some("detail".into()),
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+        ] {
+            let e = failure(code);
+            assert_eq!(
+                (e.code, e.retry_after_secs),
+                (ErrorCode::Unavailable, Some(2))
+            );
+            assert!(!e.message.contains("detail"), "{}", e.message);
+        }
+        let e = failure(rusqlite::ffi::SQLITE_CORRUPT);
+        assert_eq!((e.code, e.status().as_u16()), (ErrorCode::Internal, 500));
+        assert_eq!(e.message, "internal server error");
     }
 
     fn details(other: &Connection) -> Vec<String> {
