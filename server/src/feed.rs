@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::retrying::Retrying;
 use crate::state::AppState;
 use crate::storage::ChangeRow;
 
@@ -56,11 +57,15 @@ impl Feed {
 
 /// Reads new rows and broadcasts them in id order, until the server stops.
 async fn poll(st: Arc<AppState>, workspace: String, tx: broadcast::Sender<Arc<ChangeRow>>) {
+    let mut reading = Retrying::new("the change feed cannot read the database");
     let mut floor = loop {
         match st.storage.change_bounds(&workspace).await {
-            Ok((_, latest)) => break latest.unwrap_or(0),
+            Ok((_, latest)) => {
+                reading.outcome(Ok::<(), String>(()));
+                break latest.unwrap_or(0);
+            }
             Err(e) => {
-                tracing::warn!(error = %e.message, "the change feed cannot read the database; retrying");
+                reading.outcome(Err(e.message));
                 tokio::time::sleep(POLL * 5).await;
             }
         }
@@ -72,9 +77,12 @@ async fn poll(st: Arc<AppState>, workspace: String, tx: broadcast::Sender<Arc<Ch
         every.tick().await;
         let after = held.keys().next_back().copied().unwrap_or(floor).max(floor);
         match st.storage.changes_after(&workspace, after, 1000).await {
-            Ok(rows) => held.extend(rows.into_iter().map(|r| (r.id, r))),
+            Ok(rows) => {
+                reading.outcome(Ok::<(), String>(()));
+                held.extend(rows.into_iter().map(|r| (r.id, r)));
+            }
             Err(e) => {
-                tracing::warn!(error = %e.message, "the change feed cannot read the database; retrying");
+                reading.outcome(Err(e.message));
                 continue;
             }
         }

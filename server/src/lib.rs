@@ -28,6 +28,7 @@ pub mod feed;
 pub mod listen;
 pub mod metrics;
 pub mod protocol_errors;
+pub mod retrying;
 pub mod routes;
 pub mod self_wake;
 pub mod state;

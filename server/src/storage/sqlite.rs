@@ -29,6 +29,7 @@ use super::{
     StoredAccessKey, StoredSecret, Workspace,
 };
 use crate::error::ApiError;
+use crate::retrying::Retrying;
 use ductape::audit::GENESIS;
 use ductape::crypto::Keyring;
 use ductape::wire::{AuditEntry, AuditQuery, Permission};
@@ -604,57 +605,6 @@ fn spawn_wal_keeper(storage: &SqliteStorage) -> Result<(), String> {
         })
         .map(drop)
         .map_err(|e| format!("cannot start the WAL thread: {e}"))
-}
-
-/// A step the WAL thread retries every turn (10 ms): its failure is logged when it starts,
-/// then at most every [`Retrying::EVERY`] with how many turns failed meanwhile, and its end
-/// once. Logged every turn, a full disk wrote a hundred lines a second, to the disk that was
-/// full. (By hand: `tracing` has no rate limit, and this is a clock and a counter.)
-struct Retrying {
-    what: &'static str,
-    every: Duration,
-    /// While failing: when it was last logged, and the failures since.
-    failing: Option<(std::time::Instant, u64)>,
-}
-
-impl Retrying {
-    const EVERY: Duration = Duration::from_secs(10);
-
-    fn new(what: &'static str) -> Self {
-        Retrying {
-            what,
-            every: Self::EVERY,
-            failing: None,
-        }
-    }
-
-    /// Notes a turn's outcome; returns whether it logged.
-    fn outcome<E: std::fmt::Display>(&mut self, r: Result<(), E>) -> bool {
-        let now = std::time::Instant::now();
-        match (r, &mut self.failing) {
-            (Ok(()), None) => false,
-            (Ok(()), Some((_, failures))) => {
-                tracing::warn!(failures = *failures, "{}: recovered", self.what);
-                self.failing = None;
-                true
-            }
-            (Err(e), None) => {
-                tracing::error!(error = %e, "{}; retrying", self.what);
-                self.failing = Some((now, 0));
-                true
-            }
-            (Err(e), Some((logged, failures))) => {
-                *failures += 1;
-                if now.duration_since(*logged) < self.every {
-                    return false;
-                }
-                tracing::error!(error = %e, failures = *failures, "{}; still retrying", self.what);
-                *logged = now;
-                *failures = 0;
-                true
-            }
-        }
-    }
 }
 
 /// Copies the whole WAL into the database file, on the writer between two commits, so that
@@ -2064,22 +2014,6 @@ mod tests {
         let e = failure(rusqlite::ffi::SQLITE_CORRUPT);
         assert_eq!((e.code, e.status().as_u16()), (ErrorCode::Internal, 500));
         assert_eq!(e.message, "internal server error");
-    }
-
-    #[test]
-    fn a_failure_retried_every_turn_is_logged_when_it_starts_rarely_then_and_when_it_ends() {
-        let mut r = Retrying::new("step");
-        let failed: Result<(), &str> = Err("disk full");
-        assert!(!r.outcome(Ok::<(), &str>(())));
-        assert!(r.outcome(failed), "the first failure");
-        assert!((0..100).all(|_| !r.outcome(failed)), "then quiet");
-        assert_eq!(r.failing.map(|(_, n)| n), Some(100));
-        r.every = Duration::ZERO;
-        assert!(r.outcome(failed), "once the interval has passed");
-        assert_eq!(r.failing.map(|(_, n)| n), Some(0));
-        assert!(r.outcome(Ok::<(), &str>(())), "the recovery");
-        assert!(!r.outcome(Ok::<(), &str>(())));
-        assert!(r.failing.is_none());
     }
 
     fn details(other: &Connection) -> Vec<String> {
