@@ -29,6 +29,15 @@ pub fn ductape_bin() -> PathBuf {
     bin
 }
 
+/// How a server process is started.
+enum Launch<'a> {
+    Plain,
+    /// Under a descriptor limit (soft and hard).
+    FdLimit(u32),
+    /// Allowed only these CPUs (`taskset -c`).
+    OnCpus(&'a str),
+}
+
 /// A running server process. Killed on drop.
 pub struct Server {
     child: Option<Child>,
@@ -61,6 +70,18 @@ impl Server {
         let mut args = vec!["--data-dir", dir.as_str()];
         args.extend_from_slice(flags);
         Server::start(&args, Some(data_dir.to_path_buf()))
+    }
+
+    /// A persistent server on `data_dir` that may run only on `cpus` (`taskset -c`): it sees
+    /// that many cores (its workers, readers and journal shards follow).
+    pub fn persistent_on_cpus(data_dir: &Path, cpus: &str) -> Server {
+        let dir = data_dir.to_str().expect("utf-8 path").to_owned();
+        Server::start_wrapped(
+            &["--data-dir", &dir],
+            Some(data_dir.to_path_buf()),
+            Some("debug"),
+            Launch::OnCpus(cpus),
+        )
     }
 
     /// A persistent server on `data_dir` (fresh or existing).
@@ -98,16 +119,31 @@ impl Server {
         rust_log: Option<&str>,
         fd_limit: Option<u32>,
     ) -> Server {
+        let launch = fd_limit.map_or(Launch::Plain, Launch::FdLimit);
+        Server::start_wrapped(extra, data_dir, rust_log, launch)
+    }
+
+    fn start_wrapped(
+        extra: &[&str],
+        data_dir: Option<PathBuf>,
+        rust_log: Option<&str>,
+        launch: Launch<'_>,
+    ) -> Server {
         let log_dir = tempfile::tempdir().expect("tempdir");
         let log_path = log_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut cmd = match fd_limit {
-            None => Command::new(ductape_bin()),
-            Some(n) => {
+        let mut cmd = match launch {
+            Launch::Plain => Command::new(ductape_bin()),
+            Launch::FdLimit(n) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
                     .arg(ductape_bin());
+                c
+            }
+            Launch::OnCpus(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(ductape_bin());
                 c
             }
         };

@@ -119,13 +119,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_write() {
 #[tokio::test]
 async fn audit_events_past_the_retention_are_pruned() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::persistent(data.path());
-    let key = server.setup().await;
-    let d = server.client().await;
-    d.secrets()
-        .create(CreateSecret::new("AUDITED", "v"))
-        .await
-        .unwrap();
+    let (mut server, key, d) = server_with_secret(data.path(), &[], "AUDITED").await;
     d.secrets().fetch("AUDITED").await.unwrap();
     d.secrets().fetch("AUDITED").await.unwrap();
     assert!(server.stop().success());
@@ -169,13 +163,7 @@ async fn audit_events_past_the_retention_are_pruned() {
 /// read events the audit trail kept.
 async fn reads_audited_across_kill_9(flags: &[&str], n: usize) -> usize {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::persistent_with(data.path(), flags);
-    let key = server.setup().await;
-    let d = server.client().await;
-    d.secrets()
-        .create(CreateSecret::new("READ_ME", "v"))
-        .await
-        .unwrap();
+    let (mut server, key, d) = server_with_secret(data.path(), flags, "READ_ME").await;
     for _ in 0..n {
         d.secrets().fetch("READ_ME").await.unwrap();
     }
@@ -203,9 +191,97 @@ async fn every_acknowledged_read_is_audited_after_a_kill_9_with_grouped_sync() {
 }
 
 #[tokio::test]
+async fn reads_on_every_core_are_audited_after_a_kill_9_and_a_restart_on_one_core() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, key, d) = server_with_secret(data.path(), &[], "READ_ME").await;
+    // 16 readers at once, each on connections of its own: every worker appends to its shard.
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    d.secrets().fetch("READ_ME").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let shard_files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("ductape.sqlite-audit") && !n.ends_with(".lock"))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = shard_files(data.path());
+    if cores >= 2 {
+        assert!(
+            before
+                .iter()
+                .any(|n| n.starts_with("ductape.sqlite-audit-1.")),
+            "a second shard was written: {before:?}"
+        );
+    }
+    server.kill9();
+    // Started again with one core (one shard): the others' events are moved all the same.
+    let mut server = Server::persistent_on_cpus(data.path(), "0");
+    server.access_key = Some(key);
+    let d = server.client().await;
+    let mut reads = 0;
+    let mut before = None;
+    loop {
+        let page = d
+            .audit(&ductape::AuditQuery {
+                secret_key: Some("READ_ME".into()),
+                limit: Some(1000),
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        reads += page.events.iter().filter(|e| e.action == "read").count();
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(reads, 16 * 25, "every acknowledged read, once");
+    assert!(d.verify_audit().await.unwrap().is_ok());
+    let after = shard_files(data.path());
+    assert!(
+        after
+            .iter()
+            .all(|n| !n.starts_with("ductape.sqlite-audit-")),
+        "only shard 0 remains: {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn every_read_sync_also_keeps_every_event() {
     assert_eq!(
         reads_audited_across_kill_9(&["--audit-sync", "every-read"], 50).await,
         50
     );
+}
+
+/// A persistent server on `data` (with `flags`), set up, with secret `key` created: the
+/// server, its admin key and a client.
+async fn server_with_secret(
+    data: &std::path::Path,
+    flags: &[&str],
+    key: &str,
+) -> (Server, String, ductape::Ductape) {
+    let mut server = Server::persistent_with(data, flags);
+    let admin = server.setup().await;
+    let d = server.client().await;
+    d.secrets()
+        .create(CreateSecret::new(key, "v"))
+        .await
+        .unwrap();
+    (server, admin, d)
 }
