@@ -1,7 +1,11 @@
 use std::fmt;
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
-/// A plaintext secret value: zeroized when dropped, redacted in `Debug` and `Display`.
+/// A plaintext secret value: zeroized when dropped (its last copy), redacted in `Debug` and
+/// `Display`. Copies share the one buffer: a value a client keeps (its cache, the last value
+/// a data key opened) is handed out without copying the text, allocating or zeroizing.
 ///
 /// ```
 /// use ductape::Plaintext;
@@ -10,11 +14,11 @@ use zeroize::Zeroizing;
 /// assert_eq!(format!("{v:?}"), "Plaintext([redacted])");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Plaintext(Zeroizing<String>);
+pub struct Plaintext(Arc<Zeroizing<String>>);
 
 impl Plaintext {
     pub fn new(value: String) -> Self {
-        Plaintext(Zeroizing::new(value))
+        Plaintext(Arc::new(Zeroizing::new(value)))
     }
 
     /// The value itself. The name makes every read of a secret visible in review.
@@ -52,5 +56,22 @@ impl fmt::Debug for Plaintext {
 impl fmt::Display for Plaintext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_share_one_buffer_and_stay_redacted() {
+        let a = Plaintext::from("sk_live_canary");
+        let b = a.clone();
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.expose().as_ptr(), b.expose().as_ptr()));
+        drop(a);
+        assert_eq!(b.expose(), "sk_live_canary");
+        assert_eq!(format!("{b:?} {b}"), "Plaintext([redacted]) [redacted]");
+        assert_ne!(b, Plaintext::from("other"));
     }
 }
