@@ -174,6 +174,10 @@ fn copy<'py>(
     let py = obj.py();
     match node(obj)? {
         Node::Text(text) => {
+            // A string that is one reference becomes the value's string straight away.
+            if let Some(value) = references::substitute_sole(text, &|k| values.get(k)) {
+                return Ok(PyString::new(py, value.map_err(errors::to_py)?).into_any());
+            }
             // The value passes through Rust on its way to the Python string: zeroized here.
             let out = Zeroizing::new(
                 references::substitute_text(text, &|| trail.pointer(), &|k| values.get(k))

@@ -78,6 +78,18 @@ pub fn may_reference(s: &str) -> bool {
     s.contains('$')
 }
 
+/// The key of a string that is one reference and nothing else (`"$Token{KEY}"`, the common
+/// case), read without the general walk; `None` for anything else, which [`each_piece`]
+/// reads (errors included).
+fn sole_reference(s: &str) -> Option<&str> {
+    let name = s.strip_prefix(OPEN)?.strip_suffix('}')?;
+    SecretKey::check(name).ok().map(|()| name)
+}
+
+fn no_value(key: &str) -> Error {
+    Error::invalid_field(format!("no value for secret '{key}'"))
+}
+
 /// Calls `f` on each piece of `s` in order (empty text left out); `place` names where `s`
 /// is, for errors.
 fn each_piece<'a>(
@@ -156,6 +168,12 @@ pub struct Found(IndexSet<SecretKey, foldhash::fast::RandomState>);
 impl Found {
     /// Adds the keys `s` references; `place` names where `s` is, for an error.
     pub fn scan(&mut self, s: &str, place: &dyn Fn() -> String) -> Result<(), Error> {
+        if let Some(name) = sole_reference(s) {
+            if !self.0.contains(name) {
+                self.0.insert(SecretKey::checked(name));
+            }
+            return Ok(());
+        }
         each_piece(s, place, |piece| {
             if let Piece::Ref(name) = piece {
                 if !self.0.contains(name) {
@@ -188,19 +206,29 @@ pub fn substitute_text<V: AsRef<str>>(
     place: &dyn Fn() -> String,
     value_of: &dyn Fn(&str) -> Option<V>,
 ) -> Result<String, Error> {
+    if let Some(value) = substitute_sole(s, value_of) {
+        return value.map(|v| v.as_ref().to_owned());
+    }
     let mut out = String::new();
     each_piece(s, place, |piece| {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Ref(k) => out.push_str(
-                value_of(k)
-                    .ok_or_else(|| Error::invalid_field(format!("no value for secret '{k}'")))?
-                    .as_ref(),
-            ),
+            Piece::Ref(k) => out.push_str(value_of(k).ok_or_else(|| no_value(k))?.as_ref()),
         }
         Ok(())
     })?;
     Ok(out)
+}
+
+/// What [`substitute_text`] makes of `s` when `s` is one reference and nothing else: the
+/// value itself, as `value_of` gives it (a binding builds its string from it without a copy
+/// in between). `None` for any other string.
+pub fn substitute_sole<V>(
+    s: &str,
+    value_of: &dyn Fn(&str) -> Option<V>,
+) -> Option<Result<V, Error>> {
+    let key = sole_reference(s)?;
+    Some(value_of(key).ok_or_else(|| no_value(key)))
 }
 
 /// A copy of `config` with every string put through [`substitute_text`].
@@ -349,5 +377,60 @@ mod tests {
         assert_eq!(e.message(), "no value for secret 'Z'");
         assert!(!may_reference("plain") && may_reference("$"));
         assert_eq!(pointer([]), "/");
+    }
+
+    #[test]
+    fn a_string_that_is_one_reference_reads_as_the_general_walk_reads_it() {
+        let value_of = |k: &str| match k {
+            "A" => Some("va"),
+            "B" => Some("vb"),
+            "a.b-c_9" => Some("dotted"),
+            _ => None,
+        };
+        let place = || "/x".to_owned();
+        let cases = [
+            ("$Token{A}", Some("va")),
+            ("$Token{a.b-c_9}", Some("dotted")),
+            ("$Token{A}}", None),
+            ("$Token{A}$Token{B}", None),
+            ("$$Token{A}", None),
+            ("x$Token{A}", None),
+            ("$Token{}", None),
+            ("$Token{A", None),
+        ];
+        for (text, sole) in cases {
+            let fast = substitute_sole(text, &value_of).map(|r| r.unwrap());
+            assert_eq!(fast, sole, "{text}");
+            // The whole substitution is the same with or without the shortcut.
+            let mut general = String::new();
+            let walked = each_piece(text, &place, |piece| {
+                match piece {
+                    Piece::Text(t) => general.push_str(t),
+                    Piece::Ref(k) => general.push_str(value_of(k).ok_or_else(|| no_value(k))?),
+                }
+                Ok(())
+            });
+            match substitute_text(text, &place, &value_of) {
+                Ok(out) => {
+                    walked.unwrap();
+                    assert_eq!(out, general, "{text}");
+                }
+                Err(e) => assert_eq!(
+                    Some(e.message().to_owned()),
+                    walked.err().map(|w| w.message().to_owned()),
+                    "{text}"
+                ),
+            }
+        }
+        let missing = substitute_sole("$Token{MISSING}", &value_of)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(missing.message(), "no value for secret 'MISSING'");
+        let mut found = Found::default();
+        found.scan("$Token{A}", &place).unwrap();
+        found.scan("$Token{A}", &place).unwrap();
+        found.scan("$Token{B} and $Token{A}", &place).unwrap();
+        let keys: Vec<String> = found.into_keys().iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["A", "B"]);
     }
 }
