@@ -169,19 +169,22 @@ impl Found {
     /// Adds the keys `s` references; `place` names where `s` is, for an error.
     pub fn scan(&mut self, s: &str, place: &dyn Fn() -> String) -> Result<(), Error> {
         if let Some(name) = sole_reference(s) {
-            if !self.0.contains(name) {
-                self.0.insert(SecretKey::checked(name));
-            }
+            self.add(name);
             return Ok(());
         }
         each_piece(s, place, |piece| {
             if let Piece::Ref(name) = piece {
-                if !self.0.contains(name) {
-                    self.0.insert(SecretKey::checked(name));
-                }
+                self.add(name);
             }
             Ok(())
         })
+    }
+
+    /// Adds a well-formed key name, unless it is there already.
+    fn add(&mut self, name: &str) {
+        if !self.0.contains(name) {
+            self.0.insert(SecretKey::checked(name));
+        }
     }
 
     pub fn into_keys(self) -> Vec<SecretKey> {

@@ -76,7 +76,7 @@ impl Server {
     /// that many cores (its workers, readers and journal shards follow).
     pub fn persistent_on_cpus(data_dir: &Path, cpus: &str) -> Server {
         let dir = data_dir.to_str().expect("utf-8 path").to_owned();
-        Server::start_wrapped(
+        Server::start_full(
             &["--data-dir", &dir],
             Some(data_dir.to_path_buf()),
             Some("debug"),
@@ -102,7 +102,7 @@ impl Server {
     pub fn dev_with_fd_limit(flags: &[&str], limit: u32) -> Server {
         let mut args = vec!["--dev"];
         args.extend_from_slice(flags);
-        Server::start_full(&args, None, Some("debug"), Some(limit))
+        Server::start_full(&args, None, Some("debug"), Launch::FdLimit(limit))
     }
 
     fn start(extra: &[&str], data_dir: Option<PathBuf>) -> Server {
@@ -110,20 +110,10 @@ impl Server {
     }
 
     fn start_logging(extra: &[&str], data_dir: Option<PathBuf>, rust_log: Option<&str>) -> Server {
-        Server::start_full(extra, data_dir, rust_log, None)
+        Server::start_full(extra, data_dir, rust_log, Launch::Plain)
     }
 
     fn start_full(
-        extra: &[&str],
-        data_dir: Option<PathBuf>,
-        rust_log: Option<&str>,
-        fd_limit: Option<u32>,
-    ) -> Server {
-        let launch = fd_limit.map_or(Launch::Plain, Launch::FdLimit);
-        Server::start_wrapped(extra, data_dir, rust_log, launch)
-    }
-
-    fn start_wrapped(
         extra: &[&str],
         data_dir: Option<PathBuf>,
         rust_log: Option<&str>,

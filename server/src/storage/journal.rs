@@ -118,9 +118,7 @@ impl AuditJournal {
         durable()?;
         for (&s, numbers) in &on_disk {
             for &n in numbers {
-                let path = segment_path(&prefix, s, n);
-                std::fs::remove_file(&path)
-                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                remove_segment(&prefix, s, n)?;
             }
         }
         let mut opened = Vec::with_capacity(shards);
@@ -217,10 +215,9 @@ impl AuditJournal {
                 let s = self.shard(i);
                 (s.len >= SEGMENT_BYTES).then_some(s.segment)
             };
-            let next = match full_at {
-                Some(n) => Some(create_segment(&self.prefix, i as u64, n + 1)?),
-                None => None,
-            };
+            let next = full_at
+                .map(|n| create_segment(&self.prefix, i as u64, n + 1))
+                .transpose()?;
             let mut s = self.shard(i);
             self.pending
                 .fetch_sub(s.pending.iter().map(Vec::len).sum(), Ordering::SeqCst);
@@ -255,9 +252,7 @@ impl AuditJournal {
         if !full.is_empty() {
             durable()?;
             for (s, n) in full {
-                let path = segment_path(&self.prefix, s, n);
-                std::fs::remove_file(&path)
-                    .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                remove_segment(&self.prefix, s, n)?;
             }
         }
         Ok(())
@@ -435,6 +430,11 @@ fn read_segment(path: &Path, skip: u64) -> Result<(Vec<Vec<AuditEvent>>, u64), S
         len += n as u64;
     }
     Ok((events, len))
+}
+
+fn remove_segment(prefix: &Path, shard: u64, n: u64) -> Result<(), String> {
+    let path = segment_path(prefix, shard, n);
+    std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
 }
 
 fn create_segment(prefix: &Path, shard: u64, n: u64) -> Result<File, String> {

@@ -1969,9 +1969,7 @@ mod tests {
         assert_eq!(audited_read(&s, "A").await.0, Some(1));
         s.move_journal().await.unwrap();
         s.journal.as_ref().unwrap().fail_appends();
-        let applied = AtomicUsize::new(0);
         let rule: ReadRule = Box::new(|found: Vec<Arc<StoredSecret>>| {
-            applied.fetch_add(1, Ordering::Relaxed);
             (found.into_iter().map(Ok).collect(), vec![event(7)])
         });
         let e = s
